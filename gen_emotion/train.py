@@ -1,0 +1,233 @@
+"""LoRA (or QLoRA) supervised fine-tuning with TRL's ``SFTTrainer``.
+
+Tweets become conversational prompt-completion examples, so the loss is on the assistant turn
+only; a slice of the training rows is kept aside for validation loss, which picks the
+checkpoint that is saved. The adapter and tokenizer land in ``RUN_DIR/adapter``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gen_emotion.data import EmotionData
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.models import resolve_model
+from gen_emotion.prompts import build_example, load_templates, truncate_text
+from gen_emotion.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def torch_dtype(name: str, *, for_cuda: bool) -> Any:
+    """The torch dtype for a recipe dtype name; ``auto`` is bf16 on CUDA and fp32 on CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if for_cuda else torch.float32
+    return getattr(torch, name)
+
+
+def load_tokenizer(model_path: str, recipe: Recipe) -> Any:
+    """The model's tokenizer, with a pad token and right padding for training."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_path, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(recipe: Recipe) -> Any:
+    """bitsandbytes 4-bit nf4 with double quantisation, or ``None`` when the recipe does not ask for it."""
+    if not recipe.model.load_in_4bit:
+        return None
+    if not cuda_available():
+        raise GenEmotionError(
+            f"recipe {recipe.name!r} sets model.load_in_4bit (QLoRA), which needs a CUDA GPU and bitsandbytes; "
+            "this machine has no CUDA: run it on a GPU pod or override model.load_in_4bit=false"
+        )
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_model(model_path: str, recipe: Recipe) -> Any:
+    """The base causal LM, quantised to 4 bits when the recipe asks (CUDA only)."""
+    from transformers import AutoModelForCausalLM
+
+    quant = quantization_config(recipe)
+    on_cuda = cuda_available()
+    kwargs: dict[str, Any] = {
+        "revision": recipe.model.revision,
+        "trust_remote_code": recipe.model.trust_remote_code,
+        "dtype": torch_dtype(recipe.model.dtype, for_cuda=on_cuda),
+    }
+    if recipe.model.attn_implementation:
+        kwargs["attn_implementation"] = recipe.model.attn_implementation
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0}
+    return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+
+
+def split_train_eval(n_rows: int, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded indices of the rows to train on and the rows kept for validation loss."""
+    order = np.random.default_rng(recipe.train.seed).permutation(n_rows)
+    n_eval = min(recipe.data.eval_rows, max(n_rows - 1, 0))
+    eval_idx, train_idx = order[:n_eval], order[n_eval:]
+    if recipe.data.max_train_rows is not None:
+        train_idx = train_idx[: recipe.data.max_train_rows]
+    if len(train_idx) == 0:
+        raise GenEmotionError("no training rows left after setting aside data.eval_rows")
+    return np.sort(train_idx), np.sort(eval_idx)
+
+
+def build_dataset(data: EmotionData, tokenizer: Any, recipe: Recipe) -> Any:
+    """A ``datasets.Dataset`` of conversational prompt-completion examples."""
+    from datasets import Dataset
+
+    if data.labels is None:
+        raise GenEmotionError(f"{data.source}: training needs labels")
+    templates = load_templates(recipe.prompt.template)
+    rows = [
+        build_example(
+            truncate_text(tokenizer, text, recipe.prompt.max_text_tokens),
+            vector,
+            templates,
+            recipe.prompt.target_format,
+        )
+        for text, vector in zip(data.texts, data.labels)
+    ]
+    return Dataset.from_list(rows)
+
+
+def lora_config(recipe: Recipe, task_type: str = "CAUSAL_LM") -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=recipe.lora.target_modules,
+        task_type=task_type,
+    )
+
+
+def sft_config(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
+    """TRL's ``SFTConfig`` from the recipe's ``train`` section."""
+    from trl import SFTConfig
+
+    t = recipe.train
+    if has_eval and t.save_steps % t.eval_steps != 0:
+        raise GenEmotionError(
+            f"recipe {recipe.name!r}: train.save_steps ({t.save_steps}) must be a multiple of "
+            f"train.eval_steps ({t.eval_steps}) to keep the checkpoint with the best validation loss"
+        )
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        optim=t.optim,
+        bf16=t.bf16,
+        use_cpu=not cuda_available(),
+        gradient_checkpointing=t.gradient_checkpointing,
+        max_length=t.max_length,
+        completion_only_loss=True,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_loss" if has_eval else None,
+        greater_is_better=False if has_eval else None,
+        logging_steps=t.logging_steps,
+        report_to=t.report_to,
+        seed=t.seed,
+        data_seed=t.seed,
+        dataloader_num_workers=0,
+    )
+
+
+def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
+    """Fine-tune the recipe's model on ``data``; save the adapter and tokenizer in ``run_dir/adapter``.
+
+    Resumes from the last checkpoint in ``run_dir/checkpoints`` if an earlier run was interrupted.
+    Returns training figures (steps, losses, seconds).
+    """
+    from trl import SFTTrainer
+
+    started = time.perf_counter()
+    model_path = resolve_model(recipe.model.name)
+    tokenizer = load_tokenizer(model_path, recipe)
+    train_idx, eval_idx = split_train_eval(len(data), recipe)
+    train_set = build_dataset(data.subset(train_idx), tokenizer, recipe)
+    eval_set = build_dataset(data.subset(eval_idx), tokenizer, recipe) if len(eval_idx) else None
+    log.info("training on %d rows, validation loss on %d rows", len(train_idx), len(eval_idx))
+
+    checkpoints = run_dir / CHECKPOINT_DIR
+    trainer = SFTTrainer(
+        model=load_model(model_path, recipe),
+        args=sft_config(recipe, checkpoints, has_eval=eval_set is not None),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe),
+    )
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if resume:
+        log.info("resuming training from the last checkpoint in %s", checkpoints)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+
+    adapter_dir = run_dir / ADAPTER_DIR
+    trainer.save_model(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    history = trainer.state.log_history
+    (run_dir / "train_log.json").write_text(json.dumps(history, indent=1))
+    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    summary = {
+        "train_rows": int(len(train_idx)),
+        "eval_rows": int(len(eval_idx)),
+        "steps": int(trainer.state.global_step),
+        "train_loss": float(result.training_loss),
+        "best_eval_loss": float(min(eval_losses)) if eval_losses else None,
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
+        if trainer.state.best_model_checkpoint
+        else None,
+        "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter holds the chosen weights
+    log.info("training done: %s", summary)
+    return summary
