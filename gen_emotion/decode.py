@@ -51,27 +51,33 @@ ALIASES: dict[str, str] = {
     "surprising": "surprise",
     "trusting": "trust",
     "trusted": "trust",
+    "optimist": "optimism",
+    "pessimist": "pessimism",
 }
 """Word forms that name a label."""
 
 NOT_MISSPELLINGS: frozenset[str] = frozenset(
     {
-        "danger",
-        "ranger",
-        "hanger",
-        "manger",
-        "finger",
-        "linger",
-        "ginger",
-        "longer",
-        "madness",
-        "badness",
-        "truth",
-        "crust",
-        "thrust",
+        "acer", "adler", "after", "agar", "aged", "ages", "alder", "alter", "amber", "amer", "anders",
+        "andes", "anew", "ange", "angel", "angela", "angelo", "angels", "angie", "angle", "angled", "anglers",
+        "angles", "anglo", "angst", "angus", "anne", "annex", "answer", "ante", "anwar", "asher", "avenger",
+        "badger", "banged", "banger", "bangor", "banker", "banner", "banter", "brunt", "brush", "bust",
+        "cancer", "changer", "crest", "crush", "crust", "crusty", "dagger", "dancer", "danger", "dangers",
+        "digest", "discuss", "disguise", "disrupt", "distrust", "dust", "eager", "engel", "enter", "ernst",
+        "faust", "finger", "frost", "fruit", "ginger", "granger", "grunt", "gust", "hangar", "hanged",
+        "hanger", "hangers", "hardness", "harness", "hunger", "infer", "inner", "inter", "jagger", "just",
+        "lager", "lander", "lange", "larger", "linger", "longer", "lust", "madness", "manager", "manger",
+        "manner", "must", "niger", "optimize", "optimum", "optimus", "participation", "range", "ranged",
+        "ranger", "rangers", "ranges", "rest", "ringer", "roger", "ruse", "rush", "russ", "rust", "rusty",
+        "singer", "strut", "sunrise", "tanker", "tanner", "test", "thrust", "thus", "tiger", "toast", "tout",
+        "tract", "trait", "trash", "treat", "trent", "tres", "tris", "trish", "trot", "trout", "truce",
+        "truck", "true", "truly", "trump", "trunk", "truss", "trustee", "truth", "twist", "under", "wager",
+        "wander", "wenger", "winger", "wrist", "xander"
     }
 )
-"""Real words within edit distance 2 of a label that must not be read as that label."""
+"""Real words within edit distance 2 of a label that must not be read as that label: the words of
+4+ letters among the 30,000 most frequent English words (wordfreq) that are that close to a label
+of 5+ letters, less the label's own inflections (``surprises``, ``trusts``, ``saddest``...)."""
 
 _FUZZY_TARGETS = tuple(label for label in LABELS if len(label) >= 5)
 _MAX_EDITS = 2

@@ -13,7 +13,10 @@ from gen_emotion.labels import LABELS, NUM_LABELS
 
 def check_label_matrix(y: Any, name: str = "y") -> np.ndarray:
     """Return ``y`` as an ``(n, 11)`` int array of zeros and ones, or raise ``ValueError``."""
-    arr = np.asarray(y)
+    try:
+        arr = np.asarray(y)
+    except ValueError:  # ragged rows
+        raise ValueError(f"{name} must have shape (n, {NUM_LABELS}); its rows have different lengths") from None
     if arr.ndim != 2 or arr.shape[1] != NUM_LABELS:
         raise ValueError(f"{name} must have shape (n, {NUM_LABELS}), got {arr.shape}")
     if not np.isin(arr, (0, 1)).all():

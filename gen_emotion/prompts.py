@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 import numpy as np
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from gen_emotion.errors import GenEmotionError
@@ -63,7 +64,7 @@ def load_templates(name: str = "default") -> PromptTemplates:
 def _render(template: jinja2.Template, **values: Any) -> str:
     try:
         return template.render(labels=list(LABELS), **values).strip()
-    except jinja2.UndefinedError as err:
+    except (jinja2.UndefinedError, SecurityError) as err:
         raise GenEmotionError(f"prompt template {template.name or ''}: {err.message}") from None
 
 
