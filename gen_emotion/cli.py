@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", type=Path, required=True, help="the test CSV whose IDs and order the submission follows")
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     p.set_defaults(func=cmd_export)
+
+    from gen_emotion.launch import add_commands
+
+    add_commands(sub)
     return parser
 
 

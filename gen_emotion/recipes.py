@@ -105,6 +105,8 @@ class TrainArgs:
     """bf16 autocast (CPU with AMX, CUDA); on CUDA the weights are loaded in bf16 too."""
     gradient_checkpointing: bool = False
     """Trade compute for memory; only worth it when activations do not fit."""
+    completion_positions_only: bool = True
+    """On CPU, put only the target positions through the LM head (TRL does so itself on CUDA)."""
     eval_steps: int = 50
     save_steps: int = 50
     logging_steps: int = 10
@@ -130,7 +132,11 @@ class GenerateArgs:
     tensor_parallel_size: int = 1
     """vLLM: GPUs a model is split over."""
     gpu_memory_utilization: float = 0.9
-    """vLLM: share of device memory for weights and KV cache (about 0.3 on CPU)."""
+    """vLLM on a GPU: share of device memory for weights and KV cache (on CPU 0.3 is used)."""
+    vllm_lora: bool = False
+    """vLLM: serve the adapter with ``LoRARequest`` instead of a merged copy of the model."""
+    vllm_max_num_seqs: int | None = None
+    """vLLM: cap on sequences per engine step (``None``: vLLM's default)."""
 
 
 @dataclass

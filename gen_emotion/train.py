@@ -180,14 +180,49 @@ def sft_config(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
     )
 
 
+def _completion_loss_trainer() -> type:
+    """``SFTTrainer`` whose CPU loss projects only the completion positions through the LM head.
+
+    TRL's fused LM head scores only labelled positions on Triton devices (CUDA) but every position
+    elsewhere: on CPU that is a full-vocabulary pass (49k x hidden) over every prompt token, for a
+    loss on the few target tokens. Here, on CPU, the backbone runs once and only the positions whose
+    next token is labelled go through the head. Elsewhere TRL's own loss is used unchanged.
+    """
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class CompletionLossTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if not self.args.completion_loss_only_positions or next(model.parameters()).device.type != "cpu":
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            mode = "train" if model.training else "eval"
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            labels = inputs["labels"][:, 1:]
+            backbone_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
+            hidden = base.base_model(**backbone_inputs, use_cache=False).last_hidden_state[:, :-1]
+            mask = labels != -100
+            logits = base.get_output_embeddings()(hidden[mask]).float()
+            targets = labels[mask]
+            denominator = num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp(min=1)
+            loss = F.cross_entropy(logits, targets, reduction="sum") / denominator
+            with torch.no_grad():
+                accuracy = (logits.argmax(-1) == targets).float().mean().item() if len(targets) else 0.0
+            self._metrics[mode]["mean_token_accuracy"].append(accuracy)
+            if mode == "train" and "attention_mask" in inputs:
+                self._total_train_tokens += int(inputs["attention_mask"].sum())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return (loss, None) if return_outputs else loss
+
+    return CompletionLossTrainer
+
+
 def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     """Fine-tune the recipe's model on ``data``; save the adapter and tokenizer in ``run_dir/adapter``.
 
     Resumes from the last checkpoint in ``run_dir/checkpoints`` if an earlier run was interrupted.
     Returns training figures (steps, losses, seconds).
     """
-    from trl import SFTTrainer
-
     started = time.perf_counter()
     model_path = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(model_path, recipe)
@@ -197,9 +232,11 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     log.info("training on %d rows, validation loss on %d rows", len(train_idx), len(eval_idx))
 
     checkpoints = run_dir / CHECKPOINT_DIR
-    trainer = SFTTrainer(
+    args = sft_config(recipe, checkpoints, has_eval=eval_set is not None)
+    args.completion_loss_only_positions = recipe.train.completion_positions_only
+    trainer = _completion_loss_trainer()(
         model=load_model(model_path, recipe),
-        args=sft_config(recipe, checkpoints, has_eval=eval_set is not None),
+        args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,

@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Run one gen-emotion command on a GPU pod, or with --local DIR in a folder of this machine, and leave a DONE
+# or FAILED marker (exit status and the log's tail) in the run folder WORKSPACE/runs/NAME.
+#
+#   runpod/entry.sh [options] [COMMAND [RECIPE [OVERRIDE ...]]]
+#
+# COMMAND is run (default), cv or predict; RECIPE a recipe file or a shipped recipe's name; OVERRIDEs are
+# section.key=value. Every option falls back to an environment variable: that is how `gen-emotion launch`
+# configures a pod, whose image runs this script with no arguments.
+#   --local DIR               the workspace is DIR instead of /workspace; exit with the command's status
+#                             (no sshd, no keep-alive, caches left where they are)
+#   --data PATH|URL           GEN_EMOTION_DATA: a folder, a .tar.gz/.zip, file:// or http(s):// URL holding
+#                             train.csv and test.csv (default: the shipped sample)
+#   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 trains
+#                             with accelerate and adds generate.tensor_parallel_size=N
+#   --accelerate-config X     GEN_EMOTION_ACCELERATE_CONFIG: ddp (default), fsdp or zero3 (recipes/accelerate/)
+#   --run-name NAME           GEN_EMOTION_RUN_NAME (default: the recipe's file name)
+#   --force                   GEN_EMOTION_FORCE=1: run although a DONE or FAILED marker is there
+#   --dry-run                 print the commands, run nothing, write nothing
+# Other variables: GEN_EMOTION_COMMAND, GEN_EMOTION_RECIPE_B64 (the recipe YAML in base64, what launch sends),
+# GEN_EMOTION_RECIPE (a path), GEN_EMOTION_OVERRIDES (space-separated), GEN_EMOTION_IDLE_STOP_MIN (pod: stop
+# the pod this long after the run, 0 never; default 60), GEN_EMOTION_BIN (default: gen-emotion on PATH),
+# ACCELERATE_BIN (default: next to GEN_EMOTION_BIN, else accelerate on PATH), GEN_EMOTION_PYTHON.
+# The image has everything installed: this script installs nothing.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HOME_DIR=$(dirname "$HERE")
+TAIL_LINES=60
+SECRETS=(HF_TOKEN HUGGING_FACE_HUB_TOKEN WANDB_API_KEY RUNPOD_API_KEY)
+
+say() { printf '[entry %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+# Pod only: stay up for fetching, then stop the pod (RunPod gives each pod RUNPOD_POD_ID and a pod-scoped
+# RUNPOD_API_KEY); a container whose main process exits would be restarted by RunPod.
+keep_alive() {
+    local minutes=${GEN_EMOTION_IDLE_STOP_MIN:-60}
+    if [ "$minutes" -gt 0 ] 2>/dev/null && [ -n "${RUNPOD_POD_ID:-}" ]; then
+        say "the pod stops itself in $minutes min (its /workspace volume is kept): fetch the run before"
+        sleep $((minutes * 60))
+        "${GEN_EMOTION_PYTHON:-python3}" -c 'import os, runpod; runpod.api_key = os.environ["RUNPOD_API_KEY"]; runpod.stop_pod(os.environ["RUNPOD_POD_ID"])' \
+            || say "could not stop the pod: stop it with gen-emotion stop $RUNPOD_POD_ID"
+    fi
+    exec sleep infinity
+}
+
+# An error before the job could start. On a pod, exiting would make RunPod restart the container, again and
+# again: keep it up instead (and let it stop itself).
+die() {
+    say "error: $*" >&2
+    if [ -z "${LOCAL_DIR:-}" ] && [ -n "${RUNPOD_POD_ID:-}" ]; then keep_alive; fi
+    exit 2
+}
+
+LOCAL_DIR="" DRY_RUN=0
+DATA=${GEN_EMOTION_DATA:-}
+GPUS=${GEN_EMOTION_GPUS:-}
+ACCELERATE_CONFIG=${GEN_EMOTION_ACCELERATE_CONFIG:-ddp}
+RUN_NAME=${GEN_EMOTION_RUN_NAME:-}
+FORCE=${GEN_EMOTION_FORCE:-0}
+POSITIONAL=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --local) LOCAL_DIR=${2:?--local needs a folder}; shift 2 ;;
+        --data) DATA=${2?--data needs a path or URL}; shift 2 ;;
+        --gpus) GPUS=${2:?--gpus needs a number}; shift 2 ;;
+        --accelerate-config) ACCELERATE_CONFIG=${2:?--accelerate-config needs ddp, fsdp or zero3}; shift 2 ;;
+        --run-name) RUN_NAME=${2:?--run-name needs a name}; shift 2 ;;
+        --force) FORCE=1; shift ;;
+        --dry-run) DRY_RUN=1; shift ;;
+        -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        --) shift; POSITIONAL+=("$@"); break ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) POSITIONAL+=("$1"); shift ;;
+    esac
+done
+
+COMMAND=${POSITIONAL[0]:-${GEN_EMOTION_COMMAND:-run}}
+RECIPE=${POSITIONAL[1]:-}
+if [ ${#POSITIONAL[@]} -gt 2 ]; then
+    OVERRIDES=("${POSITIONAL[@]:2}")
+else
+    read -r -a OVERRIDES <<< "${GEN_EMOTION_OVERRIDES:-}"
+fi
+case $COMMAND in run|cv|predict) ;; *) die "unknown command '$COMMAND': use run, cv or predict" ;; esac
+case $ACCELERATE_CONFIG in ddp|fsdp|zero3) ;; *) die "unknown accelerate config '$ACCELERATE_CONFIG'" ;; esac
+
+if [ -n "$LOCAL_DIR" ]; then
+    WS=$(realpath -m "$LOCAL_DIR") || die "bad folder $LOCAL_DIR"
+else
+    WS=/workspace
+    # Models and caches on the volume: they survive a stop/resume of the pod.
+    export HF_HOME=${HF_HOME:-$WS/.cache/huggingface}
+    export GEN_EMOTION_CACHE=${GEN_EMOTION_CACHE:-$WS/.cache/gen-emotion}
+fi
+
+BIN=${GEN_EMOTION_BIN:-gen-emotion}
+BIN_DIR=$(dirname "$(command -v "$BIN" 2>/dev/null || echo "$BIN")")
+if [ -z "${ACCELERATE_BIN:-}" ]; then
+    if [ -x "$BIN_DIR/accelerate" ]; then ACCELERATE_BIN=$BIN_DIR/accelerate; else ACCELERATE_BIN=accelerate; fi
+fi
+if [ -z "${GEN_EMOTION_PYTHON:-}" ]; then
+    if [ -x "$BIN_DIR/python" ]; then GEN_EMOTION_PYTHON=$BIN_DIR/python; else GEN_EMOTION_PYTHON=python3; fi
+fi
+if [ -z "$GPUS" ]; then
+    GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU') || true
+    [ "${GPUS:-0}" -ge 1 ] 2>/dev/null || GPUS=1
+fi
+[[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "--gpus must be a positive number, got '$GPUS'"
+
+if [ -z "$RUN_NAME" ]; then
+    if [ -n "$RECIPE" ]; then RUN_NAME=$(basename "$RECIPE" .yaml); else RUN_NAME=${GEN_EMOTION_RECIPE:+$(basename "$GEN_EMOTION_RECIPE" .yaml)}; fi
+    RUN_NAME=${RUN_NAME:-run}
+fi
+RUN=$WS/runs/$RUN_NAME
+LOG=$RUN/entry.log
+
+# Copy stdin to stdout with the values of secret variables replaced by *** (literal match, line by line).
+redact() {
+    SECRET_NAMES="${SECRETS[*]}" awk '
+        BEGIN { n = split(ENVIRON["SECRET_NAMES"], names, " ")
+                for (i = 1; i <= n; i++) { v = ENVIRON[names[i]]; if (length(v) >= 4) secret[++k] = v } }
+        { line = $0
+          for (i = 1; i <= k; i++) {
+              out = ""
+              while ((p = index(line, secret[i])) > 0) {
+                  out = out substr(line, 1, p - 1) "***"; line = substr(line, p + length(secret[i]))
+              }
+              line = out line
+          }
+          print line; fflush() }'
+}
+
+# A URL without its query string (a presigned URL's signature is a credential).
+public_url() { case $1 in *\?*) printf '%s?***\n' "${1%%\?*}" ;; *) printf '%s\n' "$1" ;; esac; }
+
+# Run a command, or print it in a dry run.
+run_cmd() {
+    if [ "$DRY_RUN" = 1 ]; then printf '+'; printf ' %q' "$@"; printf '\n'; return 0; fi
+    say "$(printf '%q ' "$@")"
+    "$@"
+}
+
+# Write the recipe passed inline (base64) to a file; print the recipe argument for gen-emotion.
+resolve_recipe() {
+    if [ -n "$RECIPE" ]; then printf '%s\n' "$RECIPE"; return 0; fi
+    if [ -n "${GEN_EMOTION_RECIPE_B64:-}" ]; then
+        local path=$WS/recipes/$RUN_NAME.yaml
+        if [ "$DRY_RUN" != 1 ]; then
+            if ! mkdir -p "$WS/recipes" || ! printf '%s' "$GEN_EMOTION_RECIPE_B64" | base64 -d > "$path"; then
+                say "error: cannot write GEN_EMOTION_RECIPE_B64 (base64 YAML) to $path" >&2; return 2
+            fi
+        fi
+        printf '%s\n' "$path"; return 0
+    fi
+    if [ -n "${GEN_EMOTION_RECIPE:-}" ]; then printf '%s\n' "$GEN_EMOTION_RECIPE"; return 0; fi
+    say "error: no recipe: pass RECIPE, or set GEN_EMOTION_RECIPE_B64 or GEN_EMOTION_RECIPE" >&2
+    return 2
+}
+
+# Make the data a folder holding train.csv and test.csv (download and unpack as needed); print the folder.
+prepare_data() {
+    local source=$1
+    if [ "$DRY_RUN" = 1 ]; then printf '%s\n' "$WS/data/$RUN_NAME"; return 0; fi
+    "$GEN_EMOTION_PYTHON" - "$source" "$WS/data/$RUN_NAME" <<'PY'
+import shutil, sys, tarfile, urllib.parse, urllib.request, zipfile
+from pathlib import Path
+
+source, dest = sys.argv[1], Path(sys.argv[2])
+shown = source.split("?", 1)[0] + ("?***" if "?" in source else "")
+
+
+def data_folder(root: Path) -> Path:
+    for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        if (folder / "train.csv").is_file() and (folder / "test.csv").is_file():
+            return folder
+    sys.exit(f"entry: {shown}: no train.csv and test.csv (at the top or one folder down)")
+
+
+scheme = urllib.parse.urlsplit(source).scheme.lower()
+if scheme == "file":
+    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path))
+elif scheme in ("http", "https"):
+    unpacked = dest / "unpacked"
+    if unpacked.is_dir():  # downloaded before this pod restart
+        print(data_folder(unpacked))
+        sys.exit(0)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "download"
+    try:
+        with urllib.request.urlopen(source, timeout=300) as response, path.open("wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as err:  # URLError and HTTPError too; their text holds no URL
+        sys.exit(f"entry: {shown}: download failed: {err}")
+elif len(scheme) > 1:
+    sys.exit(f"entry: {shown}: use a folder, a file:// or an http(s):// URL (for S3: a presigned https URL)")
+else:
+    path = Path(source)
+
+if path.is_dir():
+    print(data_folder(path.resolve()))
+    sys.exit(0)
+if not path.is_file():
+    sys.exit(f"entry: {shown}: no such file or folder")
+unpacked = dest / "unpacked"
+shutil.rmtree(unpacked, ignore_errors=True)
+unpacked.mkdir(parents=True)
+if tarfile.is_tarfile(path):
+    with tarfile.open(path) as archive:
+        archive.extractall(unpacked, filter="data")
+elif zipfile.is_zipfile(path):
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(unpacked)
+else:
+    sys.exit(f"entry: {shown}: not a folder, a .tar(.gz) or a .zip")
+print(data_folder(unpacked))
+PY
+}
+
+# The steps of the job; their output goes, secrets redacted, to entry.log and stdout.
+run_job() {
+    local recipe data_dir="" overrides=("${OVERRIDES[@]}") io_args=()
+    say "command $COMMAND, run folder $RUN, $GPUS GPU(s)"
+    recipe=$(resolve_recipe) || return 2
+    if [ -n "$DATA" ]; then
+        say "data: $(public_url "$DATA")"
+        data_dir=$(prepare_data "$DATA") || return 2
+        say "data folder: $data_dir"
+        io_args=(--data "$data_dir")
+    fi
+    if [ "$GPUS" -gt 1 ] && [[ " ${overrides[*]} " != *" generate.tensor_parallel_size="* ]]; then
+        overrides+=("generate.tensor_parallel_size=$GPUS")
+    fi
+    io_args+=(--out "$RUN")
+    if [ "$COMMAND" = run ] && [ "$GPUS" -gt 1 ]; then
+        # Train with one process per GPU, then generate in one process (tensor parallel over all the GPUs).
+        run_cmd "$ACCELERATE_BIN" launch --config_file "$HOME_DIR/recipes/accelerate/$ACCELERATE_CONFIG.yaml" \
+            --num_processes "$GPUS" "$HERE/train_multi_gpu.py" "$recipe" "${overrides[@]}" "${io_args[@]}" || return
+    fi
+    run_cmd "$BIN" "$COMMAND" "$recipe" "${overrides[@]}" "${io_args[@]}"
+}
+
+# DONE or FAILED: exit status, when, and the log's last lines; written atomically.
+write_marker() {
+    local status=$1 name=DONE
+    [ "$status" -eq 0 ] || name=FAILED
+    rm -f "$RUN/DONE" "$RUN/FAILED"
+    {
+        echo "exit_status=$status"
+        echo "command=$COMMAND"
+        echo "run=$RUN"
+        echo "gpus=$GPUS"
+        echo "finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "seconds=$SECONDS"
+        echo "--- last $TAIL_LINES lines of entry.log ---"
+        tail -n "$TAIL_LINES" "$LOG" 2>/dev/null
+    } > "$RUN/.$name.tmp" && mv "$RUN/.$name.tmp" "$RUN/$name"
+    say "$name: exit status $status ($RUN/$name)"
+}
+
+# Pod only: let `gen-emotion fetch` in over SSH with the account's keys RunPod passes as PUBLIC_KEY.
+start_sshd() {
+    if [ -z "${PUBLIC_KEY:-}" ] || ! command -v sshd > /dev/null; then
+        say "no PUBLIC_KEY or no sshd: SSH is off"; return 0
+    fi
+    mkdir -p ~/.ssh /run/sshd && chmod 700 ~/.ssh
+    printf '%s\n' "$PUBLIC_KEY" >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys
+    ssh-keygen -A > /dev/null && "$(command -v sshd)" && say "sshd started"
+}
+
+main() {
+    if [ "$DRY_RUN" = 1 ]; then run_job; return; fi
+    [ -z "$LOCAL_DIR" ] && start_sshd
+    if [ "$FORCE" != 1 ] && { [ -f "$RUN/DONE" ] || [ -f "$RUN/FAILED" ]; }; then
+        local marker=$RUN/DONE
+        [ -f "$marker" ] || marker=$RUN/FAILED
+        say "$marker exists: not running again (--force or GEN_EMOTION_FORCE=1 to rerun)"
+        [ -z "$LOCAL_DIR" ] && keep_alive
+        return "$(sed -n 's/^exit_status=//p' "$marker" | head -n 1 | grep -E '^[0-9]+$' || echo 1)"
+    fi
+    mkdir -p "$RUN" || die "cannot create $RUN"
+    run_job 2>&1 | redact | tee -a "$LOG"
+    local status=${PIPESTATUS[0]}
+    write_marker "$status"
+    [ -z "$LOCAL_DIR" ] && keep_alive
+    return "$status"
+}
+
+main

@@ -1,0 +1,188 @@
+"""``runpod/entry.sh`` in local mode: the pod's steps run in a folder of this machine, with the environment
+``gen-emotion launch`` gives a pod; plus the multi-GPU command lines (dry run), the markers, and the image,
+SkyPilot and multi-GPU training files."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, SAMPLE_DIR
+
+from gen_emotion.launch import LaunchOptions, plan_launch
+from gen_emotion.recipes import load_recipe, recipe_from_dict
+
+ENTRY = REPO_ROOT / "runpod" / "entry.sh"
+CPU_RECIPE = REPO_ROOT / "recipes" / "smollm2-135m-cpu.yaml"
+GEN_EMOTION_BIN = Path(sys.executable).with_name("gen-emotion")
+TINY = ["train.max_steps=2", "data.eval_rows=0", "generate.batch_size=16"]
+
+
+def entry(args: list[str], env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run entry.sh with this venv's gen-emotion and no pod or secret variables but those in ``env``."""
+    drop = ("HF_TOKEN", "WANDB_API_KEY", "RUNPOD_API_KEY", "RUNPOD_POD_ID", "PUBLIC_KEY")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GEN_EMOTION_") and k not in drop}
+    full_env = {**base, "GEN_EMOTION_BIN": str(GEN_EMOTION_BIN), **(env or {})}
+    return subprocess.run(
+        ["bash", str(ENTRY), *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO_ROOT
+    )
+
+
+def marker_fields(path: Path) -> dict[str, str]:
+    head = path.read_text().split("\n---", 1)[0]
+    return dict(line.split("=", 1) for line in head.splitlines())
+
+
+def pod_environment(overrides: list[str], name: str, gpus: int = 1) -> dict[str, str]:
+    """The environment launch would give a pod for the CPU recipe (secrets left out)."""
+    options = LaunchOptions(recipe=str(CPU_RECIPE), overrides=overrides, name=name, gpus=gpus, image="x/y:1")
+    return plan_launch(options, {}).request["env"]
+
+
+def test_dry_run_multi_gpu_trains_with_accelerate_then_generates_in_one_process(tmp_path):
+    workspace = tmp_path / "ws"
+    result = entry(["--local", str(workspace), "--dry-run", "--gpus", "4", "--accelerate-config", "fsdp",
+                    "run", str(CPU_RECIPE), "train.max_steps=2"])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    run_dir = workspace / "runs" / "smollm2-135m-cpu"
+    config = REPO_ROOT / "recipes" / "accelerate" / "fsdp.yaml"
+    assert len(commands) == 2, result.stdout
+    assert commands[0].startswith(f"{GEN_EMOTION_BIN.with_name('accelerate')} launch --config_file {config} ")
+    assert f"--num_processes 4 {REPO_ROOT / 'runpod' / 'train_multi_gpu.py'} {CPU_RECIPE}" in commands[0]
+    assert commands[1].startswith(f"{GEN_EMOTION_BIN} run {CPU_RECIPE} ")
+    for command in commands:
+        assert command.endswith(f"train.max_steps=2 generate.tensor_parallel_size=4 --out {run_dir}")
+    assert config.is_file()
+    assert not workspace.exists()  # a dry run writes nothing
+
+
+def test_dry_run_takes_the_pod_environment_from_launch(tmp_path):
+    env = pod_environment(["train.max_steps=3"], "pod-run", gpus=2)
+    result = entry(["--local", str(tmp_path / "ws"), "--dry-run"], env)
+    assert result.returncode == 0, result.stderr
+    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    recipe_file = tmp_path / "ws" / "recipes" / "pod-run.yaml"
+    assert "recipes/accelerate/ddp.yaml --num_processes 2" in commands[0]
+    assert commands[1] == f"{GEN_EMOTION_BIN} run {recipe_file} generate.tensor_parallel_size=2 " + (
+        f"--out {tmp_path / 'ws' / 'runs' / 'pod-run'}"
+    )
+
+
+def test_failing_run_leaves_failed_with_status_and_log_tail(tmp_path):
+    workspace = tmp_path / "ws"
+    secret = "hf_entry-test-secret-42"
+    args = ["--local", str(workspace), "run", str(CPU_RECIPE), f"train.{secret}=1"]
+    result = entry(args, {"HF_TOKEN": secret})
+    assert result.returncode == 2
+    run_dir = workspace / "runs" / "smollm2-135m-cpu"
+    failed = run_dir / "FAILED"
+    assert failed.is_file() and not (run_dir / "DONE").exists()
+    fields = marker_fields(failed)
+    assert fields["exit_status"] == "2" and fields["command"] == "run"
+    text = failed.read_text()
+    assert "--- last 60 lines of entry.log ---" in text
+    assert "gen-emotion: error:" in text and "unknown key 'train.***'" in text
+    # The secret's value is redacted everywhere the run writes or prints.
+    for output in (text, (run_dir / "entry.log").read_text(), result.stdout, result.stderr):
+        assert secret not in output
+    # A marker stops a rerun (a restarted pod must not pay for the same failure twice)...
+    again = entry(args, {"HF_TOKEN": secret})
+    assert again.returncode == 2 and "not running again" in again.stdout
+    assert failed.read_text() == text
+    # ...unless forced.
+    forced = entry(["--force", *args], {"HF_TOKEN": secret})
+    assert forced.returncode == 2 and marker_fields(failed)["exit_status"] == "2"
+
+
+def test_data_archive_is_unpacked_and_bad_data_fails(tmp_path):
+    archive = tmp_path / "data.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("train.csv", "test.csv"):
+            tar.add(SAMPLE_DIR / name, arcname=f"kaggle/{name}")
+    workspace = tmp_path / "ws"
+    # A bad override fails the command after the data step, so nothing trains.
+    result = entry(["--local", str(workspace), "--data", archive.as_uri(), "run", str(CPU_RECIPE), "train.bad=1"])
+    assert result.returncode == 2
+    unpacked = workspace / "data" / "smollm2-135m-cpu" / "unpacked" / "kaggle"
+    assert (unpacked / "train.csv").is_file() and (unpacked / "test.csv").is_file()
+    assert f"--data {unpacked}" in result.stdout
+
+    missing = entry(["--local", str(tmp_path / "ws2"), "--data", str(tmp_path / "nope"), "run", str(CPU_RECIPE)])
+    assert missing.returncode == 2
+    failed = tmp_path / "ws2" / "runs" / "smollm2-135m-cpu" / "FAILED"
+    assert "no such file or folder" in failed.read_text()
+
+
+def test_unknown_command_and_missing_recipe(tmp_path):
+    result = entry(["--local", str(tmp_path), "train", str(CPU_RECIPE)])
+    assert result.returncode == 2 and "unknown command 'train'" in result.stderr
+    result = entry(["--local", str(tmp_path), "run"])
+    assert result.returncode == 2
+    assert "no recipe" in (tmp_path / "runs" / "run" / "FAILED").read_text()
+
+
+def test_multi_gpu_training_script_reports_recipe_errors_in_one_line(tmp_path):
+    script = REPO_ROOT / "runpod" / "train_multi_gpu.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(CPU_RECIPE), "train.bad=1", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("gen-emotion: error:")
+
+
+@pytest.mark.slow
+def test_local_pod_flow_end_to_end(tmp_path):
+    """The pod's whole flow but the API call: launch's environment, entry.sh, a real (tiny) training run."""
+    env = pod_environment(TINY, "e2e")
+    workspace = tmp_path / "ws"
+    result = entry(["--local", str(workspace), "--data", SAMPLE_DIR.as_uri()], env, timeout=1800)
+    run_dir = workspace / "runs" / "e2e"
+    assert result.returncode == 0, (run_dir / "entry.log").read_text()[-3000:]
+    assert (run_dir / "DONE").is_file() and not (run_dir / "FAILED").exists()
+    fields = marker_fields(run_dir / "DONE")
+    assert fields["exit_status"] == "0" and fields["command"] == "run"
+    with (run_dir / "submission.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 1 + 80
+    # The pod ran exactly the recipe launch resolved, overrides included.
+    sent = recipe_from_dict(yaml.safe_load(base64.b64decode(env["GEN_EMOTION_RECIPE_B64"])))
+    assert sent == load_recipe(CPU_RECIPE, TINY)
+    assert recipe_from_dict(yaml.safe_load((run_dir / "recipe.yaml").read_text())) == sent
+    assert (run_dir / "entry.log").is_file() and (run_dir / "metrics.json").is_file()
+
+
+# --- the image, SkyPilot and accelerate files -------------------------------------------------------------
+
+
+def test_dockerfile_has_cuda_the_gpu_extra_and_the_entry_point():
+    text = (REPO_ROOT / "runpod" / "Dockerfile").read_text()
+    assert "FROM ${CUDA_IMAGE}" in text and "nvidia/cuda:" in text
+    assert 'pip install ".[gpu,pod]"' in text and "deepspeed" in text
+    assert "openssh-server" in text and "rsync" in text
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "/opt/gen-emotion/runpod/entry.sh"]' in text
+    ignore = (REPO_ROOT / "runpod" / "Dockerfile.dockerignore").read_text().splitlines()
+    assert ignore[1] == "*" and "!gen_emotion/" in ignore and "!runpod/" in ignore
+
+
+def test_entry_script_installs_nothing():
+    text = ENTRY.read_text()
+    assert "pip install" not in text and "apt-get" not in text and "uv pip" not in text
+
+
+def test_skypilot_task_runs_the_entry_script_over_all_gpus():
+    task = yaml.safe_load((REPO_ROOT / "runpod" / "sky.yaml").read_text())
+    assert set(task) >= {"resources", "envs", "setup", "run"}
+    assert '".[gpu]"' in task["setup"]
+    assert "runpod/entry.sh --local" in task["run"] and "SKYPILOT_NUM_GPUS_PER_NODE" in task["run"]
+    assert not any(name in task["envs"] for name in ("HF_TOKEN", "WANDB_API_KEY"))
