@@ -33,6 +33,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from gen_emotion.pipeline import predict_file
+
+    result = predict_file(args.run_dir, args.input, args.out, backend=args.backend, with_probs=args.probs)
+    extra = f" and {args.out.stem}_probs.csv (the run's thresholds applied)" if result["thresholds"] else ""
+    print(f"wrote {args.out}: {result['rows']} rows{extra}")
+    return 0
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
     from gen_emotion.decode import parse
     from gen_emotion.labels import LABELS
@@ -101,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", choices=("transformers", "vllm"), default=None, help="generation backend")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("predict", help="predict any file with a trained run folder")
+    p.add_argument("run_dir", type=Path, help="a run folder written by gen-emotion run")
+    p.add_argument(
+        "--input", type=Path, required=True, help="CSV/TSV with ID and Tweet, or .txt with one text per line"
+    )
+    p.add_argument("--out", type=Path, required=True, help="predictions CSV to write (ID + 11 labels + output)")
+    p.add_argument("--backend", choices=("transformers", "vllm"), default=None, help="generation backend")
+    p.add_argument(
+        "--probs", action="store_true", help="also write per-label probabilities and apply the run's thresholds"
+    )
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("parse", help="read one generation per line on stdin, write 0/1 label rows as CSV")
     p.set_defaults(func=cmd_parse)

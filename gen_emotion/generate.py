@@ -8,10 +8,12 @@ built from ``labels.output_regex``, so every output is a string of the grammar.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LABELS, output_regex, render
@@ -19,12 +21,15 @@ from gen_emotion.recipes import Recipe
 from gen_emotion.train import load_tokenizer, torch_dtype
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Generator(Protocol):
-    """What every backend offers."""
+    """What every backend offers: greedy outputs, and ``n`` sampled outputs per prompt, in input order."""
 
-    def generate(self, prompts: list[str], *, desc: str = "generate") -> list[str]: ...
+    def generate(self, prompts: list[str], *, desc: str | None = "generate") -> list[str]: ...
+
+    def sample(self, prompts: list[str], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]: ...
 
     def close(self) -> None: ...
 
@@ -106,15 +111,14 @@ class TransformersGenerator:
 
         return [xgr.contrib.hf.LogitsProcessor(self.compiled_grammar)]  # one per generate() call
 
-    def generate(self, prompts: list[str], *, desc: str = "generate") -> list[str]:
+    def _run(self, prompts: list[str], n: int, sampling: dict[str, Any], desc: str | None) -> list[list[str]]:
         import torch
         from tqdm.auto import tqdm
 
-        lengths = [len(p) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-        outputs: list[str | None] = [None] * len(prompts)
-        size = self.recipe.generate.batch_size
-        with tqdm(total=len(prompts), desc=desc, unit="tweet") as bar:
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # less padding per batch
+        outputs: list[list[str]] = [[] for _ in prompts]
+        size = max(1, self.recipe.generate.batch_size // n)
+        with tqdm(total=len(prompts), desc=desc, unit="tweet", disable=desc is None) as bar:
             for start in range(0, len(order), size):
                 batch = order[start : start + size]
                 enc = self.tokenizer(
@@ -123,20 +127,73 @@ class TransformersGenerator:
                 with torch.inference_mode():
                     out = self.model.generate(
                         **enc,
-                        do_sample=False,
+                        **sampling,
+                        num_return_sequences=n,
                         max_new_tokens=self.max_new_tokens,
                         logits_processor=self._logits_processors(),
                         pad_token_id=self.tokenizer.pad_token_id,
                         eos_token_id=self.tokenizer.eos_token_id,
                     )
                 texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                for i, text in zip(batch, texts):
-                    outputs[i] = text.strip()
+                for k, i in enumerate(batch):
+                    outputs[i] = [text.strip() for text in texts[k * n : (k + 1) * n]]
                 bar.update(len(batch))
-        return [o if o is not None else "" for o in outputs]
+        return outputs
+
+    def generate(self, prompts: list[str], *, desc: str | None = "generate") -> list[str]:
+        return [outs[0] for outs in self._run(prompts, 1, {"do_sample": False}, desc)]
+
+    def sample(self, prompts: list[str], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
+        import torch
+
+        torch.manual_seed(seed)
+        settings = {"do_sample": True, "temperature": self.recipe.generate.temperature, "top_k": 0, "top_p": 1.0}
+        return self._run(prompts, n, settings, desc)
 
     def close(self) -> None:
         del self.model
+
+
+def run_in_shards(
+    fn: Callable[[list[str], int], list[T]],
+    prompts: list[str],
+    ids: list[str],
+    shard_dir: Path,
+    *,
+    shard_size: int = 256,
+    desc: str = "generate",
+) -> list[T]:
+    """Call ``fn(prompt_slice, shard_index)`` shard by shard, saving each shard's results as it goes.
+
+    Shards already in ``shard_dir`` (from an interrupted run) are read back instead of recomputed,
+    after checking that they hold the same IDs, so a resumed run returns what an uninterrupted
+    one would. Returns one result per prompt, in input order.
+    """
+    from tqdm.auto import tqdm
+
+    if len(prompts) != len(ids):
+        raise ValueError("prompts and ids must have the same length")
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    results: list[T] = []
+    with tqdm(total=len(prompts), desc=desc, unit="tweet") as bar:
+        for index, start in enumerate(range(0, len(prompts), shard_size)):
+            shard_ids = ids[start : start + shard_size]
+            path = shard_dir / f"shard-{index:05d}.json"
+            if path.is_file():
+                saved = json.loads(path.read_text(encoding="utf-8"))
+                if saved.get("ids") != shard_ids:
+                    raise GenEmotionError(f"{path}: holds other rows than this input; delete {shard_dir} to start over")
+                outputs = saved["outputs"]
+            else:
+                outputs = fn(prompts[start : start + shard_size], index)
+                if len(outputs) != len(shard_ids):
+                    raise GenEmotionError(f"generation returned {len(outputs)} outputs for {len(shard_ids)} prompts")
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"ids": shard_ids, "outputs": outputs}), encoding="utf-8")
+                os.replace(tmp, path)
+            results.extend(outputs)
+            bar.update(len(shard_ids))
+    return results
 
 
 def load_generator(model_path: str, adapter_dir: Path | None, recipe: Recipe, backend: str | None = None) -> Generator:

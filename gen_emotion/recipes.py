@@ -133,10 +133,32 @@ class GenerateArgs:
     """vLLM: GPUs a model is split over."""
     gpu_memory_utilization: float = 0.9
     """vLLM on a GPU: share of device memory for weights and KV cache (on CPU 0.3 is used)."""
+    probabilities: bool = False
+    """Also estimate per-label probabilities from ``num_samples`` sampled outputs and tune thresholds."""
+    num_samples: int = 8
+    """Sampled outputs per tweet for the probabilities."""
+    temperature: float = 1.0
+    """Sampling temperature for the probabilities."""
+    shard_size: int = 256
+    """Rows per saved shard of predictions (an interrupted run resumes at the last shard)."""
     vllm_lora: bool = False
     """vLLM: serve the adapter with ``LoRARequest`` instead of a merged copy of the model."""
     vllm_max_num_seqs: int | None = None
     """vLLM: cap on sequences per engine step (``None``: vLLM's default)."""
+
+
+@dataclass
+class ClassifierArgs:
+    """The classification-head path (``task: classify``) and the TF-IDF baseline (``task: tfidf``)."""
+
+    pos_weight_power: float = 0.5
+    """Per-label ``pos_weight = (negatives / positives) ** power`` from the training fold (0: none)."""
+    pos_weight_cap: float | None = 10.0
+    """Upper bound on a label's ``pos_weight`` (``None``: no cap)."""
+    use_lora: bool = False
+    """LoRA (``task_type=SEQ_CLS``, the score head trainable) instead of full fine-tuning (decoders)."""
+    max_length: int = 128
+    """Token cap of a tweet."""
 
 
 @dataclass
@@ -145,12 +167,15 @@ class Recipe:
 
     name: str = "recipe"
     description: str = ""
+    task: str = "generate"
+    """``generate`` (SFT to write the labels), ``classify`` (a classification head) or ``tfidf`` (baseline)."""
     model: ModelArgs = field(default_factory=ModelArgs)
     prompt: PromptArgs = field(default_factory=PromptArgs)
     data: DataArgs = field(default_factory=DataArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)
     train: TrainArgs = field(default_factory=TrainArgs)
     generate: GenerateArgs = field(default_factory=GenerateArgs)
+    classifier: ClassifierArgs = field(default_factory=ClassifierArgs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,6 +185,7 @@ class Recipe:
 
 
 _CHOICES = {
+    "task": ("generate", "classify", "tfidf"),
     "prompt.target_format": ("labels", "python_list"),
     "generate.backend": ("transformers", "vllm"),
     "model.dtype": ("auto", "bfloat16", "float16", "float32"),

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
 CHECKPOINT_DIR = "checkpoints"
+TRAINING_SUMMARY = "training.json"
 
 
 def cuda_available() -> bool:
@@ -263,8 +264,10 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
         if trainer.state.best_model_checkpoint
         else None,
         "train_tokens": int(getattr(trainer, "_total_train_tokens", 0)),
+        "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 2),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    (run_dir / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2))
     shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter holds the chosen weights
     log.info("training done: %s", summary)
     return summary

@@ -71,9 +71,16 @@ class VLLMGenerator:
             skip_special_tokens=True,
         )
 
-    def generate(self, prompts: list[str], *, desc: str = "generate") -> list[str]:
-        results = self.llm.generate(prompts, self.sampling, lora_request=self.lora_request, use_tqdm=True)
+    def generate(self, prompts: list[str], *, desc: str | None = "generate") -> list[str]:
+        results = self.llm.generate(prompts, self.sampling, lora_request=self.lora_request, use_tqdm=desc is not None)
         return [result.outputs[0].text.strip() for result in results]
+
+    def sample(self, prompts: list[str], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
+        """``n`` completions per prompt at ``generate.temperature``; the prompt is prefilled once."""
+        params = self.sampling.clone()
+        params.n, params.temperature, params.seed = n, self.recipe.generate.temperature, seed
+        results = self.llm.generate(prompts, params, lora_request=self.lora_request, use_tqdm=desc is not None)
+        return [[out.text.strip() for out in result.outputs] for result in results]
 
     def close(self) -> None:
         del self.llm

@@ -95,6 +95,8 @@ else
 fi
 
 BIN=${GEN_EMOTION_BIN:-gen-emotion}
+# cv comes with the cross-validation feature: refuse it clearly where this toolkit has no such command.
+"$BIN" "$COMMAND" --help >/dev/null 2>&1 || die "this gen-emotion has no '$COMMAND' command (update the image)"
 BIN_DIR=$(dirname "$(command -v "$BIN" 2>/dev/null || echo "$BIN")")
 if [ -z "${ACCELERATE_BIN:-}" ]; then
     if [ -x "$BIN_DIR/accelerate" ]; then ACCELERATE_BIN=$BIN_DIR/accelerate; else ACCELERATE_BIN=accelerate; fi

@@ -1,0 +1,190 @@
+"""End to end with the real SmolLM2-135M-Instruct on CPU: LoRA SFT for a few steps, constrained
+generation with both backends, probabilities and thresholds, resume, predict and export.
+
+Slow (minutes): marked ``slow`` and run in CI.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gen_emotion.data import read_label_file, read_test
+from gen_emotion.decode import parse
+from gen_emotion.labels import LABELS, is_canonical
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "gen_emotion" / "sample_data"
+CLI = [sys.executable, "-m", "gen_emotion.cli"]
+TINY = [
+    "train.max_steps=3",
+    "train.batch_size=8",
+    "train.eval_steps=3",
+    "train.save_steps=3",
+    "train.logging_steps=1",
+    "data.eval_rows=16",
+    "generate.backend=transformers",
+    "generate.batch_size=32",
+    "generate.probabilities=true",
+    "generate.num_samples=3",
+    "generate.shard_size=32",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if check and result.returncode != 0:
+        raise AssertionError(f"gen-emotion {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def read_outputs(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [row["output"] for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run") / "smollm2"
+    run_cli("run", "recipes/smollm2-135m-cpu.yaml", *TINY, "--out", str(run_dir))
+    return run_dir
+
+
+def test_run_writes_a_complete_run_folder(trained_run: Path) -> None:
+    for name in (
+        "recipe.yaml",
+        "metrics.json",
+        "training.json",
+        "val_predictions.csv",
+        "test_predictions.csv",
+        "submission.csv",
+        "val_probs.csv",
+        "test_probs.csv",
+        "thresholds.json",
+        "run.log",
+    ):
+        assert (trained_run / name).is_file(), name
+    assert (trained_run / "adapter" / "adapter_config.json").is_file()
+    assert not (trained_run / "checkpoints").exists()
+
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["outputs"]["canonical_share"] == 1.0  # every generation is a string of the grammar
+    assert metrics["training"]["steps"] == 3
+    assert metrics["held_out"]["rows"] == 30  # fold 0 of 10 of the 300 sample rows
+    assert set(metrics["held_out"]["per_label"]) == set(LABELS)
+    assert 0.0 <= metrics["held_out"]["macro_f1"] <= 1.0
+    probs = metrics["probabilities"]
+    assert set(probs["thresholds"]) == set(LABELS)
+    assert metrics["decision"] in ("greedy", "thresholds")
+
+    # every test ID exactly once, in test order, integer 0/1 columns
+    test = read_test(SAMPLE / "test.csv")
+    with (trained_run / "submission.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["ID", *LABELS]
+    assert [r[0] for r in rows[1:]] == test.ids
+    assert all(v in ("0", "1") for r in rows[1:] for v in r[1:])
+
+    # greedy outputs parse to themselves
+    for output in read_outputs(trained_run / "test_predictions.csv"):
+        assert is_canonical(output), output
+
+    # probabilities are shares of 3 samples
+    probs_rows = read_label_probs(trained_run / "test_probs.csv")
+    assert probs_rows.shape == (80, 11)
+    assert np.allclose(probs_rows * 3, np.round(probs_rows * 3), atol=1e-3)
+
+
+def read_label_probs(path: Path) -> np.ndarray:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return np.array([[float(row[label]) for label in LABELS] for row in reader])
+
+
+def test_score_and_export_commands_agree_with_the_run(trained_run: Path, tmp_path: Path) -> None:
+    result = run_cli("score", str(trained_run / "val_predictions.csv"), str(SAMPLE / "train.csv"), "--json")
+    scored = json.loads(result.stdout)
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    if metrics["decision"] == "greedy":
+        assert scored["macro_f1"] == pytest.approx(metrics["held_out"]["macro_f1"])
+    out = tmp_path / "submission.csv"
+    run_cli("export", str(trained_run / "test_predictions.csv"), "--test", str(SAMPLE / "test.csv"), "--out", str(out))
+    assert out.read_text() == (trained_run / "submission.csv").read_text()
+
+
+def test_rerun_resumes_without_training_and_gives_the_same_predictions(trained_run: Path) -> None:
+    before = (trained_run / "test_predictions.csv").read_text()
+    (trained_run / "test_predictions.csv").unlink()
+    (trained_run / "submission.csv").unlink()
+    result = run_cli("run", "recipes/smollm2-135m-cpu.yaml", *TINY, "--out", str(trained_run))
+    assert "skipping training" in result.stderr
+    assert (trained_run / "test_predictions.csv").read_text() == before
+
+
+def test_resuming_a_run_with_another_recipe_is_refused(trained_run: Path) -> None:
+    result = run_cli(
+        "run", "recipes/smollm2-135m-cpu.yaml", *TINY, "train.max_steps=4", "--out", str(trained_run), check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "different recipe" in result.stderr
+
+
+def test_predict_killed_half_way_resumes_to_the_uninterrupted_result(trained_run: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full.csv"
+    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(full))
+
+    partial = tmp_path / "partial.csv"
+    shard_dir = tmp_path / ".partial.csv.shards" / "transformers" / "predict" / "greedy"
+    proc = subprocess.Popen(
+        [*CLI, "predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(partial)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(shard_dir.glob("shard-*.json")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = list(shard_dir.glob("shard-*.json"))
+    assert 1 <= len(saved) < 3, "the kill should land after the first of three 32-row shards"
+    assert not partial.exists()
+
+    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(partial))
+    assert partial.read_text() == full.read_text()
+    assert len(read_label_file(partial).ids) == 80
+
+
+def test_predict_with_probabilities_applies_the_runs_thresholds(trained_run: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "mine.txt"
+    texts.write_text("I can't believe they cancelled the show, I'm furious\n\nwhat a lovely morning with you\n")
+    out = tmp_path / "mine.csv"
+    run_cli("predict", str(trained_run), "--input", str(texts), "--out", str(out), "--probs")
+    predicted = read_label_file(out)
+    assert predicted.ids == ["1", "2", "3"]  # the blank line is a text too
+    probs = read_label_probs(tmp_path / "mine_probs.csv")
+    thresholds = json.loads((trained_run / "thresholds.json").read_text())
+    expected = (probs >= np.array([thresholds[label] for label in LABELS])).astype(int)
+    assert (predicted.labels == expected).all()
+
+
+def test_vllm_and_transformers_parse_the_same_on_greedy_decoding(trained_run: Path, tmp_path: Path) -> None:
+    hf, vl = tmp_path / "hf.csv", tmp_path / "vllm.csv"
+    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(hf))
+    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(vl), "--backend", "vllm")
+    hf_out, vl_out = read_outputs(hf), read_outputs(vl)
+    assert all(is_canonical(o) for o in vl_out)
+    same = sum((parse(a) == parse(b)).all() for a, b in zip(hf_out, vl_out))
+    assert same == len(hf_out), [(a, b) for a, b in zip(hf_out, vl_out) if a != b]
