@@ -36,7 +36,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from gen_emotion.pipeline import predict_file
 
-    result = predict_file(args.run_dir, args.input, args.out, backend=args.backend, with_probs=args.probs)
+    result = predict_file(
+        args.run_dir, args.input, args.out, backend=args.backend, with_probs=args.probs, overrides=args.overrides
+    )
     extra = f" and {args.out.stem}_probs.csv (the run's thresholds applied)" if result["thresholds"] else ""
     print(f"wrote {args.out}: {result['rows']} rows{extra}")
     return 0
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict any file with a trained run folder")
     p.add_argument("run_dir", type=Path, help="a run folder written by gen-emotion run")
+    p.add_argument("overrides", nargs="*", help="generate.* overrides, e.g. generate.batch_size=16")
     p.add_argument(
         "--input", type=Path, required=True, help="CSV/TSV with ID and Tweet, or .txt with one text per line"
     )

@@ -53,7 +53,7 @@ def merged_model_dir(model_path: str, adapter_dir: Path, recipe: Recipe) -> Path
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    target = adapter_dir.parent / MERGED_DIR
+    target = adapter_dir.parent / f"{MERGED_DIR}-{recipe.generate.dtype}"
     if (target / "config.json").is_file():
         return target
     log.info("merging the adapter into the base model at %s (once)", target)
@@ -64,7 +64,7 @@ def merged_model_dir(model_path: str, adapter_dir: Path, recipe: Recipe) -> Path
         dtype=torch_dtype("auto", for_cuda=torch.cuda.is_available()),  # fp32 on CPU: merge without rounding
     )
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    tmp = target.with_name(f".{MERGED_DIR}.tmp")
+    tmp = target.with_name(f".{target.name}.tmp")
     merged.to(getattr(torch, recipe.generate.dtype)).save_pretrained(str(tmp))
     load_tokenizer(str(adapter_dir), recipe).save_pretrained(str(tmp))
     os.replace(tmp, target)

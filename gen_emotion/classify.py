@@ -1,0 +1,379 @@
+"""The classification-head path (``task: classify``): a sequence classifier with 11 sigmoid outputs.
+
+Encoders (BERT, RoBERTa, MiniLM...) are fully fine-tuned; decoders (Llama, Gemma, Qwen...) get LoRA
+adapters (``task_type=SEQ_CLS``) with the score head trained in full, and QLoRA on CUDA when the
+recipe sets ``model.load_in_4bit``. The loss is ``BCEWithLogitsLoss`` with a per-label ``pos_weight``
+from the training rows, so rare labels (surprise, trust) are not drowned by negatives. Thresholds
+are tuned elsewhere on held-out probabilities (``gen_emotion.thresholds``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gen_emotion.data import EmotionData
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.labels import LABELS, NUM_LABELS
+from gen_emotion.models import resolve_any_model
+from gen_emotion.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+TRAINING_SUMMARY = "training.json"
+HEAD_NAMES = ("score", "classifier")
+"""Attribute names of the classification head in transformers' ``*ForSequenceClassification`` models."""
+
+
+def pos_weight(labels: np.ndarray, power: float = 0.5, cap: float | None = 10.0) -> np.ndarray:
+    """Per-label ``(negatives / positives) ** power``, at most ``cap``; a label with no positive row
+    counts as one positive. ``power=0`` gives all ones (plain BCE)."""
+    y = np.asarray(labels, dtype=np.float64)
+    if y.ndim != 2 or y.shape[1] != NUM_LABELS:
+        raise ValueError(f"labels must have shape (n, {NUM_LABELS}), got {y.shape}")
+    positives = y.sum(axis=0)
+    negatives = len(y) - positives
+    weights = (negatives / np.maximum(positives, 1.0)) ** power
+    if cap is not None:
+        weights = np.minimum(weights, cap)
+    return weights
+
+
+@contextlib.contextmanager
+def remote_code_errors(recipe: Recipe) -> Iterator[None]:
+    """Turn transformers' refusal to run a model's own code into a one-line ``GenEmotionError``."""
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise GenEmotionError(
+            f"recipe {recipe.name!r}: model {recipe.model.name!r} needs its own Python code from the hub; "
+            "set model.trust_remote_code: true in the recipe only if you trust that code"
+        ) from None
+
+
+def load_tokenizer(model_path: str, recipe: Recipe) -> Any:
+    """The model's tokenizer with a pad token (decoders often have none: their EOS is used)."""
+    from transformers import AutoTokenizer
+
+    with remote_code_errors(recipe):
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_path, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code
+        )
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise GenEmotionError(f"{recipe.model.name}: the tokenizer has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _weights_dtype(recipe: Recipe, on_cuda: bool) -> Any:
+    """fp32 weights for full fine-tuning under ``auto`` (bf16 autocast does the fast part), else the recipe's."""
+    import torch
+
+    from gen_emotion.train import torch_dtype
+
+    if not recipe.classifier.use_lora and recipe.model.dtype == "auto":
+        return torch.float32
+    return torch_dtype(recipe.model.dtype, for_cuda=on_cuda)
+
+
+def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any:
+    """``AutoModelForSequenceClassification`` with 11 sigmoid outputs, a pad token id, and 4-bit
+    weights when the recipe asks for QLoRA."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from gen_emotion.train import cuda_available, quantization_config
+
+    if recipe.model.load_in_4bit and not recipe.classifier.use_lora:
+        raise GenEmotionError(
+            f"recipe {recipe.name!r}: model.load_in_4bit needs classifier.use_lora: true (4-bit weights cannot be "
+            "fine-tuned in full)"
+        )
+    quant = quantization_config(recipe)
+    common = {"revision": recipe.model.revision, "trust_remote_code": recipe.model.trust_remote_code}
+    with remote_code_errors(recipe):
+        config = AutoConfig.from_pretrained(
+            model_path,
+            num_labels=NUM_LABELS,
+            problem_type="multi_label_classification",
+            id2label=dict(enumerate(LABELS)),
+            label2id={label: i for i, label in enumerate(LABELS)},
+            **common,
+        )
+        if getattr(config, "pad_token_id", None) is None:
+            config.pad_token_id = tokenizer.pad_token_id
+        kwargs: dict[str, Any] = {"config": config, "dtype": _weights_dtype(recipe, cuda_available()), **common}
+        if recipe.model.attn_implementation:
+            kwargs["attn_implementation"] = recipe.model.attn_implementation
+        if quant is not None:
+            kwargs["quantization_config"] = quant
+            kwargs["device_map"] = {"": 0}
+        model = AutoModelForSequenceClassification.from_pretrained(model_path, **kwargs)
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def head_name(model: Any) -> str:
+    """The attribute that holds the classification head (``score`` in decoders, ``classifier`` in encoders)."""
+    import torch
+
+    for name in HEAD_NAMES:
+        if isinstance(getattr(model, name, None), torch.nn.Module):
+            return name
+    raise GenEmotionError(f"{type(model).__name__}: found no classification head named {' or '.join(HEAD_NAMES)}")
+
+
+def add_lora(model: Any, recipe: Recipe) -> Any:
+    """Wrap ``model`` in LoRA adapters (``SEQ_CLS``) with the classification head trained in full."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if recipe.model.load_in_4bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.train.gradient_checkpointing)
+    config = LoraConfig(
+        r=recipe.lora.r,
+        lora_alpha=recipe.lora.alpha,
+        lora_dropout=recipe.lora.dropout,
+        target_modules=recipe.lora.target_modules,
+        task_type="SEQ_CLS",
+        modules_to_save=[head_name(model)],
+    )
+    return get_peft_model(model, config)
+
+
+def encode(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_length``; an empty text gets one pad token (never dropped)."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return [ids if ids else [tokenizer.pad_token_id] for ids in encoded]
+
+
+def build_rows(tokenizer: Any, data: EmotionData, max_length: int) -> list[dict[str, Any]]:
+    """Training rows: token ids and the 11 labels as floats."""
+    if data.labels is None:
+        raise GenEmotionError(f"{data.source}: training needs labels")
+    ids = encode(tokenizer, data.texts, max_length)
+    return [{"input_ids": row, "labels": [float(v) for v in vector]} for row, vector in zip(ids, data.labels)]
+
+
+def make_collator(tokenizer: Any) -> Any:
+    """Pad token ids on the right, build the attention mask, stack the float labels."""
+    import torch
+
+    def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = tokenizer.pad([{"input_ids": r["input_ids"]} for r in rows], padding=True, return_tensors="pt")
+        if "labels" in rows[0]:
+            batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.float32)
+        return dict(batch)
+
+    return collate
+
+
+def _weighted_bce_trainer() -> type:
+    """``Trainer`` whose loss is ``BCEWithLogitsLoss`` with the per-label ``pos_weight`` of the training rows."""
+    import torch.nn.functional as F
+    from transformers import Trainer
+
+    class WeightedBCETrainer(Trainer):
+        loss_is_scaled_for_ga = False  # a mean per micro-batch: let Trainer divide by grad_accum
+
+        def __init__(self, *args: Any, pos_weight: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.pos_weight = pos_weight
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits.float()
+            weight = self.pos_weight.to(device=logits.device)
+            loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=weight)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedBCETrainer
+
+
+def training_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
+    """transformers' ``TrainingArguments`` from the recipe's ``train`` section."""
+    from transformers import TrainingArguments
+
+    from gen_emotion.train import cuda_available
+
+    t = recipe.train
+    if has_eval and t.save_steps % t.eval_steps != 0:
+        raise GenEmotionError(
+            f"recipe {recipe.name!r}: train.save_steps ({t.save_steps}) must be a multiple of "
+            f"train.eval_steps ({t.eval_steps}) to keep the checkpoint with the best validation loss"
+        )
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=recipe.classifier.predict_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        optim=t.optim,
+        bf16=t.bf16,
+        use_cpu=not cuda_available(),
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_loss" if has_eval else None,
+        greater_is_better=False if has_eval else None,
+        logging_steps=t.logging_steps,
+        report_to=t.report_to,
+        seed=t.seed,
+        data_seed=t.seed,
+        dataloader_num_workers=0,
+        label_names=["labels"],
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if recipe.classifier.group_by_length else "random",
+    )
+
+
+def train_classifier(
+    recipe: Recipe, train_data: EmotionData, eval_data: EmotionData | None, out_dir: Path
+) -> dict[str, Any]:
+    """Fine-tune the recipe's model as an 11-way multilabel classifier on ``train_data``.
+
+    With ``eval_data`` the checkpoint with the lowest validation loss is kept. The model (or LoRA
+    adapter with the head) and tokenizer land in ``out_dir/model``; an interrupted call resumes from
+    the last checkpoint in ``out_dir/checkpoints``. Returns training figures.
+    """
+    import torch
+
+    if recipe.task != "classify":
+        raise GenEmotionError(f"recipe {recipe.name!r} has task {recipe.task!r}; train_classifier needs classify")
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = resolve_any_model(recipe.model.name)
+    tokenizer = load_tokenizer(model_path, recipe)
+    model = load_base_classifier(model_path, recipe, tokenizer)
+    if recipe.classifier.use_lora:
+        model = add_lora(model, recipe)
+    weights = pos_weight(train_data.labels, recipe.classifier.pos_weight_power, recipe.classifier.pos_weight_cap)
+    max_length = recipe.classifier.max_length
+    train_rows = build_rows(tokenizer, train_data, max_length)
+    eval_rows = build_rows(tokenizer, eval_data, max_length) if eval_data is not None and len(eval_data) else None
+    log.info(
+        "classifier %s: training on %d rows%s; pos_weight %s",
+        recipe.model.name,
+        len(train_rows),
+        f", validation loss on {len(eval_rows)}" if eval_rows else "",
+        np.round(weights, 2).tolist(),
+    )
+    checkpoints = out_dir / CHECKPOINT_DIR
+    trainer = _weighted_bce_trainer()(
+        model=model,
+        args=training_arguments(recipe, checkpoints, has_eval=eval_rows is not None),
+        train_dataset=train_rows,
+        eval_dataset=eval_rows,
+        data_collator=make_collator(tokenizer),
+        processing_class=tokenizer,
+        pos_weight=torch.tensor(weights, dtype=torch.float32),
+    )
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if resume:
+        log.info("resuming training from the last checkpoint in %s", checkpoints)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+
+    model_dir = out_dir / MODEL_DIR
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    history = trainer.state.log_history
+    (out_dir / "train_log.json").write_text(json.dumps(history, indent=1))
+    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    summary = {
+        "model_dir": str(model_dir),
+        "train_rows": len(train_rows),
+        "eval_rows": len(eval_rows or []),
+        "steps": int(trainer.state.global_step),
+        "train_loss": float(result.training_loss),
+        "best_eval_loss": float(min(eval_losses)) if eval_losses else None,
+        "pos_weight": {label: round(float(w), 4) for label, w in zip(LABELS, weights)},
+        "lora": recipe.classifier.use_lora,
+        "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (out_dir / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(checkpoints, ignore_errors=True)  # model/ holds the chosen weights
+    del trainer, model
+    log.info("classifier training done: %s", {k: v for k, v in summary.items() if k != "pos_weight"})
+    return summary
+
+
+def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
+    """A trained classifier and its tokenizer from ``model_dir``, in eval mode (a LoRA adapter is
+    put on the recipe's base model and merged unless the base is 4-bit)."""
+    from gen_emotion.train import cuda_available
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file():
+        raise GenEmotionError(f"{model_dir}: not a trained classifier folder (no config.json or adapter_config.json)")
+    tokenizer = load_tokenizer(str(model_dir), recipe)
+    if (model_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base = load_base_classifier(resolve_any_model(recipe.model.name), recipe, tokenizer)
+        model = PeftModel.from_pretrained(base, str(model_dir))
+        if not recipe.model.load_in_4bit:
+            model = model.merge_and_unload()
+    else:
+        from transformers import AutoModelForSequenceClassification
+
+        on_cuda = cuda_available()
+        with remote_code_errors(recipe):
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir), dtype=_weights_dtype(recipe, on_cuda), trust_remote_code=recipe.model.trust_remote_code
+            )
+        if on_cuda:
+            model = model.to("cuda")
+    if cuda_available() and not recipe.model.load_in_4bit and next(model.parameters()).device.type != "cuda":
+        model = model.to("cuda")
+    return model.eval(), tokenizer
+
+
+def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -> np.ndarray:
+    """Sigmoid probabilities ``(n, 11)`` for ``texts``, in their order (batched by length)."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = encode(tokenizer, texts, recipe.classifier.max_length)
+    order = np.argsort([len(row) for row in ids], kind="stable")
+    collate = make_collator(tokenizer)
+    probs = np.zeros((len(texts), NUM_LABELS), dtype=np.float64)
+    size = recipe.classifier.predict_batch_size
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.train.bf16)
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[i]} for i in chunk]).items()}
+            logits = model(**batch).logits.float()
+            probs[chunk] = torch.sigmoid(logits).cpu().numpy()
+    return probs
+
+
+def predict_probs(model_dir: Path, recipe: Recipe, data: EmotionData) -> np.ndarray:
+    """Per-label probabilities ``(len(data), 11)`` from the classifier trained in ``model_dir``."""
+    model, tokenizer = load_trained(model_dir, recipe)
+    return predict_with(model, tokenizer, data.texts, recipe)

@@ -1,0 +1,233 @@
+"""Ensembles of cross-validated runs: average their out-of-fold and test probabilities (optionally
+weighted by each member's out-of-fold macro-F1), or take a vote of their 0/1 predictions when a member
+has no probabilities; then tune per-label thresholds on the combined out-of-fold scores.
+
+An ensemble folder has the same files as a cv run folder (``oof_metrics.json``, ``oof_labels.csv``,
+``oof_predictions.csv``, ``test_predictions.csv``, ``submission.csv``, ``thresholds.json``, and the
+probability files when it averaged probabilities), so it can be reported or ensembled again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gen_emotion.cv import METRICS, read_probs, write_probs
+from gen_emotion.data import read_label_file
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.export import write_predictions, write_submission
+from gen_emotion.labels import LABELS
+from gen_emotion.metrics import macro_f1, score
+from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_to_dict, tune_thresholds
+
+
+@dataclass
+class Member:
+    """One cross-validated run: its out-of-fold and test predictions, and probabilities when it has them."""
+
+    run_dir: Path
+    name: str
+    metrics: dict[str, Any]
+    ids: list[str]
+    labels: np.ndarray
+    oof_pred: np.ndarray
+    test_ids: list[str]
+    test_pred: np.ndarray
+    oof_probs: np.ndarray | None = None
+    test_probs: np.ndarray | None = None
+
+    @property
+    def has_probs(self) -> bool:
+        return self.oof_probs is not None and self.test_probs is not None
+
+
+def _labels(path: Path) -> tuple[list[str], np.ndarray]:
+    data = read_label_file(path)
+    return data.ids, data.labels
+
+
+def load_member(run_dir: Path) -> Member:
+    """A finished cv (or ensemble) run folder; error naming the missing file otherwise."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / METRICS
+    if not metrics_path.is_file():
+        raise GenEmotionError(f"{run_dir}: no {METRICS}; pass finished gen-emotion cv or ensemble folders")
+    metrics = json.loads(metrics_path.read_text())
+    ids, labels = _labels(run_dir / "oof_labels.csv")
+    pred_ids, oof_pred = _labels(run_dir / "oof_predictions.csv")
+    test_ids, test_pred = _labels(run_dir / "test_predictions.csv")
+    if pred_ids != ids:
+        raise GenEmotionError(f"{run_dir}: oof_predictions.csv and oof_labels.csv list different IDs")
+    member = Member(run_dir, metrics.get("name") or run_dir.name, metrics, ids, labels, oof_pred, test_ids, test_pred)
+    if metrics.get("has_probabilities") and (run_dir / "oof_probs.csv").is_file():
+        prob_ids, member.oof_probs = read_probs(run_dir / "oof_probs.csv")
+        test_prob_ids, member.test_probs = read_probs(run_dir / "test_probs.csv")
+        if prob_ids != ids or test_prob_ids != test_ids:
+            raise GenEmotionError(f"{run_dir}: the probability files list other IDs than the prediction files")
+    return member
+
+
+def _reorder(values: np.ndarray | None, ids: list[str], order: list[str]) -> np.ndarray | None:
+    if values is None:
+        return None
+    position = {row_id: i for i, row_id in enumerate(ids)}
+    return values[[position[row_id] for row_id in order]]
+
+
+def align_members(members: list[Member]) -> None:
+    """Put every member's rows in the first member's order; error unless all cover the same IDs with the
+    same gold labels (out-of-fold) and the same test IDs."""
+    if len(members) < 2:
+        raise GenEmotionError("an ensemble needs at least two run folders")
+    first = members[0]
+    for m in members[1:]:
+        for what, mine, theirs in (("training", m.ids, first.ids), ("test", m.test_ids, first.test_ids)):
+            missing, extra = set(theirs) - set(mine), set(mine) - set(theirs)
+            if missing or extra:
+                example = sorted(missing or extra)[0]
+                raise GenEmotionError(
+                    f"{m.run_dir} and {first.run_dir} cover different {what} IDs ({len(missing)} missing, "
+                    f"{len(extra)} extra, e.g. {example!r}); ensemble runs of the same data"
+                )
+        m.labels = _reorder(m.labels, m.ids, first.ids)
+        m.oof_pred = _reorder(m.oof_pred, m.ids, first.ids)
+        m.oof_probs = _reorder(m.oof_probs, m.ids, first.ids)
+        m.test_pred = _reorder(m.test_pred, m.test_ids, first.test_ids)
+        m.test_probs = _reorder(m.test_probs, m.test_ids, first.test_ids)
+        m.ids, m.test_ids = list(first.ids), list(first.test_ids)
+        if not np.array_equal(m.labels, first.labels):
+            raise GenEmotionError(f"{m.run_dir} and {first.run_dir} have different gold labels for the same IDs")
+
+
+def member_weights(members: list[Member], weighted: bool) -> np.ndarray:
+    """Equal weights, or each member's out-of-fold macro-F1, normalised to sum to one."""
+    raw = np.array([float(m.metrics.get("macro_f1", 0.0)) for m in members]) if weighted else np.ones(len(members))
+    if raw.sum() <= 0:
+        raw = np.ones(len(members))
+    return raw / raw.sum()
+
+
+def combine(members: list[Member], weights: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(mode, oof_scores, test_scores)``: the weighted mean of the probabilities when every member has
+    them (``average``), else the weighted share of members voting for each label (``vote``)."""
+    if all(m.has_probs for m in members):
+        mode, oof, test = "average", [m.oof_probs for m in members], [m.test_probs for m in members]
+    else:
+        mode, oof, test = "vote", [m.oof_pred for m in members], [m.test_pred for m in members]
+    oof_scores = np.tensordot(weights, np.stack(oof).astype(np.float64), axes=1)
+    test_scores = np.tensordot(weights, np.stack(test).astype(np.float64), axes=1)
+    return mode, np.clip(oof_scores, 0.0, 1.0), np.clip(test_scores, 0.0, 1.0)
+
+
+def unique_names(members: list[Member]) -> list[str]:
+    names = [m.name for m in members]
+    return [f"{m.name} ({m.run_dir.name})" if names.count(m.name) > 1 else m.name for m in members]
+
+
+def evaluate(members: list[Member], weighted: bool) -> dict[str, Any]:
+    """Combine aligned members and tune thresholds on the combined out-of-fold scores (nothing written)."""
+    weights = member_weights(members, weighted)
+    mode, oof, test = combine(members, weights)
+    y = members[0].labels
+    thresholds = tune_thresholds(y, oof)
+    return {
+        "mode": mode,
+        "weights": weights,
+        "oof": oof,
+        "test": test,
+        "thresholds": thresholds,
+        "oof_pred": apply_thresholds(oof, thresholds),
+        "test_pred": apply_thresholds(test, thresholds),
+    }
+
+
+def run_ensemble(run_dirs: list[Path], out_dir: Path, weighted: bool = False) -> dict[str, Any]:
+    """Ensemble the cv runs in ``run_dirs`` into ``out_dir``; return its metrics."""
+    started = time.perf_counter()
+    members = [load_member(Path(d)) for d in run_dirs]
+    align_members(members)
+    result = evaluate(members, weighted)
+    return write_ensemble(members, result, out_dir, weighted, started)
+
+
+def write_ensemble(
+    members: list[Member], result: dict[str, Any], out_dir: Path, weighted: bool, started: float
+) -> dict[str, Any]:
+    """Write an ensemble folder from ``evaluate``'s result."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = members[0]
+    y, oof, thresholds = first.labels, result["oof"], result["thresholds"]
+    if result["mode"] == "average":
+        write_probs(out_dir / "oof_probs.csv", first.ids, oof)
+        write_probs(out_dir / "test_probs.csv", first.test_ids, result["test"])
+    write_predictions(out_dir / "oof_labels.csv", first.ids, y)
+    write_predictions(out_dir / "oof_predictions.csv", first.ids, result["oof_pred"])
+    write_predictions(out_dir / "test_predictions.csv", first.test_ids, result["test_pred"])
+    write_submission(out_dir / "submission.csv", first.test_ids, result["test_pred"])
+    (out_dir / "thresholds.json").write_text(json.dumps(thresholds_to_dict(thresholds), indent=2))
+    names = unique_names(members)
+    scores = score(y, result["oof_pred"])
+    members_info = [
+        {
+            "name": name,
+            "run_dir": str(m.run_dir),
+            "macro_f1": m.metrics.get("macro_f1"),
+            "weight": float(w),
+            "has_probabilities": m.has_probs,
+        }
+        for name, m, w in zip(names, members, result["weights"])
+    ]
+    metrics = {
+        "name": f"ensemble({'+'.join(names)}{', weighted' if weighted else ''})",
+        "kind": "ensemble",
+        "mode": result["mode"],
+        "weighted": weighted,
+        "has_probabilities": result["mode"] == "average",
+        "members": members_info,
+        **{k: scores[k] for k in ("macro_f1", "micro_f1", "jaccard", "rows")},
+        "macro_f1_at_0_5": macro_f1(y, apply_thresholds(oof, np.full(len(LABELS), 0.5))),
+        "macro_f1_thresholds_cv": cross_validated_macro_f1(y, oof),
+        "best_member_macro_f1": max(float(m.metrics.get("macro_f1", 0.0)) for m in members),
+        "per_label": scores["per_label"],
+        "thresholds": thresholds_to_dict(thresholds),
+        "test_rows": len(first.test_ids),
+        "wall_s": round(sum(float(m.metrics.get("wall_s") or 0.0) for m in members) + time.perf_counter() - started, 1),
+        "peak_rss_mib": max(float(m.metrics.get("peak_rss_mib") or 0.0) for m in members),
+        "note": "wall_s and peak_rss_mib are the members' (their training and prediction) plus combining; "
+        "macro_f1 tunes thresholds on the same out-of-fold rows it scores, macro_f1_thresholds_cv does not.",
+    }
+    (out_dir / METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def search_ensembles(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
+    """Try every subset of two or more runs, plain and weighted; write the one with the best out-of-fold
+    macro-F1 to ``out_dir`` and return its metrics plus the table of every candidate (``candidates``).
+
+    The choice is made on the same out-of-fold rows that score it, so its figure is optimistic; compare
+    ``macro_f1_thresholds_cv`` for an honest one.
+    """
+    started = time.perf_counter()
+    members = [load_member(Path(d)) for d in run_dirs]
+    align_members(members)
+    candidates, best = [], None
+    for size in range(2, len(members) + 1):
+        for subset in itertools.combinations(range(len(members)), size):
+            chosen = [members[i] for i in subset]
+            for weighted in (False, True):
+                result = evaluate(chosen, weighted)
+                f1 = macro_f1(chosen[0].labels, result["oof_pred"])
+                candidates.append({"members": [members[i].name for i in subset], "weighted": weighted, "macro_f1": f1})
+                if best is None or f1 > best[0] + 1e-12:
+                    best = (f1, chosen, result, weighted)
+    _, chosen, result, weighted = best
+    metrics = write_ensemble(chosen, result, out_dir, weighted, started)
+    metrics["candidates"] = candidates
+    (out_dir / METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics

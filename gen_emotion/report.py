@@ -1,0 +1,213 @@
+"""A comparison report of cross-validated runs and ensembles: per-label F1 and label-support charts
+(PNG), a Markdown table per label with each run's wall time and peak memory, and an ``index.html``."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gen_emotion.ensemble import Member, load_member, unique_names
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.labels import LABELS
+
+F1_CHART = "per_label_f1.png"
+SUPPORT_CHART = "label_support.png"
+MARKDOWN = "report.md"
+INDEX = "index.html"
+
+
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib figure on the Agg canvas (no pyplot, no global backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def per_label_f1(member: Member) -> np.ndarray:
+    """The 11 per-label F1 scores of a run's out-of-fold predictions."""
+    table = member.metrics.get("per_label") or {}
+    return np.array([float(table.get(label, {}).get("f1", 0.0)) for label in LABELS])
+
+
+def f1_chart(members: list[Member], names: list[str], path: Path) -> None:
+    """Grouped bars: per-label out-of-fold F1 of each run, macro-F1 in the legend."""
+    figure = _figure(max(10.0, 0.9 * len(LABELS) + 0.4 * len(members)), 5.5 + 0.25 * ((len(members) + 1) // 2))
+    axes = figure.add_subplot()
+    x = np.arange(len(LABELS))
+    width = 0.8 / len(members)
+    for i, (member, name) in enumerate(zip(members, names)):
+        label = f"{name} (macro-F1 {float(member.metrics.get('macro_f1', 0.0)):.3f})"
+        axes.bar(x - 0.4 + width * (i + 0.5), per_label_f1(member), width, label=label)
+    axes.set_xticks(x, LABELS, rotation=30, ha="right")
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("out-of-fold F1")
+    axes.set_title("Per-label F1 (out-of-fold, tuned thresholds)")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def support_chart(labels: np.ndarray, path: Path) -> None:
+    """Bars: how many training rows carry each label (share of rows on top)."""
+    counts = labels.sum(axis=0)
+    figure = _figure(10.0, 4.0)
+    axes = figure.add_subplot()
+    bars = axes.bar(LABELS, counts, color="#4c72b0")
+    for bar, count in zip(bars, counts):
+        axes.annotate(
+            f"{count / len(labels):.0%}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    axes.set_ylabel("training rows")
+    axes.set_title(f"Label support ({len(labels)} training rows)")
+    axes.tick_params(axis="x", rotation=30)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def _fmt(value: Any, pattern: str = "{:.4f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} s" if value < 100 else f"{value / 60:.1f} min"
+
+
+def summary_rows(members: list[Member], names: list[str]) -> list[list[str]]:
+    """One row per run: headline figures, wall time and peak memory."""
+    rows = []
+    for member, name in zip(members, names):
+        m = member.metrics
+        std = m.get("per_fold_macro_f1_std")
+        rows.append(
+            [
+                name,
+                m.get("kind", "cv"),
+                _fmt(m.get("macro_f1")),
+                _fmt(m.get("macro_f1_thresholds_cv")),
+                _fmt(std, "± {:.4f}"),
+                _fmt(m.get("micro_f1")),
+                _fmt(m.get("jaccard")),
+                str(m.get("folds", "-")),
+                _seconds(m.get("wall_s")),
+                _fmt(m.get("peak_rss_mib"), "{:.0f} MiB"),
+            ]
+        )
+    return rows
+
+
+SUMMARY_HEADER = [
+    "run",
+    "kind",
+    "macro-F1",
+    "macro-F1 (honest)",
+    "fold std",
+    "micro-F1",
+    "Jaccard",
+    "folds",
+    "wall time",
+    "peak memory",
+]
+
+
+def label_rows(members: list[Member], support: np.ndarray) -> list[list[str]]:
+    """One row per label: support, then each run's F1 (the best in bold)."""
+    f1 = np.stack([per_label_f1(m) for m in members])
+    rows = []
+    for j, label in enumerate(LABELS):
+        best = f1[:, j].max()
+        cells = [f"**{v:.3f}**" if v == best and len(members) > 1 else f"{v:.3f}" for v in f1[:, j]]
+        rows.append([label, str(int(support[j])), *cells])
+    macro = [f"{float(m.metrics.get('macro_f1', 0.0)):.3f}" for m in members]
+    rows.append(["macro-F1", "", *macro])
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str, tag: str) -> str:
+        bold = text.startswith("**") and text.endswith("**")
+        inner = html.escape(text.strip("*") if bold else text)
+        return f"<{tag}>{'<b>' + inner + '</b>' if bold else inner}</{tag}>"
+
+    head = "".join(cell(h, "th") for h in header)
+    body = "\n".join("<tr>" + "".join(cell(c, "td") for c in row) + "</tr>" for row in rows)
+    return f"<table>\n<tr>{head}</tr>\n{body}\n</table>"
+
+
+def write_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
+    """Write the charts, ``report.md`` and ``index.html`` comparing ``run_dirs``; return their paths."""
+    if not run_dirs:
+        raise GenEmotionError("report needs at least one run folder")
+    members = [load_member(Path(d)) for d in run_dirs]
+    rows = {len(m.ids) for m in members}
+    if len(rows) > 1:
+        raise GenEmotionError(
+            f"the runs cover different numbers of training rows ({sorted(rows)}); compare runs of one data set"
+        )
+    names = unique_names(members)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    support = members[0].labels.sum(axis=0)
+    f1_chart(members, names, out_dir / F1_CHART)
+    support_chart(members[0].labels, out_dir / SUPPORT_CHART)
+
+    label_header = ["label", "support", *names]
+    summary, labels = summary_rows(members, names), label_rows(members, support)
+    note = (
+        "macro-F1 uses per-label thresholds tuned on the same out-of-fold rows (slightly optimistic); "
+        "macro-F1 (honest) tunes them on 4/5 of the rows and scores the other 1/5. Wall time and peak memory "
+        "are those of training and predicting every fold (for an ensemble, its members')."
+    )
+    markdown = "\n\n".join(
+        [
+            "# Out-of-fold comparison",
+            markdown_table(SUMMARY_HEADER, summary),
+            note,
+            "## Per-label F1",
+            markdown_table(label_header, labels),
+            f"![per-label F1]({F1_CHART})",
+            f"![label support]({SUPPORT_CHART})",
+            "## Runs",
+            "\n".join(f"- {name}: `{m.run_dir}`" for name, m in zip(names, members)),
+        ]
+    )
+    (out_dir / MARKDOWN).write_text(markdown + "\n", encoding="utf-8")
+    run_list = "".join(
+        f"<li>{html.escape(n)}: <code>{html.escape(str(m.run_dir))}</code></li>" for n, m in zip(names, members)
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>gen-emotion report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>Out-of-fold comparison</h1>
+{html_table(SUMMARY_HEADER, summary)}
+<p>{html.escape(note)}</p>
+<h2>Per-label F1</h2>
+<img src="{F1_CHART}" alt="per-label F1 of each run">
+{html_table(label_header, labels)}
+<h2>Label support</h2>
+<img src="{SUPPORT_CHART}" alt="training rows per label">
+<h2>Runs</h2>
+<ul>{run_list}</ul>
+</body></html>
+"""
+    (out_dir / INDEX).write_text(page, encoding="utf-8")
+    return {name: out_dir / name for name in (F1_CHART, SUPPORT_CHART, MARKDOWN, INDEX)}

@@ -1,0 +1,130 @@
+"""The classification-head path: pos_weight, remote-code refusal, the embedded MiniLM encoder, and (slow)
+both CPU classifier recipes cross-validated end to end for a few steps on a tiny slice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gen_emotion.classify import pos_weight
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.labels import LABELS, NUM_LABELS
+from gen_emotion.models import resolve_any_model, wheel_model_dir
+from gen_emotion.recipes import load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["train.max_steps=2", "train.batch_size=8", "train.logging_steps=1", "classifier.max_length=48"]
+
+
+def test_pos_weight_by_hand() -> None:
+    labels = np.zeros((10, NUM_LABELS), dtype=np.int64)
+    labels[:2, 0] = 1  # anger: 2 positives, 8 negatives
+    labels[:5, 1] = 1  # anticipation: 5 and 5
+    labels[:9, 2] = 1  # disgust: 9 and 1
+    # the other labels have no positive row: counted as one positive, 10 negatives
+    weights = pos_weight(labels, power=0.5, cap=3.0)
+    assert weights[0] == pytest.approx(2.0)  # sqrt(8 / 2)
+    assert weights[1] == pytest.approx(1.0)  # sqrt(5 / 5)
+    assert weights[2] == pytest.approx(1 / 3)  # sqrt(1 / 9)
+    assert weights[3:] == pytest.approx([3.0] * 8)  # sqrt(10 / 1) = 3.16, capped at 3
+    assert pos_weight(labels, power=1.0, cap=None)[:4] == pytest.approx([4.0, 1.0, 1 / 9, 10.0])
+    assert pos_weight(labels, power=0.0) == pytest.approx(np.ones(NUM_LABELS))
+    with pytest.raises(ValueError):
+        pos_weight(labels[:, :3])
+
+
+def test_a_model_that_needs_remote_code_fails_clearly(tmp_path: Path) -> None:
+    from gen_emotion.classify import load_base_classifier
+
+    config = {
+        "model_type": "made-up-model",
+        "auto_map": {"AutoConfig": "configuration_x.XConfig", "AutoModelForSequenceClassification": "modeling_x.X"},
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    recipe = load_recipe("recipes/minilm-l6-cpu.yaml", [f"model.name={tmp_path}"])
+    with pytest.raises(GenEmotionError, match="trust_remote_code: true"):
+        load_base_classifier(str(tmp_path), recipe, tokenizer=None)
+
+
+def test_only_stella_opts_into_remote_code() -> None:
+    opted = sorted(p.stem for p in (REPO / "recipes").glob("*.yaml") if load_recipe(p).model.trust_remote_code)
+    assert opted == ["stella-en-1.5b-v5"]
+
+
+def test_the_embedded_encoder_resolves_to_a_bert_folder() -> None:
+    folder = wheel_model_dir("all-minilm-l6-v2")
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "bert"
+    assert resolve_any_model("all-minilm-l6-v2") == str(folder)
+    assert resolve_any_model(str(folder)) == str(folder)  # a folder is still a folder
+
+
+def test_classifier_recipes_validate() -> None:
+    for name in ("minilm-l6-cpu", "smollm2-135m-cls-cpu", "roberta-base", "distilbert-base-uncased"):
+        assert load_recipe(name).task == "classify"
+    for name in ("distilroberta-base", "gemma-2-2b", "llama-3.2-1b", "stella-en-1.5b-v5"):
+        recipe = load_recipe(name)
+        assert recipe.task == "classify" and recipe.train.save_steps % recipe.train.eval_steps == 0
+    llm = load_recipe("llama-3.2-1b")
+    assert (llm.lora.r, llm.lora.alpha, llm.lora.dropout, llm.train.learning_rate) == (128, 256, 0.01, 5e-5)
+    assert llm.classifier.use_lora and not load_recipe("roberta-base").classifier.use_lora
+
+
+def test_4bit_needs_lora() -> None:
+    from gen_emotion.classify import load_base_classifier
+
+    recipe = load_recipe("minilm-l6-cpu", ["model.load_in_4bit=true", "model.dtype=bfloat16"])
+    with pytest.raises(GenEmotionError, match="use_lora"):
+        load_base_classifier("unused", recipe, tokenizer=None)
+
+
+@pytest.mark.slow
+def test_minilm_trains_with_validation_and_predicts(sample_dir: Path, tmp_path: Path) -> None:
+    from gen_emotion.classify import predict_probs, train_classifier
+    from gen_emotion.data import read_test, read_train
+
+    recipe = load_recipe("minilm-l6-cpu", [*TINY, "train.eval_steps=1", "train.save_steps=1"])
+    data = read_train(sample_dir / "train.csv")
+    summary = train_classifier(recipe, data.subset(np.arange(32)), data.subset(np.arange(32, 40)), tmp_path)
+    assert summary["steps"] == 2 and summary["eval_rows"] == 8 and summary["best_eval_loss"] is not None
+    assert set(summary["pos_weight"]) == set(LABELS)
+    assert (tmp_path / "model" / "config.json").is_file() and not (tmp_path / "checkpoints").exists()
+    test = read_test(sample_dir / "test.csv").subset(np.arange(10))
+    probs = predict_probs(tmp_path / "model", recipe, test)
+    assert probs.shape == (10, NUM_LABELS) and ((probs > 0) & (probs < 1)).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe_name", ["minilm-l6-cpu", "smollm2-135m-cls-cpu"])
+def test_cpu_classifier_recipe_cross_validates_end_to_end(recipe_name: str, tmp_path: Path) -> None:
+    from gen_emotion.classify import predict_probs
+    from gen_emotion.cv import read_probs
+    from gen_emotion.data import read_label_file, read_test, read_train
+
+    out = tmp_path / "cv"
+    command = [sys.executable, "-m", "gen_emotion.evaluate_cli", "cv", recipe_name, *TINY]
+    result = subprocess.run(
+        [*command, "--folds", "2", "--rows", "40", "--out", str(out)], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "oof_metrics.json").read_text())
+    assert metrics["task"] == "classify" and metrics["rows"] == 40 and len(metrics["per_fold"]) == 2
+    assert all(f["macro_f1"] >= 0 for f in metrics["per_fold"]) and metrics["peak_rss_mib"] > 100
+    sample = REPO / "gen_emotion" / "sample_data"
+    train_ids = read_train(sample / "train.csv").ids[:40]
+    oof_ids, _ = read_probs(out / "oof_probs.csv")
+    assert oof_ids == train_ids
+    assert read_label_file(out / "submission.csv").ids == read_test(sample / "test.csv").ids[:40]
+    # the saved fold model (for LoRA: the adapter with its score head) reproduces the fold's test probabilities
+    recipe = load_recipe(recipe_name, TINY)
+    fold = out / "folds" / "fold-0"
+    _, saved = read_probs(fold / "test_probs.csv")
+    again = predict_probs(fold / "model", recipe, read_test(sample / "test.csv").subset(np.arange(40)))
+    assert np.allclose(again, saved, atol=1e-3)
+    if recipe_name.startswith("smollm2"):
+        assert (fold / "model" / "adapter_config.json").is_file()
