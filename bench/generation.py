@@ -5,7 +5,7 @@ On the same fine-tuned model (a run folder) and the same test tweets, in one pro
   transformers  our transformers backend: length-sorted batches, grammar (xgrammar), bf16
   vllm          our vLLM backend: structured outputs (the compact grammar), prefix caching
 and the vLLM levers one at a time: prefix caching off, the grammar written as one alternative per
-subset (the naive ~60k-character regex), batch size caps.
+subset (the naive ~60k-character regex).
 
     python bench/generation.py --run runs/smollm2-cpu --data ../shared/data --rows 512
 
@@ -128,7 +128,6 @@ def main() -> None:
         configs += [
             ("vllm, prefix caching off", False, OUTPUT_REGEX, None),
             ("vllm, naive subset regex", True, naive_regex(), None),
-            ("vllm, max_num_seqs=64", True, OUTPUT_REGEX, 64),
         ]
     vllm_outputs = None
     for name, caching, regex, seqs in configs:

@@ -139,6 +139,7 @@ def head_name(model: Any) -> str:
 
 def add_lora(model: Any, recipe: Recipe) -> Any:
     """Wrap ``model`` in LoRA adapters (``SEQ_CLS``) with the classification head trained in full."""
+    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if recipe.model.load_in_4bit:
@@ -151,7 +152,12 @@ def add_lora(model: Any, recipe: Recipe) -> Any:
         task_type="SEQ_CLS",
         modules_to_save=[head_name(model)],
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if recipe.train.bf16:  # autocast does the bf16 matmuls; keep trainable weights (the head too) in fp32
+        for param in model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+    return model
 
 
 def encode(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:

@@ -145,9 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     p.set_defaults(func=cmd_export)
 
-    from gen_emotion.launch import add_commands
+    from gen_emotion.evaluate_cli import add_commands as add_evaluation_commands
+    from gen_emotion.launch import add_commands as add_launch_commands
 
-    add_commands(sub)
+    add_evaluation_commands(sub)
+    add_launch_commands(sub)
     return parser
 
 
