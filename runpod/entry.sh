@@ -14,6 +14,7 @@
 #   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 trains
 #                             with accelerate and adds generate.tensor_parallel_size=N
 #   --accelerate-config X     GEN_EMOTION_ACCELERATE_CONFIG: ddp (default), fsdp or zero3 (recipes/accelerate/)
+#   --folds K                 GEN_EMOTION_FOLDS: cv only, the number of folds (default: cv's own, 5)
 #   --run-name NAME           GEN_EMOTION_RUN_NAME (default: the recipe's file name)
 #   --force                   GEN_EMOTION_FORCE=1: run although a DONE or FAILED marker is there
 #   --dry-run                 print the commands, run nothing, write nothing
@@ -57,6 +58,7 @@ DATA=${GEN_EMOTION_DATA:-}
 GPUS=${GEN_EMOTION_GPUS:-}
 ACCELERATE_CONFIG=${GEN_EMOTION_ACCELERATE_CONFIG:-ddp}
 RUN_NAME=${GEN_EMOTION_RUN_NAME:-}
+FOLDS=${GEN_EMOTION_FOLDS:-}
 FORCE=${GEN_EMOTION_FORCE:-0}
 POSITIONAL=()
 while [ $# -gt 0 ]; do
@@ -66,6 +68,7 @@ while [ $# -gt 0 ]; do
         --gpus) GPUS=${2:?--gpus needs a number}; shift 2 ;;
         --accelerate-config) ACCELERATE_CONFIG=${2:?--accelerate-config needs ddp, fsdp or zero3}; shift 2 ;;
         --run-name) RUN_NAME=${2:?--run-name needs a name}; shift 2 ;;
+        --folds) FOLDS=${2:?--folds needs a number}; shift 2 ;;
         --force) FORCE=1; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
         -h|--help) sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -84,6 +87,10 @@ else
 fi
 case $COMMAND in run|cv|predict) ;; *) die "unknown command '$COMMAND': use run, cv or predict" ;; esac
 case $ACCELERATE_CONFIG in ddp|fsdp|zero3) ;; *) die "unknown accelerate config '$ACCELERATE_CONFIG'" ;; esac
+if [ -n "$FOLDS" ]; then
+    [ "$COMMAND" = cv ] || die "--folds (GEN_EMOTION_FOLDS) goes with the cv command, not '$COMMAND'"
+    [[ $FOLDS =~ ^[1-9][0-9]*$ ]] || die "--folds must be a positive number, got '$FOLDS'"
+fi
 
 if [ -n "$LOCAL_DIR" ]; then
     WS=$(realpath -m "$LOCAL_DIR") || die "bad folder $LOCAL_DIR"
@@ -234,6 +241,8 @@ run_job() {
         overrides+=("generate.tensor_parallel_size=$GPUS")
     fi
     io_args+=(--out "$RUN")
+    # cv takes the same RECIPE [OVERRIDE ...] --data DIR --out DIR as run, plus --folds K.
+    if [ "$COMMAND" = cv ] && [ -n "$FOLDS" ]; then io_args+=(--folds "$FOLDS"); fi
     if [ "$COMMAND" = run ] && [ "$GPUS" -gt 1 ]; then
         # Train with one process per GPU, then generate in one process (tensor parallel over all the GPUs).
         run_cmd "$ACCELERATE_BIN" launch --config_file "$HOME_DIR/recipes/accelerate/$ACCELERATE_CONFIG.yaml" \

@@ -107,6 +107,10 @@ def decoded_recipe(request: dict):
         ("mistralai/Mixtral-8x7B-Instruct-v0.1", 56.0),
         ("microsoft/phi-2", None),
         ("14B", 14.0),
+        ("dunzhang/stella_en_1.5B_v5", 1.5),  # underscores around the size
+        ("org/model_7b", 7.0),
+        ("FacebookAI/roberta-base", None),
+        ("sentence-transformers/all-MiniLM-L6-v2", None),
     ],
 )
 def test_parse_size(name, size):
@@ -118,6 +122,14 @@ def test_parse_size(name, size):
 
 def test_model_size_from_flag_or_error():
     assert model_params_b("microsoft/Phi-3-mini-4k-instruct", "3.8B") == pytest.approx(3.8)
+    # Encoders whose names say nothing: the known-size table, by the id's last part, any case.
+    assert model_params_b("FacebookAI/roberta-base") == pytest.approx(0.125)
+    assert model_params_b("distilbert/distilbert-base-uncased") == pytest.approx(0.066)
+    assert model_params_b("distilbert/distilroberta-base") == pytest.approx(0.082)
+    assert model_params_b("sentence-transformers/all-MiniLM-L6-v2") == pytest.approx(0.023)
+    assert model_params_b("all-minilm-l6-v2") == pytest.approx(0.023)
+    assert model_params_b("FacebookAI/roberta-base", "0.2B") == pytest.approx(0.2)  # the flag wins
+    assert model_params_b("dunzhang/stella_en_1.5B_v5") == pytest.approx(1.5)
     with pytest.raises(GenEmotionError, match="--model-size"):
         model_params_b("microsoft/Phi-3-mini-4k-instruct")
     with pytest.raises(GenEmotionError, match="--model-size"):
@@ -133,6 +145,12 @@ def test_memory_table_grows_with_size_and_qlora_never_needs_more():
     assert memory_needed_gb(14, qlora=True) == 48  # the merged bf16 model for generation sets the floor
     with pytest.raises(GenEmotionError, match="beyond"):
         memory_needed_gb(400, qlora=False)
+    # A classifier fine-tuned in full keeps fp32 weights, gradients and Adam's moments: 16 bytes a parameter.
+    assert memory_needed_gb(0.125, qlora=False, full_finetune=True) == 16
+    assert memory_needed_gb(2.6, qlora=False, full_finetune=True) == 48
+    assert memory_needed_gb(4.0, qlora=False, full_finetune=True) == 80
+    with pytest.raises(GenEmotionError, match="use_lora"):
+        memory_needed_gb(14, qlora=False, full_finetune=True)
 
 
 # --- GPU types ---------------------------------------------------------------------------------------
@@ -159,18 +177,26 @@ def test_unknown_gpu_type_lists_the_known_ones():
 def test_pod_request_for_each_recipe(recipe_path):
     import runpod
 
+    recipe = load_recipe(recipe_path)
+    if recipe.task == "tfidf":
+        # The TF-IDF baseline runs on CPU in seconds: no pod, and the message says how to run it here.
+        with pytest.raises(GenEmotionError, match=r"runs on CPU.*gen-emotion cv"):
+            plan_launch(LaunchOptions(recipe=str(recipe_path), image=IMAGE), ENVIRON)
+        return
     plan = plan_launch(LaunchOptions(recipe=str(recipe_path), image=IMAGE), ENVIRON)
     request = plan.request
     inspect.signature(runpod.create_pod).bind(**request)  # every key is a create_pod argument
-    recipe = load_recipe(recipe_path)
     # GPU: a known type with at least the table's memory for this model and method.
     gpu = find_gpu(request["gpu_type_id"])
-    need = memory_needed_gb(model_params_b(recipe.model.name), recipe.model.load_in_4bit)
+    full_finetune = recipe.task == "classify" and not recipe.classifier.use_lora
+    need = memory_needed_gb(model_params_b(recipe.model.name), recipe.model.load_in_4bit, full_finetune)
     assert gpu.memory_gb >= need == plan.need_gb
     assert request["gpu_count"] == 1 and plan.strategy is None
-    # What the pod runs: the command, the resolved recipe inline, the volume at /workspace, SSH for fetch.
+    # What the pod runs: the command (generation recipes run the pipeline, classifiers are cross-validated),
+    # the resolved recipe inline, the volume at /workspace, SSH for fetch.
     env = request["env"]
-    assert env["GEN_EMOTION_COMMAND"] == "run"
+    assert env["GEN_EMOTION_COMMAND"] == {"generate": "run", "classify": "cv"}[recipe.task]
+    assert plan.command == env["GEN_EMOTION_COMMAND"] and "GEN_EMOTION_FOLDS" not in env
     assert decoded_recipe(request) == recipe
     assert decoded_recipe(request).model.load_in_4bit == recipe.model.load_in_4bit
     assert request["image_name"] == IMAGE
@@ -224,10 +250,19 @@ def test_fourteen_b_lora_picks_an_80_gb_gpu_and_shards_over_several(tmp_path):
 
 
 def test_small_model_on_several_gpus_uses_ddp_and_tensor_parallel():
+    assert load_recipe(CPU_RECIPE).generate.backend == "vllm"
     plan = plan_launch(LaunchOptions(recipe=str(CPU_RECIPE), gpus=2, image=IMAGE), ENVIRON)
     assert plan.strategy == "ddp" and plan.request["gpu_count"] == 2
     assert decoded_recipe(plan.request).generate.tensor_parallel_size == 2
+    assert not any("generation uses one GPU" in note for note in plan.notes)  # vLLM uses both
+    # The transformers backend generates on one GPU whatever tensor_parallel_size says: a note says so.
+    options = LaunchOptions(recipe=str(CPU_RECIPE), overrides=["generate.backend=transformers"], gpus=2, image=IMAGE)
+    plan = plan_launch(options, ENVIRON)
+    assert plan.strategy == "ddp" and decoded_recipe(plan.request).generate.tensor_parallel_size == 2
     assert any("generation uses one GPU" in note for note in plan.notes)
+    # An explicit tensor_parallel_size is kept.
+    options = LaunchOptions(recipe=str(CPU_RECIPE), overrides=["generate.tensor_parallel_size=1"], gpus=2, image=IMAGE)
+    assert decoded_recipe(plan_launch(options, ENVIRON).request).generate.tensor_parallel_size == 1
 
 
 def test_cv_on_several_gpus_trains_in_one_process(tmp_path):
@@ -237,6 +272,45 @@ def test_cv_on_several_gpus_trains_in_one_process(tmp_path):
     assert plan.request["env"]["GEN_EMOTION_COMMAND"] == "cv"
     assert decoded_recipe(plan.request).generate.tensor_parallel_size == 2
     assert decoded_recipe(plan.request).model.load_in_4bit is True
+
+
+def test_classifier_recipes_are_cross_validated(tmp_path):
+    roberta = REPO_ROOT / "recipes" / "roberta-base.yaml"
+    plan = plan_launch(LaunchOptions(recipe=str(roberta), folds=10, image=IMAGE), ENVIRON)
+    assert plan.command == "cv" and plan.task == "classify" and plan.method == "full fine-tune"
+    assert plan.params_b == pytest.approx(0.125) and plan.need_gb == 16 and plan.gpu.memory_gb == 16
+    assert plan.request["env"]["GEN_EMOTION_COMMAND"] == "cv"
+    assert plan.request["env"]["GEN_EMOTION_FOLDS"] == "10"
+    assert plan.request["volume_in_gb"] == 50
+    assert plan_launch(LaunchOptions(recipe=str(roberta), command="cv", image=IMAGE), ENVIRON).command == "cv"
+    # A decoder classifier trains LoRA adapters; QLoRA passes through.
+    stella = REPO_ROOT / "recipes" / "stella-en-1.5b-v5.yaml"
+    plan = plan_launch(LaunchOptions(recipe=str(stella), overrides=["model.load_in_4bit=true"], image=IMAGE), ENVIRON)
+    assert plan.method == "QLoRA" and plan.params_b == pytest.approx(1.5) and plan.command == "cv"
+    # A big model fine-tuned in full needs a bigger card than its LoRA twin.
+    full = write_recipe(tmp_path, "google/gemma-2-2b", task="classify", classifier={"use_lora": False})
+    assert plan_launch(LaunchOptions(recipe=str(full), image=IMAGE), ENVIRON).need_gb == 48
+    # What cannot work is refused before any money is spent.
+    with pytest.raises(GenEmotionError, match="use --command cv"):
+        plan_launch(LaunchOptions(recipe=str(roberta), command="run", image=IMAGE), ENVIRON)
+    with pytest.raises(GenEmotionError, match="--gpus 1"):
+        plan_launch(LaunchOptions(recipe=str(roberta), gpus=2, image=IMAGE), ENVIRON)
+    with pytest.raises(GenEmotionError, match="--folds must be at least 2"):
+        plan_launch(LaunchOptions(recipe=str(roberta), folds=1, image=IMAGE), ENVIRON)
+    with pytest.raises(GenEmotionError, match="--folds goes with --command cv"):
+        plan_launch(LaunchOptions(recipe=str(CPU_RECIPE), folds=5, image=IMAGE), ENVIRON)
+    with pytest.raises(GenEmotionError, match="TF-IDF"):
+        plan_launch(LaunchOptions(recipe="tfidf-logreg", command="cv", image=IMAGE), ENVIRON)
+
+
+def test_cv_of_a_generation_recipe_has_room_for_a_merged_model_per_fold(tmp_path):
+    recipe = write_recipe(tmp_path, "meta-llama/Llama-3.2-3B-Instruct", generate={"backend": "vllm"})
+    run = plan_launch(LaunchOptions(recipe=str(recipe), image=IMAGE), ENVIRON)
+    assert run.command == "run" and run.request["volume_in_gb"] == 50  # 2 x 6 GB + 20, at least 50
+    cv = plan_launch(LaunchOptions(recipe=str(recipe), command="cv", folds=10, image=IMAGE), ENVIRON)
+    assert cv.request["volume_in_gb"] >= 6 * (1 + 10) + 20  # the download and 10 merged bf16 copies
+    lora = LaunchOptions(recipe=str(recipe), overrides=["generate.vllm_lora=true"], command="cv", image=IMAGE)
+    assert plan_launch(lora, ENVIRON).request["volume_in_gb"] == 50  # vLLM serves each fold's adapter
 
 
 def test_refusals(tmp_path):
@@ -296,6 +370,18 @@ def test_dry_run_prints_the_request_with_secrets_masked(tmp_path):
     assert decoded_recipe(request).train.max_steps == 5
     assert "accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 2" in result.stdout
     assert "no pod created" in result.stdout
+
+
+def test_dry_run_of_a_classifier_runs_cv(tmp_path):
+    recipe = REPO_ROOT / "recipes" / "distilbert-base-uncased.yaml"
+    result = run_cli(["launch", str(recipe), "--folds", "3", "--dry-run", "--name", "t2"], {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "(0.066B, full fine-tune classifier) needs about 16 GB per GPU; the pod runs gen-emotion cv" in result.stdout
+    request = json.loads(result.stdout[result.stdout.index("{") :])
+    assert request["env"]["GEN_EMOTION_COMMAND"] == "cv" and request["env"]["GEN_EMOTION_FOLDS"] == "3"
+    refused = run_cli(["launch", str(REPO_ROOT / "recipes" / "tfidf-logreg.yaml"), "--dry-run"], {}, tmp_path)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    assert "TF-IDF baseline (task: tfidf): it runs on CPU" in refused.stderr and refused.stdout == ""
 
 
 @pytest.mark.parametrize(

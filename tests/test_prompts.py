@@ -138,3 +138,23 @@ def test_tweets_are_not_evaluated(tweet):
 def test_tweet_is_not_escaped_or_stripped_inside():
     tweet = "a < b & \"c\" 'd' <3\n\nsecond line"
     assert build_messages(tweet, load_templates("default"))[-1]["content"] == tweet
+
+
+def test_plain_template_for_base_models_joins_turns_without_a_chat_template():
+    from gen_emotion.prompts import build_example, load_templates, plain_prompt, render_prompts
+
+    templates = load_templates("plain")
+    assert templates.chat is False
+    prompt = plain_prompt("the bus is late again", templates)
+    assert prompt.endswith("Tweet: the bus is late again\nEmotions:\n")
+    assert ", ".join(LABELS) in prompt.split("\n\n")[0]
+    example = build_example("the bus is late again", [1] + [0] * 10, templates)
+    assert example == {"prompt": prompt, "completion": "anger"}
+
+    from transformers import AutoTokenizer
+
+    from gen_emotion.models import wheel_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(wheel_model_dir("all-minilm-l6-v2"))  # a real tokenizer, no chat template
+    assert getattr(tokenizer, "chat_template", None) is None
+    assert render_prompts(tokenizer, ["the bus is late again"], templates, 64) == [prompt]

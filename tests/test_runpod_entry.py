@@ -76,6 +76,23 @@ def test_dry_run_takes_the_pod_environment_from_launch(tmp_path):
     )
 
 
+def test_dry_run_of_a_classifier_runs_cv_with_its_folds(tmp_path):
+    recipe = REPO_ROOT / "recipes" / "roberta-base.yaml"
+    options = LaunchOptions(recipe=str(recipe), overrides=["train.epochs=1"], name="pod-cv", folds=3, image="x/y:1")
+    env = plan_launch(options, {}).request["env"]
+    result = entry(["--local", str(tmp_path / "ws"), "--dry-run", "--data", str(SAMPLE_DIR)], env)
+    assert result.returncode == 0, result.stderr
+    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    recipe_file = tmp_path / "ws" / "recipes" / "pod-cv.yaml"
+    data_dir = tmp_path / "ws" / "data" / "pod-cv"
+    # The same RECIPE and --data/--out as run, plus --folds; no accelerate step.
+    assert commands == [
+        f"{GEN_EMOTION_BIN} cv {recipe_file} --data {data_dir} --out {tmp_path / 'ws' / 'runs' / 'pod-cv'} --folds 3"
+    ]
+    refused = entry(["--local", str(tmp_path / "ws"), "--dry-run", "--folds", "3", "run", str(CPU_RECIPE)])
+    assert refused.returncode == 2 and "--folds (GEN_EMOTION_FOLDS) goes with the cv command" in refused.stderr
+
+
 def test_failing_run_leaves_failed_with_status_and_log_tail(tmp_path):
     workspace = tmp_path / "ws"
     secret = "hf_entry-test-secret-42"
