@@ -211,49 +211,21 @@ def _weighted_bce_trainer() -> type:
 
 
 def training_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
-    """transformers' ``TrainingArguments`` from the recipe's ``train`` section."""
+    """transformers' ``TrainingArguments`` from the recipe's ``train`` and ``classifier`` sections."""
     from transformers import TrainingArguments
 
-    from gen_emotion.train import cuda_available
+    from gen_emotion.train import trainer_arguments
 
-    t = recipe.train
-    if has_eval and t.save_steps % t.eval_steps != 0:
-        raise GenEmotionError(
-            f"recipe {recipe.name!r}: train.save_steps ({t.save_steps}) must be a multiple of "
-            f"train.eval_steps ({t.eval_steps}) to keep the checkpoint with the best validation loss"
-        )
+    checkpointing = recipe.train.gradient_checkpointing
     return TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=recipe.classifier.predict_batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        optim=t.optim,
-        bf16=t.bf16,
-        use_cpu=not cuda_available(),
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=t.eval_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=has_eval,
-        metric_for_best_model="eval_loss" if has_eval else None,
-        greater_is_better=False if has_eval else None,
-        logging_steps=t.logging_steps,
-        report_to=t.report_to,
-        seed=t.seed,
-        data_seed=t.seed,
-        dataloader_num_workers=0,
-        label_names=["labels"],
-        remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if recipe.classifier.group_by_length else "random",
+        **{
+            **trainer_arguments(recipe, output_dir, has_eval),
+            "per_device_eval_batch_size": recipe.classifier.predict_batch_size,
+            "gradient_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
+            "label_names": ["labels"],
+            "remove_unused_columns": False,
+            "train_sampling_strategy": "group_by_length" if recipe.classifier.group_by_length else "random",
+        }
     )
 
 

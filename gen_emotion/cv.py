@@ -32,7 +32,7 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import write_predictions, write_submission
 from gen_emotion.labels import LABELS
 from gen_emotion.metrics import macro_f1, score
-from gen_emotion.recipes import Recipe, recipe_from_dict
+from gen_emotion.recipes import Recipe
 from gen_emotion.thresholds import (
     apply_thresholds,
     check_probabilities,
@@ -175,18 +175,10 @@ def fit_fold(recipe: Recipe, train: EmotionData, held_out: EmotionData, test: Em
 
 def _check_settings(run_dir: Path, recipe: Recipe, settings: dict[str, Any]) -> None:
     """Write ``recipe.yaml`` and ``cv.json``, or check that a resumed run has the same ones."""
-    import yaml
+    from gen_emotion.pipeline import prepare_run_dir
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recipe_path, settings_path = run_dir / "recipe.yaml", run_dir / SETTINGS
-    if recipe_path.is_file():
-        previous = recipe_from_dict(yaml.safe_load(recipe_path.read_text()), where=str(recipe_path))
-        if previous != recipe:
-            raise GenEmotionError(
-                f"{run_dir} holds a cv run of a different recipe; resume with the same recipe or use a new --out"
-            )
-    else:
-        recipe_path.write_text(recipe.to_yaml(), encoding="utf-8")
+    prepare_run_dir(recipe, run_dir)
+    settings_path = run_dir / SETTINGS
     if settings_path.is_file():
         previous_settings = json.loads(settings_path.read_text())
         changed = [k for k in ("folds", "seed", "rows", "test_rows") if previous_settings.get(k) != settings[k]]

@@ -138,46 +138,54 @@ def lora_config(recipe: Recipe, task_type: str = "CAUSAL_LM") -> Any:
     )
 
 
-def sft_config(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
-    """TRL's ``SFTConfig`` from the recipe's ``train`` section."""
-    from trl import SFTConfig
-
+def trainer_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """The ``TrainingArguments`` keywords that the recipe's ``train`` section sets, shared by the SFT
+    and classification-head trainers; with validation, the best checkpoint by loss is kept."""
     t = recipe.train
     if has_eval and t.save_steps % t.eval_steps != 0:
         raise GenEmotionError(
             f"recipe {recipe.name!r}: train.save_steps ({t.save_steps}) must be a multiple of "
             f"train.eval_steps ({t.eval_steps}) to keep the checkpoint with the best validation loss"
         )
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.grad_accum,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_steps,
+        "weight_decay": t.weight_decay,
+        "optim": t.optim,
+        "bf16": t.bf16,
+        "use_cpu": not cuda_available(),
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": t.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "load_best_model_at_end": has_eval,
+        "metric_for_best_model": "eval_loss" if has_eval else None,
+        "greater_is_better": False if has_eval else None,
+        "logging_steps": t.logging_steps,
+        "report_to": t.report_to,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "dataloader_num_workers": 0,
+    }
+
+
+def sft_config(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
+    """TRL's ``SFTConfig`` from the recipe's ``train`` section (loss on the completion only)."""
+    from trl import SFTConfig
+
     return SFTConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        optim=t.optim,
-        bf16=t.bf16,
-        use_cpu=not cuda_available(),
-        gradient_checkpointing=t.gradient_checkpointing,
-        max_length=t.max_length,
+        **trainer_arguments(recipe, output_dir, has_eval),
+        max_length=recipe.train.max_length,
         completion_only_loss=True,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=t.eval_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=has_eval,
-        metric_for_best_model="eval_loss" if has_eval else None,
-        greater_is_better=False if has_eval else None,
-        logging_steps=t.logging_steps,
-        report_to=t.report_to,
-        seed=t.seed,
-        data_seed=t.seed,
-        dataloader_num_workers=0,
     )
 
 
