@@ -25,10 +25,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.data is not None and not (args.data / "train.csv").is_file():
         raise GenEmotionError(f"{args.data}: no train.csv in this folder")
     run_dir = args.out or default_run_dir(recipe)
-    metrics = run_recipe(recipe, args.data, run_dir)
+    if recipe.task == "generate":
+        metrics = run_recipe(recipe, args.data, run_dir)
+    else:
+        from gen_emotion.cv import run_holdout
+
+        if args.backend:
+            raise GenEmotionError(f"--backend is for generative recipes; {args.recipe} has task {recipe.task!r}")
+        metrics = run_holdout(recipe, args.data, run_dir)
     held = metrics["held_out"]
     print(f"run folder: {run_dir}")
     print(f"held-out macro-F1 {held['macro_f1']:.4f}  micro-F1 {held['micro_f1']:.4f}  jaccard {held['jaccard']:.4f}")
+    if metrics.get("decision") == "thresholds":
+        tuned = metrics["probabilities"]
+        honest = tuned.get("thresholded_macro_f1_cv")
+        print(f"with per-label thresholds (used for the submission): macro-F1 {honest:.4f} cross-validated")
     print(f"submission: {run_dir / 'submission.csv'} ({metrics['test_rows']} rows)")
     return 0
 

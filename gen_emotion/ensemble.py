@@ -1,10 +1,11 @@
 """Ensembles of cross-validated runs: average their out-of-fold and test probabilities (optionally
-weighted by each member's out-of-fold macro-F1), or take a vote of their 0/1 predictions when a member
-has no probabilities; then tune per-label thresholds on the combined out-of-fold scores.
+weighted by each member's out-of-fold macro-F1), stack them (a logistic regression per label over all
+members' probabilities, cross-validated on the out-of-fold rows), or take a vote of their 0/1 predictions
+when a member has no probabilities; then tune per-label thresholds on the combined out-of-fold scores.
 
 An ensemble folder has the same files as a cv run folder (``oof_metrics.json``, ``oof_labels.csv``,
 ``oof_predictions.csv``, ``test_predictions.csv``, ``submission.csv``, ``thresholds.json``, and the
-probability files when it averaged probabilities), so it can be reported or ensembled again.
+probability files when it averaged or stacked probabilities), so it can be reported or ensembled again.
 """
 
 from __future__ import annotations
@@ -125,15 +126,49 @@ def combine(members: list[Member], weights: np.ndarray) -> tuple[str, np.ndarray
     return mode, np.clip(oof_scores, 0.0, 1.0), np.clip(test_scores, 0.0, 1.0)
 
 
+def stack(members: list[Member], c: float = 0.1, folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked ``(oof_scores, test_scores)``: per label, a logistic regression over every member's 11
+    log-odds (so one label's score can use the others', e.g. joy against sadness). Its out-of-fold scores
+    come from ``folds``-fold cross-validation over the out-of-fold rows, so no row is scored by a
+    meta-model that saw it; the test scores from one fitted on all of them."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.multioutput import MultiOutputClassifier
+
+    if not all(m.has_probs for m in members):
+        raise GenEmotionError("stacking needs probabilities from every run; use the average or a vote")
+
+    def features(probs: list[np.ndarray]) -> np.ndarray:
+        clipped = [np.clip(p, 1e-4, 1 - 1e-4) for p in probs]
+        return np.hstack([np.log(p / (1 - p)) for p in clipped])
+
+    x, x_test, y = (
+        features([m.oof_probs for m in members]),
+        features([m.test_probs for m in members]),
+        members[0].labels,
+    )
+    if (y.sum(axis=0) < folds).any() or ((1 - y).sum(axis=0) < folds).any():
+        raise GenEmotionError(f"stacking needs at least {folds} positive and negative rows of every label")
+    model = MultiOutputClassifier(LogisticRegression(C=c, class_weight="balanced", max_iter=2000))
+    split = KFold(folds, shuffle=True, random_state=seed)
+    oof = np.column_stack([p[:, 1] for p in cross_val_predict(model, x, y, cv=split, method="predict_proba")])
+    test = np.column_stack([p[:, 1] for p in model.fit(x, y).predict_proba(x_test)])
+    return oof, test
+
+
 def unique_names(members: list[Member]) -> list[str]:
     names = [m.name for m in members]
     return [f"{m.name} ({m.run_dir.name})" if names.count(m.name) > 1 else m.name for m in members]
 
 
-def evaluate(members: list[Member], weighted: bool) -> dict[str, Any]:
-    """Combine aligned members and tune thresholds on the combined out-of-fold scores (nothing written)."""
-    weights = member_weights(members, weighted)
-    mode, oof, test = combine(members, weights)
+def evaluate(members: list[Member], weighted: bool, stacked: bool = False) -> dict[str, Any]:
+    """Combine aligned members (``stacked``: with ``stack``) and tune thresholds on the combined out-of-fold
+    scores (nothing written)."""
+    weights = member_weights(members, weighted and not stacked)
+    if stacked:
+        mode, (oof, test) = "stack", stack(members)
+    else:
+        mode, oof, test = combine(members, weights)
     y = members[0].labels
     thresholds = tune_thresholds(y, oof)
     return {
@@ -147,12 +182,14 @@ def evaluate(members: list[Member], weighted: bool) -> dict[str, Any]:
     }
 
 
-def run_ensemble(run_dirs: list[Path], out_dir: Path, weighted: bool = False) -> dict[str, Any]:
+def run_ensemble(run_dirs: list[Path], out_dir: Path, weighted: bool = False, stacked: bool = False) -> dict[str, Any]:
     """Ensemble the cv runs in ``run_dirs`` into ``out_dir``; return its metrics."""
+    if weighted and stacked:
+        raise GenEmotionError("choose --weighted (a weighted average) or --stack, not both")
     started = time.perf_counter()
     members = [load_member(Path(d)) for d in run_dirs]
     align_members(members)
-    result = evaluate(members, weighted)
+    result = evaluate(members, weighted, stacked)
     return write_ensemble(members, result, out_dir, weighted, started)
 
 
@@ -162,8 +199,8 @@ def write_ensemble(
     """Write an ensemble folder from ``evaluate``'s result."""
     out_dir.mkdir(parents=True, exist_ok=True)
     first = members[0]
-    y, oof, thresholds = first.labels, result["oof"], result["thresholds"]
-    if result["mode"] == "average":
+    y, oof, thresholds, stacked = first.labels, result["oof"], result["thresholds"], result["mode"] == "stack"
+    if result["mode"] in ("average", "stack"):
         write_probs(out_dir / "oof_probs.csv", first.ids, oof)
         write_probs(out_dir / "test_probs.csv", first.test_ids, result["test"])
     write_predictions(out_dir / "oof_labels.csv", first.ids, y)
@@ -184,11 +221,11 @@ def write_ensemble(
         for name, m, w in zip(names, members, result["weights"])
     ]
     metrics = {
-        "name": f"ensemble({'+'.join(names)}{', weighted' if weighted else ''})",
+        "name": f"ensemble({'+'.join(names)}{', weighted' if weighted else ''}{', stacked' if stacked else ''})",
         "kind": "ensemble",
         "mode": result["mode"],
         "weighted": weighted,
-        "has_probabilities": result["mode"] == "average",
+        "has_probabilities": result["mode"] in ("average", "stack"),
         "members": members_info,
         **{k: scores[k] for k in ("macro_f1", "micro_f1", "jaccard", "rows")},
         "macro_f1_at_0_5": macro_f1(y, apply_thresholds(oof, np.full(len(LABELS), 0.5))),
@@ -207,8 +244,9 @@ def write_ensemble(
 
 
 def search_ensembles(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
-    """Try every subset of two or more runs, plain and weighted; write the one with the best out-of-fold
-    macro-F1 to ``out_dir`` and return its metrics plus the table of every candidate (``candidates``).
+    """Try every subset of two or more runs, averaged plainly, weighted and stacked; write the one with
+    the best out-of-fold macro-F1 to ``out_dir`` and return its metrics plus every candidate's figure
+    (``candidates``).
 
     The choice is made on the same out-of-fold rows that score it, so its figure is optimistic; compare
     ``macro_f1_thresholds_cv`` for an honest one.
@@ -220,10 +258,12 @@ def search_ensembles(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
     for size in range(2, len(members) + 1):
         for subset in itertools.combinations(range(len(members)), size):
             chosen = [members[i] for i in subset]
-            for weighted in (False, True):
-                result = evaluate(chosen, weighted)
+            ways = [(False, False), (True, False)] + ([(False, True)] if all(m.has_probs for m in chosen) else [])
+            for weighted, stacked in ways:
+                result = evaluate(chosen, weighted, stacked)
                 f1 = macro_f1(chosen[0].labels, result["oof_pred"])
-                candidates.append({"members": [members[i].name for i in subset], "weighted": weighted, "macro_f1": f1})
+                names = [members[i].name for i in subset]
+                candidates.append({"members": names, "weighted": weighted, "stacked": stacked, "macro_f1": f1})
                 if best is None or f1 > best[0] + 1e-12:
                     best = (f1, chosen, result, weighted)
     _, chosen, result, weighted = best

@@ -35,7 +35,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from gen_emotion.ensemble import run_ensemble
 
-    metrics = run_ensemble(args.run_dirs, args.out, weighted=args.weighted)
+    metrics = run_ensemble(args.run_dirs, args.out, weighted=args.weighted, stacked=args.stack)
     for member in metrics["members"]:
         print(f"  {member['name']:<40} macro-F1 {member['macro_f1']:.4f}  weight {member['weight']:.3f}")
     print(
@@ -77,6 +77,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dirs", nargs="+", type=Path, help="two or more cv (or ensemble) folders")
     p.add_argument("--out", type=Path, required=True, help="ensemble folder to write")
     p.add_argument("--weighted", action="store_true", help="weight each run by its out-of-fold macro-F1")
+    p.add_argument(
+        "--stack", action="store_true", help="a logistic regression per label over every run's probabilities"
+    )
     p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("report", help="per-label charts and tables comparing cv runs and ensembles")

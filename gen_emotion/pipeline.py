@@ -334,6 +334,10 @@ def predict_file(
     from gen_emotion.train import ADAPTER_DIR, load_tokenizer
 
     recipe_path, adapter_dir = run_dir / "recipe.yaml", run_dir / ADAPTER_DIR
+    if recipe_path.is_file() and (run_dir / "fold.json").is_file():  # a classify or tfidf run
+        if backend or overrides or with_probs:
+            raise GenEmotionError(f"{run_dir}: a classifier run takes no --backend, --probs or overrides")
+        return predict_file_with_classifier(run_dir, input_path, out_path)
     if not recipe_path.is_file() or not (adapter_dir / "adapter_config.json").is_file():
         raise GenEmotionError(f"{run_dir}: not a trained run folder (needs recipe.yaml and adapter/)")
     values = yaml.safe_load(recipe_path.read_text())
@@ -365,3 +369,36 @@ def predict_file(
         write_probabilities(out_path.with_name(f"{out_path.stem}_probs.csv"), data.ids, result.probs)
     write_predictions(out_path, data.ids, labels, result.outputs)
     return {"rows": len(data), "seconds": result.seconds, "thresholds": thresholds is not None}
+
+
+def predict_file_with_classifier(run_dir: Path, input_path: Path, out_path: Path) -> dict[str, Any]:
+    """``predict`` with a ``classify`` or ``tfidf`` run: probabilities (``OUT_probs.csv``) cut at the
+    thresholds the run chose (its tuned ones, or 0.5 when those did not beat 0.5 on held-out rows)."""
+    from gen_emotion.recipes import load_recipe
+    from gen_emotion.thresholds import thresholds_from_dict
+
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise GenEmotionError(f"{run_dir}: the run did not finish (no metrics.json); run it again to finish it")
+    setup_logging(None)
+    data = read_inputs(input_path)
+    started = time.perf_counter()
+    if recipe.task == "tfidf":
+        from gen_emotion.baseline import predict_probs
+
+        probs = predict_probs(run_dir, data)
+    else:
+        from gen_emotion.classify import MODEL_DIR
+        from gen_emotion.classify import predict_probs as classifier_probs
+
+        probs = classifier_probs(run_dir / MODEL_DIR, recipe, data)
+    use_tuned = json.loads(metrics_path.read_text()).get("decision") == "thresholds"
+    cut = (
+        thresholds_from_dict(json.loads((run_dir / "thresholds.json").read_text()))
+        if use_tuned
+        else np.full(NUM_LABELS, 0.5)
+    )
+    write_probabilities(out_path.with_name(f"{out_path.stem}_probs.csv"), data.ids, probs)
+    write_predictions(out_path, data.ids, apply_thresholds(probs, cut))
+    return {"rows": len(data), "seconds": {"predict_s": round(time.perf_counter() - started, 2)}, "thresholds": True}

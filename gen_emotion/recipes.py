@@ -107,6 +107,14 @@ class TrainArgs:
     """Trade compute for memory; only worth it when activations do not fit."""
     completion_positions_only: bool = True
     """On CPU, put only the target positions through the LM head (TRL does so itself on CUDA)."""
+    padding_free: bool = False
+    """Concatenate a batch's examples into one row with no padding: ``position_ids`` restart at each
+    example, so attention stays inside it (block-diagonal mask) and the loss stays on the targets."""
+    group_by_length: bool = True
+    """Draw batches of similar length (less padding; batches still come in random order); unused
+    with ``padding_free``."""
+    liger_kernel: bool = False
+    """CUDA only: Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) via ``liger-kernel``; ignored on CPU."""
     eval_steps: int = 50
     save_steps: int = 50
     logging_steps: int = 10

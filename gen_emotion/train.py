@@ -126,6 +126,27 @@ def build_dataset(data: EmotionData, tokenizer: Any, recipe: Recipe) -> Any:
     return Dataset.from_list(rows)
 
 
+def check_example_lengths(dataset: Any, tokenizer: Any, recipe: Recipe) -> int:
+    """The longest example's tokens; an error when it exceeds ``train.max_length``, which TRL would cut
+    (dropping the target, or the whole example, without a word)."""
+    longest = 0
+    for example in dataset:
+        if isinstance(example["prompt"], list):
+            messages = example["prompt"] + example["completion"]
+            text = tokenizer.apply_chat_template(messages, tokenize=False)
+        else:
+            text = example["prompt"] + example["completion"]
+        longest = max(longest, len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    limit = recipe.train.max_length
+    if limit is not None and not recipe.train.padding_free and longest > limit:
+        raise GenEmotionError(
+            f"recipe {recipe.name!r}: the longest training example is {longest} tokens (prompt template "
+            f"{recipe.prompt.template!r}, tweets cut at prompt.max_text_tokens={recipe.prompt.max_text_tokens}, "
+            f"target), over train.max_length={limit}, which would cut its target: raise train.max_length"
+        )
+    return longest
+
+
 def lora_config(recipe: Recipe, task_type: str = "CAUSAL_LM") -> Any:
     from peft import LoraConfig
 
@@ -178,14 +199,38 @@ def trainer_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> dict[
     }
 
 
+def use_liger(recipe: Recipe) -> bool:
+    """Whether Liger kernels apply: asked for, on CUDA, and ``liger-kernel`` installed."""
+    if not recipe.train.liger_kernel or not cuda_available():
+        return False
+    import importlib.util
+
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise GenEmotionError(
+            "train.liger_kernel is set but liger-kernel is not installed: pip install liger-kernel "
+            "(or override train.liger_kernel=false)"
+        )
+    return True
+
+
 def sft_config(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
-    """TRL's ``SFTConfig`` from the recipe's ``train`` section (loss on the completion only)."""
+    """TRL's ``SFTConfig`` from the recipe's ``train`` section (loss on the completion only).
+
+    Speed levers (each measured in ``bench/train_speed.py``): ``padding_free`` flattens a batch into one
+    row (TRL's collator; transformers builds the block-diagonal mask from ``position_ids``, sdpa or flash
+    attention alike), else ``group_by_length`` draws batches of similar length; ``liger_kernel`` on CUDA.
+    """
     from trl import SFTConfig
 
+    t = recipe.train
     return SFTConfig(
         **trainer_arguments(recipe, output_dir, has_eval),
-        max_length=recipe.train.max_length,
+        # Padding-free rows are not cut (TRL refuses a max_length there); the tweet is, before templating.
+        max_length=None if t.padding_free else t.max_length,
         completion_only_loss=True,
+        padding_free=t.padding_free,
+        train_sampling_strategy="group_by_length" if t.group_by_length and not t.padding_free else "random",
+        use_liger_kernel=use_liger(recipe),
     )
 
 
@@ -209,17 +254,22 @@ def _completion_loss_trainer() -> type:
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             labels = inputs["labels"][:, 1:]
             backbone_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
-            hidden = base.base_model(**backbone_inputs, use_cache=False).last_hidden_state[:, :-1]
             mask = labels != -100
-            logits = base.get_output_embeddings()(hidden[mask]).float()
+            # The backbone is called directly, past the forward that accelerate wrapped in autocast.
+            with self.accelerator.autocast():
+                hidden = base.base_model(**backbone_inputs, use_cache=False).last_hidden_state[:, :-1]
+            # The head runs in fp32 on the few target positions: cheap, and bf16 logits add loss noise.
+            head = base.get_output_embeddings()
+            logits = F.linear(hidden[mask].float(), head.weight.float())
             targets = labels[mask]
             denominator = num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp(min=1)
             loss = F.cross_entropy(logits, targets, reduction="sum") / denominator
             with torch.no_grad():
                 accuracy = (logits.argmax(-1) == targets).float().mean().item() if len(targets) else 0.0
             self._metrics[mode]["mean_token_accuracy"].append(accuracy)
-            if mode == "train" and "attention_mask" in inputs:
-                self._total_train_tokens += int(inputs["attention_mask"].sum())
+            if mode == "train":  # real tokens: the attention mask's ones, or the flattened row (padding-free)
+                mask = inputs.get("attention_mask")
+                self._total_train_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             return (loss, None) if return_outputs else loss
 
@@ -238,6 +288,7 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     train_idx, eval_idx = split_train_eval(len(data), recipe)
     train_set = build_dataset(data.subset(train_idx), tokenizer, recipe)
     eval_set = build_dataset(data.subset(eval_idx), tokenizer, recipe) if len(eval_idx) else None
+    check_example_lengths(train_set, tokenizer, recipe)
     log.info("training on %d rows, validation loss on %d rows", len(train_idx), len(eval_idx))
 
     checkpoints = run_dir / CHECKPOINT_DIR

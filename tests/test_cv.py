@@ -145,3 +145,38 @@ def test_command(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no train.csv" in capsys.readouterr().err
     assert main(["cv", "tfidf-logreg", "train.nope=1", "--out", str(tmp_path / "x")]) == 2
     assert main(["cv", "tfidf-logreg", "task=banana", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_run_command_trains_a_tfidf_recipe_on_one_held_out_fold(sample_dir: Path, tmp_path: Path) -> None:
+    """``gen-emotion run`` on a classify/tfidf recipe writes the run folder a generative run writes."""
+    from gen_emotion.cli import main as cli_main
+    from gen_emotion.data import split_fold
+
+    out = tmp_path / "run"
+    assert cli_main(["run", "recipes/tfidf-logreg.yaml", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    _, held = split_fold(read_train(sample_dir / "train.csv"), 0, 10, 42)
+    assert metrics["held_out"]["rows"] == len(held) and metrics["decision"] in ("thresholds", "0.5")
+    assert read_label_file(out / "val_predictions.csv").ids == held.ids
+    test = read_test(sample_dir / "test.csv")
+    submission = read_label_file(out / "submission.csv")
+    assert submission.ids == test.ids
+    probs_ids, probs = read_probs(out / "test_probs.csv")
+    cut = thresholds_from_dict(json.loads((out / "thresholds.json").read_text()))
+    expected = apply_thresholds(probs, cut if metrics["decision"] == "thresholds" else np.full(len(LABELS), 0.5))
+    assert probs_ids == test.ids and np.array_equal(submission.labels, expected)
+    first = (out / "submission.csv").read_bytes()
+    predicted = tmp_path / "pred.csv"
+    assert cli_main(["predict", str(out), "--input", str(sample_dir / "test.csv"), "--out", str(predicted)]) == 0
+    assert np.array_equal(read_label_file(predicted).labels, submission.labels)
+    assert read_probs(tmp_path / "pred_probs.csv")[0] == test.ids
+    assert cli_main(["run", "recipes/tfidf-logreg.yaml", "--out", str(out)]) == 0  # resumes: same files
+    assert (out / "submission.csv").read_bytes() == first
+
+
+def test_run_command_refuses_a_backend_for_a_classifier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gen_emotion.cli import main as cli_main
+
+    assert cli_main(["run", "recipes/tfidf-logreg.yaml", "--backend", "vllm", "--out", str(tmp_path / "r")]) == 2
+    assert "--backend is for generative recipes" in capsys.readouterr().err
+    assert cli_main(["run", "recipes/tfidf-logreg.yaml", "data.fold=10", "--out", str(tmp_path / "s")]) == 2

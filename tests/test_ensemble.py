@@ -168,7 +168,8 @@ def test_an_ensemble_folder_is_a_member_and_the_search_picks_the_best(complement
         tmp_path / "weak", "weak", y, np.random.default_rng(5).random(y.shape), np.zeros((N_TEST, NUM_LABELS))
     )
     best = search_ensembles([a, b, weak], tmp_path / "best")
-    assert len(best["candidates"]) == 8  # {ab, aw, bw, abw} x {plain, weighted}
+    assert len(best["candidates"]) == 12  # {ab, aw, bw, abw} x {plain, weighted, stacked}
+    assert sum(c["stacked"] for c in best["candidates"]) == 4
     assert best["macro_f1"] == pytest.approx(max(c["macro_f1"] for c in best["candidates"]))
     member = load_member(tmp_path / "best")
     assert member.has_probs and member.metrics["kind"] == "ensemble"
@@ -182,3 +183,30 @@ def test_command(complementary, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "ensemble (average)" in capsys.readouterr().out
     assert main(["ensemble", str(a), "--out", str(tmp_path / "one")]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_stacking_learns_what_an_average_cannot(complementary, tmp_path: Path) -> None:
+    """B's probabilities are inverted on its good labels: averaging cancels A's signal there, a stacked
+    logistic regression turns B's into a signal (negative weights) and beats the average and A."""
+    y, a, _ = complementary
+    test = np.random.default_rng(4).random((N_TEST, NUM_LABELS))
+    inverted = make_run(tmp_path / "inv", "inverted", y, 1 - noisy(y, np.ones(NUM_LABELS, bool), 6), test)
+    average = run_ensemble([a, inverted], tmp_path / "avg")
+    stacked = run_ensemble([a, inverted], tmp_path / "stack", stacked=True)
+    assert stacked["mode"] == "stack" and stacked["name"].endswith(", stacked)")
+    assert stacked["macro_f1_thresholds_cv"] > average["macro_f1_thresholds_cv"] + 0.1
+    assert stacked["macro_f1"] > max(m["macro_f1"] for m in stacked["members"])
+    ids, oof = read_probs(tmp_path / "stack" / "oof_probs.csv")
+    assert ids == [f"r{i}" for i in range(N_ROWS)] and oof.shape == (N_ROWS, NUM_LABELS)
+    assert read_probs(tmp_path / "stack" / "test_probs.csv")[1].shape == (N_TEST, NUM_LABELS)
+
+
+def test_stacking_needs_probabilities_and_excludes_weighting(complementary, tmp_path: Path) -> None:
+    y, a, b = complementary
+    hard = make_run(
+        tmp_path / "hard", "hard", y, noisy(y, np.ones(NUM_LABELS, bool), 4), np.zeros((N_TEST, 11)), with_probs=False
+    )
+    with pytest.raises(GenEmotionError, match="stacking needs probabilities"):
+        run_ensemble([a, hard], tmp_path / "x", stacked=True)
+    with pytest.raises(GenEmotionError, match="not both"):
+        run_ensemble([a, b], tmp_path / "y", weighted=True, stacked=True)

@@ -1,0 +1,83 @@
+"""The SFT step's speed levers: padding-free batches keep examples apart and the loss unchanged.
+
+The trainer tests load the real embedded SmolLM2 (marked ``slow``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gen_emotion.data import read_train
+from gen_emotion.recipes import load_recipe
+from gen_emotion.train import build_dataset, load_model, load_tokenizer, lora_config, sft_config, use_liger
+
+RECIPE = "recipes/smollm2-135m-cpu.yaml"
+
+
+def test_sft_config_maps_the_speed_levers(tmp_path: Path) -> None:
+    grouped = sft_config(load_recipe(RECIPE, ["train.padding_free=false"]), tmp_path, has_eval=False)
+    assert grouped.train_sampling_strategy == "group_by_length" and not grouped.padding_free
+    free = sft_config(load_recipe(RECIPE, ["train.padding_free=true"]), tmp_path, has_eval=False)
+    assert free.padding_free and free.train_sampling_strategy == "random"
+    plain = sft_config(
+        load_recipe(RECIPE, ["train.padding_free=false", "train.group_by_length=false"]), tmp_path, has_eval=False
+    )
+    assert plain.train_sampling_strategy == "random"
+    assert plain.completion_only_loss
+
+
+def test_liger_is_ignored_without_cuda() -> None:
+    assert use_liger(load_recipe(RECIPE, ["train.liger_kernel=true"])) is False
+
+
+def first_batch_loss(overrides: list[str], sample_dir: Path, tmp_path: Path, drop_positions: bool = False) -> tuple:
+    """The loss of one batch of the first 4 sample tweets, through our trainer, and the batch."""
+    import torch
+
+    from gen_emotion.models import resolve_model
+    from gen_emotion.train import _completion_loss_trainer
+
+    recipe = load_recipe(RECIPE, ["train.batch_size=4", "train.bf16=false", *overrides])
+    path = resolve_model(recipe.model.name)
+    tokenizer = load_tokenizer(path, recipe)
+    data = read_train(sample_dir / "train.csv").subset(list(range(4)))
+    args = sft_config(recipe, tmp_path / "out", has_eval=False)
+    args.completion_loss_only_positions = recipe.train.completion_positions_only
+    trainer = _completion_loss_trainer()(
+        model=load_model(path, recipe),
+        args=args,
+        train_dataset=build_dataset(data, tokenizer, recipe),
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe),
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    if drop_positions:
+        batch = {k: v for k, v in batch.items() if k != "position_ids"}
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+    return float(loss), batch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("positions_only", ["true", "false"])
+def test_padding_free_batch_has_the_padded_batchs_loss(positions_only: str, sample_dir: Path, tmp_path: Path) -> None:
+    lever = f"train.completion_positions_only={positions_only}"
+    padded, padded_batch = first_batch_loss([lever, "train.padding_free=false"], sample_dir, tmp_path / "a")
+    free, free_batch = first_batch_loss([lever, "train.padding_free=true"], sample_dir, tmp_path / "b")
+    # One row, no padding, positions restarting at each of the 4 examples; the same target tokens.
+    assert free_batch["input_ids"].shape[0] == 1 and "attention_mask" not in free_batch
+    assert int((free_batch["position_ids"][0] == 0).sum()) == 4
+    assert free_batch["input_ids"].numel() == int(padded_batch["attention_mask"].sum())
+    assert int((free_batch["labels"] != -100).sum()) == int((padded_batch["labels"] != -100).sum())
+    assert free == pytest.approx(padded, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_padding_free_without_positions_would_leak_across_examples(sample_dir: Path, tmp_path: Path) -> None:
+    """The check above can fail: one causal row without restarting positions gives another loss."""
+    padded, _ = first_batch_loss(["train.padding_free=false"], sample_dir, tmp_path / "a")
+    leaked, _ = first_batch_loss(["train.padding_free=true"], sample_dir, tmp_path / "b", drop_positions=True)
+    assert abs(leaked - padded) > 1e-3
