@@ -26,7 +26,7 @@ from gen_emotion.models import resolve_model
 from gen_emotion.pipeline import sample_probabilities
 from gen_emotion.prompts import load_templates, render_prompts
 from gen_emotion.recipes import recipe_from_dict
-from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, tune_thresholds
+from gen_emotion.thresholds import choose_thresholds
 from gen_emotion.train import load_tokenizer
 
 
@@ -60,8 +60,8 @@ def main() -> None:
         started = time.perf_counter()
         probs = sample_probabilities(generator.sample(prompts, n, seed=recipe.train.seed, desc=None))
         samples_s = time.perf_counter() - started
-        cv = cross_validated_macro_f1(held_out.labels, probs, seed=recipe.data.seed)
-        in_sample = macro_f1(held_out.labels, apply_thresholds(probs, tune_thresholds(held_out.labels, probs)))
+        choice = choose_thresholds(held_out.labels, probs, greedy_f1, seed=recipe.data.seed)
+        cv, in_sample = choice.cross_validated, choice.in_sample
         row = {
             "samples": n,
             "thresholded_macro_f1_cv": cv,

@@ -70,6 +70,11 @@ LEVERS = {
     "long system prompt": ["prompt.template=long", "train.max_length=384"],
 }
 
+FULL = {"original": ORIGINAL, "ours": [], "ours, original prompt": ORIGINAL_PROMPT, "slow": SLOW}
+"""The configurations trained on every row (and scored on held-out rows)."""
+LEVER_RUNS = {"ours (short run)": [], **{f"ours, {name}": overrides for name, overrides in LEVERS.items()}}
+"""Short runs: ours, and ours with each lever switched."""
+
 
 def child(overrides: list[str], rows: int, data: Path, heldout: int) -> None:
     """Train one configuration (and predict the held-out rows); print its figures as JSON."""
@@ -156,7 +161,7 @@ def main() -> None:
     parser.add_argument("--lever-steps", type=int, default=8, help="steps for each single-lever run (0: skip)")
     parser.add_argument("--heldout", type=int, default=10_000, help="held-out rows to score (0: none)")
     parser.add_argument(
-        "--configs", nargs="+", default=None, help="run only these configurations (names as printed; default: all)"
+        "--configs", nargs="+", default=None, choices=[*FULL, *LEVER_RUNS], help="run only these (default: all)"
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -165,16 +170,17 @@ def main() -> None:
         return
 
     print(f"{args.rows} training rows, batch 16; one process per configuration\n", flush=True)
-    full = {"original": ORIGINAL, "ours": [], "ours, original prompt": ORIGINAL_PROMPT, "slow": SLOW}
-    levers = {"ours (short run)": [], **{f"ours, {name}": overrides for name, overrides in LEVERS.items()}}
-    wanted = set(args.configs or [*full, *levers])
-    results = {n: measure(n, o, args, None, args.heldout) for n, o in full.items() if n in wanted}
+    wanted = set(args.configs or [*FULL, *LEVER_RUNS])
+    results = {n: measure(n, o, args, None, args.heldout) for n, o in FULL.items() if n in wanted}
     if args.lever_steps:
         print(f"\neach lever alone, {args.lever_steps} steps:")
-        for name, overrides in levers.items():
+        for name, overrides in LEVER_RUNS.items():
             if name in wanted:
                 results[name] = measure(name, overrides, args, args.lever_steps, 0)
-    if not {"original", "ours", "ours, original prompt", "slow"} <= set(results):
+    if not set(FULL) <= set(results):
+        for r in results.values():
+            r.pop("heldout_pred", None)
+            r.pop("heldout_true", None)
         print(json.dumps({"bench": "train_speed", "rows": args.rows, "results": results}))
         return
 

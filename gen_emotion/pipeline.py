@@ -25,16 +25,11 @@ from gen_emotion.decode import parse_many
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import write_predictions, write_submission
 from gen_emotion.labels import LABELS, NUM_LABELS, is_canonical
-from gen_emotion.metrics import macro_f1, score
+from gen_emotion.metrics import score
 from gen_emotion.models import resolve_model
 from gen_emotion.prompts import load_templates, render_prompts
 from gen_emotion.recipes import SECRET_NAMES, Recipe, apply_override, recipe_from_dict
-from gen_emotion.thresholds import (
-    apply_thresholds,
-    cross_validated_macro_f1,
-    thresholds_to_dict,
-    tune_thresholds,
-)
+from gen_emotion.thresholds import apply_thresholds, choose_thresholds, thresholds_to_dict
 
 log = logging.getLogger("gen_emotion")
 SHARD_DIR = "shards"
@@ -247,23 +242,22 @@ def run_recipe(recipe: Recipe, data_dir: Path | None, run_dir: Path) -> dict[str
     decision, val_final, test_final = "greedy", val.greedy, tst.greedy
     probability_report: dict[str, Any] | None = None
     if with_probs:
-        thresholds = tune_thresholds(held_out.labels, val.probs)
+        choice = choose_thresholds(held_out.labels, val.probs, held_scores["macro_f1"], seed=recipe.data.seed)
+        thresholds = choice.thresholds
         (run_dir / "thresholds.json").write_text(json.dumps(thresholds_to_dict(thresholds), indent=2))
         write_probabilities(run_dir / "val_probs.csv", held_out.ids, val.probs)
         write_probabilities(run_dir / "test_probs.csv", test.ids, tst.probs)
-        tuned_in_sample = macro_f1(held_out.labels, apply_thresholds(val.probs, thresholds))
-        tuned_cv = cross_validated_macro_f1(held_out.labels, val.probs, seed=recipe.data.seed)
         probability_report = {
             "method": f"share of {recipe.generate.num_samples} grammar-constrained samples "
             f"(temperature {recipe.generate.temperature}) naming each label",
             "thresholds": thresholds_to_dict(thresholds),
             "greedy_macro_f1": held_scores["macro_f1"],
-            "thresholded_macro_f1_in_sample": tuned_in_sample,
-            "thresholded_macro_f1_cv": tuned_cv,
+            "thresholded_macro_f1_in_sample": choice.in_sample,
+            "thresholded_macro_f1_cv": choice.cross_validated,
             "note": "in_sample tunes and scores on the same held-out rows (optimistic); cv tunes on 4/5 of "
             "them and scores the other 1/5, pooled (honest). The run uses thresholds when cv beats greedy.",
         }
-        if tuned_cv > held_scores["macro_f1"]:
+        if choice.use:
             decision = "thresholds"
             val_final = apply_thresholds(val.probs, thresholds)
             test_final = apply_thresholds(tst.probs, thresholds)
@@ -334,13 +328,15 @@ def predict_file(
     from gen_emotion.train import ADAPTER_DIR, load_tokenizer
 
     recipe_path, adapter_dir = run_dir / "recipe.yaml", run_dir / ADAPTER_DIR
-    if recipe_path.is_file() and (run_dir / "fold.json").is_file():  # a classify or tfidf run
+    if not recipe_path.is_file():
+        raise GenEmotionError(f"{run_dir}: not a trained run folder (needs recipe.yaml)")
+    values = yaml.safe_load(recipe_path.read_text())
+    if values.get("task", "generate") != "generate":  # a classify or tfidf run
         if backend or overrides or with_probs:
             raise GenEmotionError(f"{run_dir}: a classifier run takes no --backend, --probs or overrides")
         return predict_file_with_classifier(run_dir, input_path, out_path)
-    if not recipe_path.is_file() or not (adapter_dir / "adapter_config.json").is_file():
+    if not (adapter_dir / "adapter_config.json").is_file():
         raise GenEmotionError(f"{run_dir}: not a trained run folder (needs recipe.yaml and adapter/)")
-    values = yaml.safe_load(recipe_path.read_text())
     for override in overrides:
         if not override.startswith("generate."):
             raise GenEmotionError(f"predict takes generate.* overrides only (the model is trained), got {override!r}")

@@ -6,6 +6,7 @@ probability per label, one threshold per label trades precision for recall where
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,32 @@ def cross_validated_macro_f1(y_true: Any, probs: Any, folds: int = 5, seed: int 
     for tune_idx, apply_idx in splitter.split(np.zeros((len(y), 1)), y):
         predictions[apply_idx] = apply_thresholds(p[apply_idx], tune_thresholds(y[tune_idx], p[tune_idx]))
     return macro_f1(y, predictions)
+
+
+@dataclass
+class ThresholdChoice:
+    """Thresholds tuned on held-out rows, their macro-F1 there, and whether a run should use them."""
+
+    thresholds: np.ndarray
+    in_sample: float
+    """Tuned and scored on the same rows (optimistic)."""
+    cross_validated: float
+    """Tuned on 4/5 of the rows, scored on the other 1/5, pooled (honest)."""
+    use: bool
+    """The cross-validated figure beats the baseline's macro-F1."""
+
+
+def choose_thresholds(y_true: Any, probs: Any, baseline_macro_f1: float, seed: int = 0) -> ThresholdChoice:
+    """Tune per-label thresholds on ``(y_true, probs)`` and keep them only when their cross-validated
+    macro-F1 beats ``baseline_macro_f1`` (greedy outputs, or the 0.5 cut) on the same rows."""
+    thresholds = tune_thresholds(y_true, probs)
+    honest = cross_validated_macro_f1(y_true, probs, seed=seed)
+    return ThresholdChoice(
+        thresholds=thresholds,
+        in_sample=macro_f1(y_true, apply_thresholds(probs, thresholds)),
+        cross_validated=honest,
+        use=honest > baseline_macro_f1,
+    )
 
 
 def thresholds_to_dict(thresholds: np.ndarray) -> dict[str, float]:

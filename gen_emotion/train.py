@@ -127,8 +127,8 @@ def build_dataset(data: EmotionData, tokenizer: Any, recipe: Recipe) -> Any:
 
 
 def check_example_lengths(dataset: Any, tokenizer: Any, recipe: Recipe) -> int:
-    """The longest example's tokens; an error when it exceeds ``train.max_length``, which TRL would cut
-    (dropping the target, or the whole example, without a word)."""
+    """The longest example's tokens (training or validation); an error when it exceeds
+    ``train.max_length``, which TRL would cut (dropping the target, or the whole example, without a word)."""
     longest = 0
     for example in dataset:
         if isinstance(example["prompt"], list):
@@ -268,8 +268,9 @@ def _completion_loss_trainer() -> type:
                 accuracy = (logits.argmax(-1) == targets).float().mean().item() if len(targets) else 0.0
             self._metrics[mode]["mean_token_accuracy"].append(accuracy)
             if mode == "train":  # real tokens: the attention mask's ones, or the flattened row (padding-free)
-                mask = inputs.get("attention_mask")
-                self._total_train_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+                attention = inputs.get("attention_mask")
+                real = int(attention.sum()) if attention is not None else inputs["input_ids"].numel()
+                self._total_train_tokens += real
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             return (loss, None) if return_outputs else loss
 
@@ -288,7 +289,8 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     train_idx, eval_idx = split_train_eval(len(data), recipe)
     train_set = build_dataset(data.subset(train_idx), tokenizer, recipe)
     eval_set = build_dataset(data.subset(eval_idx), tokenizer, recipe) if len(eval_idx) else None
-    check_example_lengths(train_set, tokenizer, recipe)
+    for dataset in (train_set, eval_set) if eval_set is not None else (train_set,):
+        check_example_lengths(dataset, tokenizer, recipe)
     log.info("training on %d rows, validation loss on %d rows", len(train_idx), len(eval_idx))
 
     checkpoints = run_dir / CHECKPOINT_DIR

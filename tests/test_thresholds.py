@@ -99,3 +99,17 @@ def test_dict_round_trip_and_missing_label():
     values.pop("trust")
     with pytest.raises(ValueError, match="trust"):
         thresholds_from_dict(values)
+
+
+def test_choose_thresholds_keeps_tuned_ones_only_when_they_beat_the_baseline() -> None:
+    from gen_emotion.thresholds import choose_thresholds, cross_validated_macro_f1
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((300, NUM_LABELS)) < 0.2).astype(int)
+    probs = np.clip(0.15 + 0.5 * y + rng.normal(0, 0.15, y.shape), 0, 1)  # informative, but 0.5 cuts badly
+    honest = cross_validated_macro_f1(y, probs, seed=7)
+    choice = choose_thresholds(y, probs, baseline_macro_f1=honest - 0.01, seed=7)
+    assert choice.use and choice.cross_validated == honest
+    assert np.array_equal(choice.thresholds, tune_thresholds(y, probs))
+    assert choice.in_sample == macro_f1(y, apply_thresholds(probs, choice.thresholds)) >= honest
+    assert not choose_thresholds(y, probs, baseline_macro_f1=honest, seed=7).use
