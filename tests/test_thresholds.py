@@ -102,7 +102,7 @@ def test_dict_round_trip_and_missing_label():
 
 
 def test_choose_thresholds_keeps_tuned_ones_only_when_they_beat_the_baseline() -> None:
-    from gen_emotion.thresholds import choose_thresholds, cross_validated_macro_f1
+    from gen_emotion.thresholds import choose_thresholds
 
     rng = np.random.default_rng(3)
     y = (rng.random((300, NUM_LABELS)) < 0.2).astype(int)
