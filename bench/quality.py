@@ -47,7 +47,7 @@ def count_rows(data: Path) -> int:
 
 def run_cv(recipe: str, args: argparse.Namespace, out: Path, seconds_left: float) -> tuple[str, float]:
     """``gen-emotion cv`` for one recipe in its own process; returns ``(status, seconds)``."""
-    command = [sys.executable, "-m", "gen_emotion.evaluate_cli", "cv", recipe, *args.overrides]
+    command = [sys.executable, "-m", "gen_emotion.cli", "cv", recipe, *args.overrides]
     command += ["--data", str(args.data), "--folds", str(args.folds), "--out", str(out)]
     if args.rows:
         command += ["--rows", str(args.rows)]

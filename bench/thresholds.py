@@ -16,18 +16,12 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-
 from gen_emotion.data import read_train, split_fold
 from gen_emotion.decode import parse_many
-from gen_emotion.generate import load_generator
 from gen_emotion.metrics import macro_f1
-from gen_emotion.models import resolve_model
-from gen_emotion.pipeline import sample_probabilities
-from gen_emotion.prompts import load_templates, render_prompts
-from gen_emotion.recipes import recipe_from_dict
+from gen_emotion.runs import load_run_recipe
+from gen_emotion.tasks import GenerateTask, sample_probabilities
 from gen_emotion.thresholds import choose_thresholds
-from gen_emotion.train import load_tokenizer
 
 
 def main() -> None:
@@ -38,15 +32,12 @@ def main() -> None:
     parser.add_argument("--backend", default="vllm", choices=("vllm", "transformers"))
     args = parser.parse_args()
 
-    recipe = recipe_from_dict(yaml.safe_load((args.run / "recipe.yaml").read_text()))
-    recipe.generate.backend = args.backend
+    recipe = load_run_recipe(args.run)
     _, held_out = split_fold(read_train(args.data / "train.csv"), recipe.data.fold, recipe.data.folds, recipe.data.seed)
-    adapter = args.run / "adapter"
-    tokenizer = load_tokenizer(str(adapter), recipe)
-    prompts = render_prompts(
-        tokenizer, held_out.texts, load_templates(recipe.prompt.template), recipe.prompt.max_text_tokens
-    )
-    generator = load_generator(resolve_model(recipe.model.name), adapter, recipe)
+    task = GenerateTask()
+    encoder = task.encoder(recipe, args.run)
+    prompts = [encoder.prompt_ids(text) for text in held_out.texts]
+    generator = task.make_generator(recipe, args.run, args.backend, encoder.stop_ids)
     generator.generate(prompts[:8], desc=None)  # warm-up
 
     started = time.perf_counter()

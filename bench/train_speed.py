@@ -80,10 +80,9 @@ def child(overrides: list[str], rows: int, data: Path, heldout: int) -> None:
     """Train one configuration (and predict the held-out rows); print its figures as JSON."""
     from gen_emotion.data import read_train, split_fold
     from gen_emotion.metrics import macro_f1
-    from gen_emotion.models import resolve_model
-    from gen_emotion.pipeline import LazyGenerator, predict_data
     from gen_emotion.recipes import load_recipe
-    from gen_emotion.train import ADAPTER_DIR, load_tokenizer, train
+    from gen_emotion.tasks import GenerateTask
+    from gen_emotion.train import train
 
     recipe = load_recipe(RECIPE, [*COMMON, f"data.max_train_rows={rows}", *overrides])
     train_rows, held_out = split_fold(read_train(data / "train.csv"), 0)
@@ -95,12 +94,10 @@ def child(overrides: list[str], rows: int, data: Path, heldout: int) -> None:
         history = json.loads((run_dir / "train_log.json").read_text())
         if heldout:
             held_out = held_out.subset(list(range(min(heldout, len(held_out)))))
-            adapter = run_dir / ADAPTER_DIR
-            lazy = LazyGenerator(resolve_model(recipe.model.name), adapter, recipe, backend="transformers")
-            pred = predict_data(lazy, load_tokenizer(str(adapter), recipe), held_out, recipe, run_dir, "val", False)
-            lazy.close()
-            result["heldout_macro_f1"] = macro_f1(held_out.labels, pred.greedy)
-            result["heldout_pred"] = pred.greedy.astype(int).tolist()
+            pred = GenerateTask().predict(recipe, run_dir, {"val": held_out}, backend="transformers", with_probs=False)
+            labels = pred["val"].labels
+            result["heldout_macro_f1"] = macro_f1(held_out.labels, labels)
+            result["heldout_pred"] = labels.astype(int).tolist()
             result["heldout_true"] = held_out.labels.astype(int).tolist()
     losses = [h["loss"] for h in history if "loss" in h]
     steps, seconds = summary["steps"], summary["train_runtime_s"]

@@ -7,7 +7,6 @@ Its probabilities go through the same per-label thresholds as every other model.
 
 from __future__ import annotations
 
-import json
 import pickle
 import time
 from pathlib import Path
@@ -17,8 +16,10 @@ import numpy as np
 
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
+from gen_emotion.files import write_json
 from gen_emotion.labels import NUM_LABELS
 from gen_emotion.recipes import Recipe
+from gen_emotion.trainers import TRAINING_SUMMARY
 
 MODEL_FILE = "tfidf_logreg.pkl"
 
@@ -64,7 +65,7 @@ def train_tfidf(recipe: Recipe, train_data: EmotionData, out_dir: Path) -> dict[
         "features": int(sum(len(t.vocabulary_) for _, t in model[0].transformer_list)),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
+    write_json(out_dir / TRAINING_SUMMARY, summary)
     return summary
 
 
@@ -81,9 +82,10 @@ def load_tfidf(model_dir: Path) -> Any:
         return pickle.load(handle)  # noqa: S301 - our own file
 
 
-def predict_probs(model_dir: Path, data: EmotionData) -> np.ndarray:
-    """Per-label probabilities ``(len(data), 11)``."""
-    probs = np.asarray(load_tfidf(model_dir).predict_proba(_texts(data)), dtype=np.float64)
+def predict_probs(model_dir: Path, data: EmotionData, model: Any = None) -> np.ndarray:
+    """Per-label probabilities ``(len(data), 11)`` (``model``: the pipeline already loaded from ``model_dir``)."""
+    model = model if model is not None else load_tfidf(model_dir)
+    probs = np.asarray(model.predict_proba(_texts(data)), dtype=np.float64)
     if probs.shape != (len(data), NUM_LABELS):
         raise GenEmotionError(f"{model_dir}: the model gave shape {probs.shape}, expected ({len(data)}, {NUM_LABELS})")
     return np.clip(probs, 0.0, 1.0)

@@ -9,12 +9,8 @@ are tuned elsewhere on held-out probabilities (``gen_emotion.thresholds``).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +19,20 @@ import numpy as np
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LABELS, NUM_LABELS
-from gen_emotion.models import resolve_any_model
+from gen_emotion.models import (
+    cuda_available,
+    load_kwargs,
+    load_tokenizer,
+    remote_code_errors,
+    resolve_any_model,
+    torch_dtype,
+)
 from gen_emotion.recipes import Recipe
+from gen_emotion.trainers import CHECKPOINT_DIR, train_and_save, trainer_arguments
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR = "model"
-CHECKPOINT_DIR = "checkpoints"
-TRAINING_SUMMARY = "training.json"
 HEAD_NAMES = ("score", "classifier")
 """Attribute names of the classification head in transformers' ``*ForSequenceClassification`` models."""
 
@@ -49,41 +51,9 @@ def pos_weight(labels: np.ndarray, power: float = 0.5, cap: float | None = 10.0)
     return weights
 
 
-@contextlib.contextmanager
-def remote_code_errors(recipe: Recipe) -> Iterator[None]:
-    """Turn transformers' refusal to run a model's own code into a one-line ``GenEmotionError``."""
-    try:
-        yield
-    except (ValueError, OSError) as err:
-        if "trust_remote_code" not in str(err):
-            raise
-        raise GenEmotionError(
-            f"recipe {recipe.name!r}: model {recipe.model.name!r} needs its own Python code from the hub; "
-            "set model.trust_remote_code: true in the recipe only if you trust that code"
-        ) from None
-
-
-def load_tokenizer(model_path: str, recipe: Recipe) -> Any:
-    """The model's tokenizer with a pad token (decoders often have none: their EOS is used)."""
-    from transformers import AutoTokenizer
-
-    with remote_code_errors(recipe):
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_path, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code
-        )
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise GenEmotionError(f"{recipe.model.name}: the tokenizer has neither a pad nor an EOS token")
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    return tokenizer
-
-
 def _weights_dtype(recipe: Recipe, on_cuda: bool) -> Any:
     """fp32 weights for full fine-tuning under ``auto`` (bf16 autocast does the fast part), else the recipe's."""
     import torch
-
-    from gen_emotion.train import torch_dtype
 
     if not recipe.classifier.use_lora and recipe.model.dtype == "auto":
         return torch.float32
@@ -95,14 +65,6 @@ def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any
     weights when the recipe asks for QLoRA."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from gen_emotion.train import cuda_available, quantization_config
-
-    if recipe.model.load_in_4bit and not recipe.classifier.use_lora:
-        raise GenEmotionError(
-            f"recipe {recipe.name!r}: model.load_in_4bit needs classifier.use_lora: true (4-bit weights cannot be "
-            "fine-tuned in full)"
-        )
-    quant = quantization_config(recipe)
     common = {"revision": recipe.model.revision, "trust_remote_code": recipe.model.trust_remote_code}
     with remote_code_errors(recipe):
         config = AutoConfig.from_pretrained(
@@ -115,12 +77,7 @@ def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any
         )
         if getattr(config, "pad_token_id", None) is None:
             config.pad_token_id = tokenizer.pad_token_id
-        kwargs: dict[str, Any] = {"config": config, "dtype": _weights_dtype(recipe, cuda_available()), **common}
-        if recipe.model.attn_implementation:
-            kwargs["attn_implementation"] = recipe.model.attn_implementation
-        if quant is not None:
-            kwargs["quantization_config"] = quant
-            kwargs["device_map"] = {"": 0}
+        kwargs = {**load_kwargs(recipe), "config": config, "dtype": _weights_dtype(recipe, cuda_available())}
         model = AutoModelForSequenceClassification.from_pretrained(model_path, **kwargs)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -214,8 +171,6 @@ def training_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
     """transformers' ``TrainingArguments`` from the recipe's ``train`` and ``classifier`` sections."""
     from transformers import TrainingArguments
 
-    from gen_emotion.train import trainer_arguments
-
     checkpointing = recipe.train.gradient_checkpointing
     return TrainingArguments(
         **{
@@ -245,7 +200,7 @@ def train_classifier(
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = resolve_any_model(recipe.model.name)
-    tokenizer = load_tokenizer(model_path, recipe)
+    tokenizer = load_tokenizer(model_path, recipe, padding_side="right")
     model = load_base_classifier(model_path, recipe, tokenizer)
     if recipe.classifier.use_lora:
         model = add_lora(model, recipe)
@@ -260,41 +215,23 @@ def train_classifier(
         f", validation loss on {len(eval_rows)}" if eval_rows else "",
         np.round(weights, 2).tolist(),
     )
-    checkpoints = out_dir / CHECKPOINT_DIR
     trainer = _weighted_bce_trainer()(
         model=model,
-        args=training_arguments(recipe, checkpoints, has_eval=eval_rows is not None),
+        args=training_arguments(recipe, out_dir / CHECKPOINT_DIR, has_eval=eval_rows is not None),
         train_dataset=train_rows,
         eval_dataset=eval_rows,
         data_collator=make_collator(tokenizer),
         processing_class=tokenizer,
         pos_weight=torch.tensor(weights, dtype=torch.float32),
     )
-    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    if resume:
-        log.info("resuming training from the last checkpoint in %s", checkpoints)
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-
-    model_dir = out_dir / MODEL_DIR
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
-    history = trainer.state.log_history
-    (out_dir / "train_log.json").write_text(json.dumps(history, indent=1))
-    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
     summary = {
-        "model_dir": str(model_dir),
+        "model_dir": str(out_dir / MODEL_DIR),
         "train_rows": len(train_rows),
         "eval_rows": len(eval_rows or []),
-        "steps": int(trainer.state.global_step),
-        "train_loss": float(result.training_loss),
-        "best_eval_loss": float(min(eval_losses)) if eval_losses else None,
         "pos_weight": {label: round(float(w), 4) for label, w in zip(LABELS, weights)},
         "lora": recipe.classifier.use_lora,
-        "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 2),
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    (out_dir / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2))
-    shutil.rmtree(checkpoints, ignore_errors=True)  # model/ holds the chosen weights
+    summary = train_and_save(trainer, tokenizer, out_dir, MODEL_DIR, summary, started)
     del trainer, model
     log.info("classifier training done: %s", {k: v for k, v in summary.items() if k != "pos_weight"})
     return summary
@@ -303,12 +240,10 @@ def train_classifier(
 def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
     """A trained classifier and its tokenizer from ``model_dir``, in eval mode (a LoRA adapter is
     put on the recipe's base model and merged unless the base is 4-bit)."""
-    from gen_emotion.train import cuda_available
-
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file():
         raise GenEmotionError(f"{model_dir}: not a trained classifier folder (no config.json or adapter_config.json)")
-    tokenizer = load_tokenizer(str(model_dir), recipe)
+    tokenizer = load_tokenizer(str(model_dir), recipe, padding_side="right")
     if (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 

@@ -1,10 +1,13 @@
-"""The ``gen-emotion`` command."""
+"""The ``gen-emotion`` command: every subcommand, and the one place that turns errors into one line."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,36 +15,114 @@ from gen_emotion.errors import GenEmotionError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+
+def _launcher(args: argparse.Namespace, recipe) -> object:
+    """The step launcher for ``--gpus``/``--accelerate-config``, checked against the recipe and this machine."""
+    from gen_emotion.hardware import ModelShape, check_gpu_plan, model_shape
+    from gen_emotion.recipes import accelerate_config_path, accelerate_sharding
+    from gen_emotion.steps import Launcher
+    from gen_emotion.tasks import get_task
+
+    task = get_task(recipe.task)
+    if args.gpus < 1:
+        raise GenEmotionError(f"--gpus must be at least 1, got {args.gpus}")
+    config = accelerate_config_path(args.accelerate_config)  # a name or a file: refused at once if neither
+    if args.gpus > 1:
+        import torch
+
+        visible = torch.cuda.device_count()
+        if visible < args.gpus:
+            raise GenEmotionError(f"--gpus {args.gpus}: this machine has {visible} CUDA GPU(s)")
+        try:
+            shape = model_shape(recipe.model.name)
+        except GenEmotionError:  # a hub model whose size its name does not say: the heads are checked by vLLM
+            shape = ModelShape(0.0)
+        check_gpu_plan(recipe, task.multi_gpu, args.gpus, accelerate_sharding(config), shape)
+    return Launcher(gpus=args.gpus, accelerate_config=str(config))
+
+
+def _check_data(data: Path | None) -> None:
+    if data is not None and not (data / "train.csv").is_file():
+        raise GenEmotionError(f"{data}: no train.csv in this folder")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gen_emotion.pipeline import default_run_dir, run_recipe
+    from gen_emotion.pipeline import run_recipe
     from gen_emotion.recipes import load_recipe
+    from gen_emotion.runs import default_run_dir
 
     overrides = list(args.overrides)
-    if args.backend:
-        overrides.append(f"generate.backend={args.backend}")
     recipe = load_recipe(args.recipe, overrides)
-    if args.data is not None and not (args.data / "train.csv").is_file():
-        raise GenEmotionError(f"{args.data}: no train.csv in this folder")
-    run_dir = args.out or default_run_dir(recipe)
-    if recipe.task == "generate":
-        metrics = run_recipe(recipe, args.data, run_dir)
-    else:
-        from gen_emotion.cv import run_holdout
-
-        if args.backend:
+    if args.backend:
+        if recipe.task != "generate":
             raise GenEmotionError(f"--backend is for generative recipes; {args.recipe} has task {recipe.task!r}")
-        metrics = run_holdout(recipe, args.data, run_dir)
+        recipe = load_recipe(args.recipe, [*overrides, f"generate.backend={args.backend}"])
+    _check_data(args.data)
+    launcher = _launcher(args, recipe)
+    run_dir = args.out or default_run_dir(recipe)
+    metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher)
     held = metrics["held_out"]
     print(f"run folder: {run_dir}")
     print(f"held-out macro-F1 {held['macro_f1']:.4f}  micro-F1 {held['micro_f1']:.4f}  jaccard {held['jaccard']:.4f}")
     if metrics.get("decision") == "thresholds":
-        tuned = metrics["probabilities"]
-        honest = tuned.get("thresholded_macro_f1_cv")
+        honest = metrics["probabilities"]["thresholded_macro_f1_cv"]
         print(f"with per-label thresholds (used for the submission): macro-F1 {honest:.4f} cross-validated")
     print(f"submission: {run_dir / 'submission.csv'} ({metrics['test_rows']} rows)")
     return 0
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from gen_emotion.cv import default_cv_dir, run_cv
+    from gen_emotion.recipes import load_recipe
+
+    recipe = load_recipe(args.recipe, list(args.overrides))
+    _check_data(args.data)
+    if args.folds < 2:
+        raise GenEmotionError(f"--folds must be at least 2, got {args.folds}")
+    launcher = _launcher(args, recipe)
+    run_dir = args.out or default_cv_dir(recipe)
+    metrics = run_cv(
+        recipe,
+        args.data,
+        run_dir,
+        folds=args.folds,
+        rows=args.rows,
+        keep_models=not args.drop_models,
+        launcher=launcher,
+    )
+    print(f"cv folder: {run_dir}")
+    print(
+        f"out-of-fold macro-F1 {metrics['macro_f1']:.4f} (per fold {metrics['per_fold_macro_f1_mean']:.4f} "
+        f"± {metrics['per_fold_macro_f1_std']:.4f})  micro-F1 {metrics['micro_f1']:.4f}  "
+        f"jaccard {metrics['jaccard']:.4f}  {metrics['wall_s']:.0f} s"
+    )
+    how = "the fold models' mean probabilities" if metrics["has_probabilities"] else "the fold models' majority vote"
+    print(f"submission: {run_dir / 'submission.csv'} ({metrics['test_rows']} rows, {how})")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from gen_emotion.recipes import describe_recipe, find_recipe, load_recipe
+
+    recipe = load_recipe(args.recipe, list(args.overrides))
+    overrides = f", overrides: {' '.join(args.overrides)}" if args.overrides else ""
+    print(f"# recipe {find_recipe(args.recipe)}{overrides}: resolved and checked")
+    print(describe_recipe(recipe), end="")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from gen_emotion.inspection import run_inspect
+    from gen_emotion.recipes import load_recipe
+    from gen_emotion.runs import sample_data_dir
+
+    recipe = load_recipe(args.recipe, list(args.overrides))
+    _check_data(args.data)
+    text, consistent = run_inspect(recipe, args.data or sample_data_dir(), args.rows, args.json)
+    print(text)
+    return 0 if consistent else 1
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -61,8 +142,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(LABELS)
-    for line in sys.stdin:
-        writer.writerow(parse(line.rstrip("\n")).tolist())
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise GenEmotionError(
+                f"standard input: line {number}: not valid UTF-8 (byte {raw[err.start]:#04x}); give UTF-8 text"
+            ) from None
+        writer.writerow(parse(line.rstrip("\r\n")).tolist())
     return 0
 
 
@@ -103,26 +190,69 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gen-emotion", description="Instruction-tune language models to detect emotions in tweets."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from gen_emotion.ensemble import run_ensemble
 
-    p = sub.add_parser("run", help="train on all but one fold, predict it and the test file, score, export")
+    metrics = run_ensemble(args.run_dirs, args.out, weighted=args.weighted, stacked=args.stack)
+    for member in metrics["members"]:
+        print(f"  {member['name']:<40} macro-F1 {member['macro_f1']:.4f}  weight {member['weight']:.3f}")
+    print(
+        f"ensemble ({metrics['mode']}): out-of-fold macro-F1 {metrics['macro_f1']:.4f} "
+        f"(honest {metrics['macro_f1_thresholds_cv']:.4f}), micro-F1 {metrics['micro_f1']:.4f}, "
+        f"jaccard {metrics['jaccard']:.4f}"
+    )
+    print(f"submission: {args.out / 'submission.csv'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gen_emotion.report import write_report
+
+    paths = write_report(args.run_dirs, args.out)
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _recipe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=20")
     p.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="folder with train.csv and test.csv (default: the shipped illustrative sample)",
+        "--data", type=Path, default=None, help="folder with train.csv and test.csv (default: the shipped sample)"
     )
     p.add_argument(
-        "--out", type=Path, default=None, help="run folder (default: runs/RECIPE-TIME); an existing one resumes"
+        "--out", type=Path, default=None, help=f"{what} folder (default: runs/...-TIME); an existing one resumes"
     )
+    p.add_argument("--gpus", type=int, default=1, help="GPUs to train on (>1: accelerate launch, one process per GPU)")
+    p.add_argument(
+        "--accelerate-config",
+        default="ddp",
+        help="with --gpus N: ddp, fsdp, zero3 (recipes/accelerate/) or a config file (default: ddp)",
+    )
+
+
+def add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """``run``, ``cv`` and ``predict``."""
+    p = sub.add_parser("run", help="train on all but one fold, predict it and the test file, score, export")
+    _recipe_arguments(p, "run")
     p.add_argument("--backend", choices=("transformers", "vllm"), default=None, help="generation backend")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("cv", help="K-fold cross-validation: out-of-fold probabilities, thresholds, test averaged")
+    _recipe_arguments(p, "cv")
+    p.add_argument("--folds", type=int, default=5, help="number of multilabel-stratified folds (default 5)")
+    p.add_argument("--rows", type=int, default=None, help="use only the first N rows of train.csv and test.csv")
+    p.add_argument(
+        "--drop-models", action="store_true", help="delete each fold's model once its probabilities are saved"
+    )
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser("inspect", help="show a recipe's training examples and inference prompt ids, flag differences")
+    p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--data", type=Path, default=None, help="folder with train.csv (default: the shipped sample)")
+    p.add_argument("--rows", type=int, default=3, help="how many rows of train.csv to show (default 3)")
+    p.add_argument("--json", action="store_true", help="one JSON object per row instead of the report")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("predict", help="predict any file with a trained run folder")
     p.add_argument("run_dir", type=Path, help="a run folder written by gen-emotion run")
@@ -136,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--probs", action="store_true", help="also write per-label probabilities and apply the run's thresholds"
     )
     p.set_defaults(func=cmd_predict)
+
+
+def add_file_commands(sub: argparse._SubParsersAction) -> None:
+    """``show``, ``parse``, ``check``, ``score`` and ``export``."""
+    p = sub.add_parser("show", help="print a recipe resolved and checked, with each field's help")
+    p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("parse", help="read one generation per line on stdin, write 0/1 label rows as CSV")
     p.set_defaults(func=cmd_parse)
@@ -156,25 +294,95 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     p.set_defaults(func=cmd_export)
 
-    from gen_emotion.evaluate_cli import add_commands as add_evaluation_commands
-    from gen_emotion.launch import add_commands as add_launch_commands
 
-    add_evaluation_commands(sub)
-    add_launch_commands(sub)
+def add_comparison_commands(sub: argparse._SubParsersAction) -> None:
+    """``ensemble`` and ``report``."""
+    p = sub.add_parser("ensemble", help="combine cv runs: average probabilities (or vote), tune thresholds")
+    p.add_argument("run_dirs", nargs="+", type=Path, help="two or more cv (or ensemble) folders")
+    p.add_argument("--out", type=Path, required=True, help="ensemble folder to write")
+    p.add_argument("--weighted", action="store_true", help="weight each run by its out-of-fold macro-F1")
+    p.add_argument(
+        "--stack", action="store_true", help="a logistic regression per label over every run's probabilities"
+    )
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("report", help="per-label charts and tables comparing cv runs and ensembles")
+    p.add_argument("run_dirs", nargs="+", type=Path, help="cv or ensemble folders")
+    p.add_argument("--out", type=Path, default=Path("report"), help="report folder (default: report/)")
+    p.set_defaults(func=cmd_report)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the toolkit's one-line errors (its subcommands' parsers are of this class too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise GenEmotionError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gen_emotion import __version__
+    from gen_emotion.pods.commands import add_commands as add_pod_commands
+
+    parser = Parser(prog="gen-emotion", description="Instruction-tune language models to detect emotions in tweets.")
+    parser.add_argument("--version", action="version", version=f"gen-emotion {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run_commands(sub)
+    add_file_commands(sub)
+    add_comparison_commands(sub)
+    add_pod_commands(sub)
     return parser
 
 
+INTERRUPTED = {
+    "run": "run the same command again (the same --out) to resume",
+    "cv": "run the same command again (the same --out) to resume, fold by fold",
+    "predict": "run the same predict again to resume from its saved shards",
+    "launch": "no pod was created unless it printed a pod id; gen-emotion pods lists them",
+}
+"""What a Ctrl-C leaves, by command (the others have nothing to resume)."""
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, taking ``section.key=value`` overrides after the flags as well as before them."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or not all(OVERRIDE.match(item) for item in extra):
+            parser.parse_args(argv)  # argparse's own one-line usage error for what is left over
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
+def finish_output() -> None:
+    """Flush standard output here, so that a full disk or a closed pipe is caught (not at interpreter exit)."""
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    command = "gen-emotion"
     try:
-        return args.func(args)
+        args = parse_arguments(build_parser(), argv)
+        command = args.command
+        status = args.func(args)
+        finish_output()
+        return status
     except GenEmotionError as err:
-        print(f"gen-emotion: error: {err}", file=sys.stderr)
+        from gen_emotion.runs import redact
+
+        print(f"gen-emotion: error: {redact(str(err))}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # `gen-emotion parse | head`: the reader has gone; stop quietly, like a Unix filter
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+            raise
+        print(f"gen-emotion: error: cannot write to standard output ({err.strerror})", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(
-            "gen-emotion: interrupted; run again with --out pointing at the same run folder to resume", file=sys.stderr
-        )
+        hint = INTERRUPTED.get(command)
+        print(f"gen-emotion: interrupted{f'; {hint}' if hint else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

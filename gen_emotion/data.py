@@ -4,12 +4,28 @@ Reads the Kaggle "Emotion Detection" CSV files (``ID,Tweet,`` + 11 label columns
 file's label columns hold ``NONE``) and SemEval-2018 Task 1 E-c tab-separated files. Every
 problem is reported as one line naming the file, the row and what is wrong; no row is ever
 dropped or reordered, and IDs are always strings.
+
+Header: column names are matched ignoring case and surrounding white space, so ``id``,
+`` Tweet `` and ``ANGER`` are the ``ID``, ``Tweet`` and ``anger`` columns. A header that names one
+of these 13 columns twice (``joy`` and ``Joy ``) is an error naming both positions; any other
+column (a predictions file's ``output``) is ignored. The 11 label columns are all present, or
+(for a file to predict) all absent.
+
+Rows: ``row N`` in a message is the record number, not the physical line: the header is row 1
+and the first data record row 2, however many lines the quoted tweets before it span. Blank
+lines are not records. Where a record starts on another line, the message names it too:
+``row 5 (line 9)``. A tweet may be of any length: the csv module's 128 KiB field limit is
+lifted while a file is read (and restored afterwards).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +37,22 @@ from gen_emotion.labels import LABELS, NUM_LABELS
 ID_COLUMN = "ID"
 TEXT_COLUMN = "Tweet"
 UNLABELLED = "NONE"
+
+_MAX_FIELD = 2**31 - 1
+"""The largest field limit the csv module takes everywhere (it is a C ``long``: 32 bits on Windows)."""
+_FIELD_LIMIT_LOCK = threading.Lock()
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+"""A byte that is not UTF-8, as ``surrogateescape`` decoding keeps it."""
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""The line ends the csv reader splits on."""
+
+
+def _fold(name: str) -> str:
+    """A header name as it is compared: without case, surrounding white space or byte-order marks."""
+    return name.replace("\ufeff", "").strip().casefold()
+
+
+_KNOWN_COLUMNS = {_fold(name): name for name in (ID_COLUMN, TEXT_COLUMN, *LABELS)}
 
 
 class DataError(GenEmotionError):
@@ -51,20 +83,197 @@ class EmotionData:
         )
 
 
-def _decode(path: Path, raw: bytes) -> str:
+@dataclass(frozen=True)
+class _Record:
+    """One record of the file: its number (the header is 1), the line it starts on, its fields."""
+
+    row: int
+    line: int
+    fields: list[str]
+
+    @property
+    def where(self) -> str:
+        """Where the record is, for a message."""
+        return _where(self.row, self.line)
+
+
+def _where(row: int, line: int) -> str:
+    """``row N``, and ``(line L)`` where the record starts on another physical line."""
+    return f"row {row}" if line == row else f"row {row} (line {line})"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the known columns are: the header's width, ``ID``, ``Tweet`` (or None), the labels (or [])."""
+
+    width: int
+    id_at: int
+    text_at: int | None
+    label_at: list[int]
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; a byte that is not UTF-8 is kept as a lone surrogate, reported by ``_parse``."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}: line {line}: not valid UTF-8 (byte {raw[err.start]:#04x}); save the file as UTF-8"
-        ) from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    return raw.decode("utf-8-sig", errors="surrogateescape")
 
 
-def _delimiter(path: Path, header_line: str) -> str:
+def _delimiter(path: Path, text: str) -> str:
+    """A tab for ``.tsv``/``.txt`` files or a tab-separated header, else a comma."""
+    header_line = next((line for line in text.splitlines() if line.strip()), "")
     if path.suffix.lower() in {".tsv", ".txt"} or ("\t" in header_line and "," not in header_line):
         return "\t"
     return ","
+
+
+@contextmanager
+def _field_limit(size: int) -> Iterator[None]:
+    """Let the csv module read fields of up to ``size`` characters, then restore its limit.
+
+    The limit is process-wide, so it is only ever raised, under a lock, and always put back.
+    """
+    with _FIELD_LIMIT_LOCK:
+        previous = csv.field_size_limit()
+        csv.field_size_limit(min(max(previous, size), _MAX_FIELD))
+        try:
+            yield
+        finally:
+            csv.field_size_limit(previous)
+
+
+def _is_blank(fields: list[str]) -> bool:
+    """A blank line: no field, or one field of white space."""
+    return not fields or (len(fields) == 1 and not fields[0].strip())
+
+
+def _records(path: Path, text: str, delimiter: str) -> Iterator[_Record]:
+    """The non-blank records of ``text``, numbered; a csv error becomes a ``DataError`` naming the record."""
+    # SemEval's tab-separated files are raw text: a tweet may start with a quote character.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    row = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise DataError(
+                f"{path}: {_where(row + 1, start)}: cannot read the record ({err}); check the quoting of the tweet"
+            ) from None
+        if not _is_blank(fields):
+            row += 1
+            yield _Record(row, start, fields)
+
+
+def _encoding_error(path: Path, text: str, bad: re.Match[str], record: _Record) -> DataError:
+    """The error for ``bad``, the first byte of ``text`` that is not UTF-8, found in ``record``."""
+    line = len(_LINE_BREAK.findall(text, 0, bad.start())) + 1
+    byte = ord(bad.group()) - 0xDC00
+    return DataError(
+        f"{path}: {record.where}: not valid UTF-8 (byte {byte:#04x} on line {line}); save the file as UTF-8"
+    )
+
+
+def _parse(path: Path, text: str) -> list[_Record]:
+    """Every non-blank record of the file, read with tweets of any length; the text must be UTF-8."""
+    records: list[_Record] = []
+    bad = _ESCAPED_BYTE.search(text)
+    with _field_limit(len(text) + 1):
+        for record in _records(path, text, _delimiter(path, text)):
+            # The first record holding an escaped byte holds the first one: every character is in some field.
+            if bad and any(_ESCAPED_BYTE.search(field) for field in record.fields):
+                raise _encoding_error(path, text, bad, record)
+            records.append(record)
+    return records
+
+
+def _layout(path: Path, header: _Record, require_labels: bool, require_text: bool) -> _Layout:
+    """Find the known columns in the header (names folded by ``_fold``); a missing or repeated one is an error."""
+    at: dict[str, int] = {}
+    for position, name in enumerate(header.fields):
+        column = _KNOWN_COLUMNS.get(_fold(name))
+        if column in at:
+            first = at[column]
+            raise DataError(
+                f"{path}: {header.where}: column {column!r} appears twice"
+                f" (columns {first + 1} {header.fields[first]!r} and {position + 1} {name!r})"
+            )
+        if column is not None:
+            at[column] = position
+    for column in (ID_COLUMN, TEXT_COLUMN) if require_text else (ID_COLUMN,):
+        if column not in at:
+            raise DataError(f"{path}: {header.where}: missing column {column!r} (header: {','.join(header.fields)!r})")
+    missing = [label for label in LABELS if label not in at]
+    if missing and (require_labels or len(missing) < NUM_LABELS):
+        raise DataError(f"{path}: {header.where}: missing label column(s) {', '.join(missing)}")
+    label_at = [] if missing else [at[label] for label in LABELS]
+    return _Layout(len(header.fields), at[ID_COLUMN], at.get(TEXT_COLUMN), label_at)
+
+
+def _check_width(path: Path, record: _Record, width: int) -> None:
+    """A row has as many fields as the header."""
+    if len(record.fields) != width:
+        raise DataError(
+            f"{path}: {record.where}: expected {width} fields, found {len(record.fields)}"
+            " (check the quoting of the tweet)"
+        )
+
+
+def _row_id(path: Path, record: _Record, id_at: int, first_row: dict[str, int]) -> str:
+    """The row's ID, which must be non-empty and new; ``first_row`` maps each ID seen to its row."""
+    row_id = record.fields[id_at].strip()
+    if not row_id:
+        raise DataError(f"{path}: {record.where}: empty ID")
+    if row_id in first_row:
+        raise DataError(f"{path}: {record.where}: duplicate ID {row_id!r} (first at row {first_row[row_id]})")
+    first_row[row_id] = record.row
+    return row_id
+
+
+def _row_labels(path: Path, record: _Record, label_at: list[int], require_labels: bool) -> list[int] | None:
+    """The row's 0/1 labels, or None for a file without label columns or a row of ``NONE``."""
+    values = [record.fields[i].strip() for i in label_at]
+    if not values or (not require_labels and all(v.upper() == UNLABELLED for v in values)):
+        return None
+    for label, value in zip(LABELS, values):
+        if value not in {"0", "1"}:
+            raise DataError(f"{path}: {record.where}: label {label!r} is {value!r}, expected 0 or 1")
+    return [int(v) for v in values]
+
+
+def _check_kind(path: Path, record: _Record, labelled: bool, first: _Record, first_labelled: bool) -> None:
+    """Every row is labelled (0/1) if the first data row is, and unlabelled (``NONE``) if it is not."""
+    if labelled != first_labelled:
+        kinds = ("0/1 labels", f"{UNLABELLED!r} labels")
+        this, other = kinds if labelled else kinds[::-1]
+        raise DataError(
+            f"{path}: {record.where}: has {this} but row {first.row} has {other} (mixed labelled/unlabelled)"
+        )
+
+
+def _rows(
+    path: Path, records: list[_Record], layout: _Layout, require_labels: bool
+) -> tuple[list[str], list[str], np.ndarray | None]:
+    """The data records' IDs, texts and labels (None if unlabelled), in file order."""
+    ids: list[str] = []
+    texts: list[str] = []
+    vectors: list[list[int] | None] = []
+    first_row: dict[str, int] = {}
+    for record in records:
+        _check_width(path, record, layout.width)
+        ids.append(_row_id(path, record, layout.id_at, first_row))
+        texts.append("" if layout.text_at is None else record.fields[layout.text_at])
+        vectors.append(_row_labels(path, record, layout.label_at, require_labels))
+        _check_kind(path, record, vectors[-1] is not None, records[0], vectors[0] is not None)
+    labels = None if vectors[0] is None else np.asarray(vectors, dtype=np.int64)
+    return ids, texts, labels
 
 
 def read_emotion_file(path: str | Path, *, require_labels: bool = False, require_text: bool = True) -> EmotionData:
@@ -73,68 +282,16 @@ def read_emotion_file(path: str | Path, *, require_labels: bool = False, require
     With ``require_labels`` every label column must exist and hold 0 or 1. Otherwise label
     columns may be absent or hold ``NONE`` (a test file), and the result has ``labels=None``.
     Without ``require_text`` the ``Tweet`` column may be absent (a predictions file); texts are
-    then empty strings.
+    then empty strings. Header names and row numbers follow the module's rules.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    text = _decode(path, path.read_bytes())
-    if not text.strip():
+    records = _parse(path, _read_text(path))
+    if not records:
         raise DataError(f"{path}: file is empty")
-    delimiter = _delimiter(path, text.splitlines()[0])
-    # SemEval's tab-separated files are raw text: a tweet may start with a quote character.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
-    header = [name.strip() for name in next(reader)]
-    for column in (ID_COLUMN, TEXT_COLUMN) if require_text else (ID_COLUMN,):
-        if column not in header:
-            raise DataError(f"{path}: row 1: missing column {column!r} (header: {','.join(header)})")
-    missing = [label for label in LABELS if label not in header]
-    if require_labels and missing:
-        raise DataError(f"{path}: row 1: missing label column(s) {', '.join(missing)}")
-    if missing and len(missing) < NUM_LABELS:
-        raise DataError(f"{path}: row 1: missing label column(s) {', '.join(missing)}")
-    has_label_columns = not missing
-    id_at = header.index(ID_COLUMN)
-    text_at = header.index(TEXT_COLUMN) if TEXT_COLUMN in header else None
-    label_at = [header.index(label) for label in LABELS] if has_label_columns else []
-
-    ids: list[str] = []
-    texts: list[str] = []
-    rows: list[list[int]] = []
-    unlabelled_rows = 0
-    first_seen: dict[str, int] = {}
-    for record in reader:
-        line = reader.line_num
-        if not record or (len(record) == 1 and not record[0].strip()):
-            continue  # a blank line is not a row
-        if len(record) != len(header):
-            raise DataError(
-                f"{path}: row {line}: expected {len(header)} fields, found {len(record)}"
-                " (check the quoting of the tweet)"
-            )
-        row_id = record[id_at].strip()
-        if not row_id:
-            raise DataError(f"{path}: row {line}: empty ID")
-        if row_id in first_seen:
-            raise DataError(f"{path}: row {line}: duplicate ID {row_id!r} (first at row {first_seen[row_id]})")
-        first_seen[row_id] = line
-        values = [record[i].strip() for i in label_at]
-        if values and all(v.upper() == UNLABELLED for v in values) and not require_labels:
-            unlabelled_rows += 1
-        elif values:
-            bad = [(LABELS[k], v) for k, v in enumerate(values) if v not in {"0", "1"}]
-            if bad:
-                name, value = bad[0]
-                raise DataError(f"{path}: row {line}: label {name!r} is {value!r}, expected 0 or 1")
-            rows.append([int(v) for v in values])
-        ids.append(row_id)
-        texts.append(record[text_at] if text_at is not None else "")
-    if not ids:
+    layout = _layout(path, records[0], require_labels, require_text)
+    if len(records) == 1:
         raise DataError(f"{path}: file has a header but no rows")
-    if rows and unlabelled_rows:
-        raise DataError(f"{path}: mixes labelled rows and rows whose labels are {UNLABELLED!r}")
-    labels = np.asarray(rows, dtype=np.int64) if rows else None
+    ids, texts, labels = _rows(path, records[1:], layout, require_labels)
     return EmotionData(ids=ids, texts=texts, labels=labels, source=str(path))
 
 

@@ -2,14 +2,29 @@
 
 Constrained generation always writes the canonical form (``anger, disgust`` or ``none``), but
 the parser also reads what unconstrained models write: any order or case, lists in Python or
-JSON syntax, other separators, adjective forms and small misspellings. It never raises.
+JSON syntax, other separators, adjective forms, small misspellings and negations. It never raises.
+
+Misspellings: a word of 4+ letters within two edits of a label of 5+ letters is read as that label,
+unless it is a real English word (``gladness``, ``tryst``, ``optimise``...): those are listed in
+``resources/english_near_labels.txt``, which ``scripts/make_word_list.py`` generates.
+
+Negation: a negator cancels the label words among the ``NEGATION_REACH`` words after it, so
+``not angry``, ``not at all angry``, ``no sign of fear``, ``isn't joyful`` and ``no anger at all``
+name no label. The reach ends early at a list separator or a sentence end (``, ; . ! ? | /``, a
+closing bracket, a line break, a spaced dash) and at a word of ``SCOPE_BREAKERS`` (``but``, ``and``,
+``except``...): ``anger, not joy`` gives anger, ``not angry but sad`` and ``not angry and sad`` give
+sadness, ``not angry and not sad`` gives nothing. ``or`` and ``nor`` do not end it, so
+``not angry or sad`` and ``neither angry nor sad`` give nothing; nor does a colon (``Absent: anger``
+gives nothing). ``not only``, ``not just`` and ``no doubt`` negate nothing. A negated mention only fails to
+count: it does not cancel another, un-negated mention of the same label (``joy, not joy`` gives joy).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from importlib import resources
 
 import numpy as np
 
@@ -29,6 +44,8 @@ END_OF_TURN_TOKENS: tuple[str, ...] = (
 ALIASES: dict[str, str] = {
     "angry": "anger",
     "angered": "anger",
+    "angrier": "anger",
+    "angriest": "anger",
     "anticipate": "anticipation",
     "anticipated": "anticipation",
     "anticipating": "anticipation",
@@ -47,6 +64,9 @@ ALIASES: dict[str, str] = {
     "optimistic": "optimism",
     "pessimistic": "pessimism",
     "sad": "sadness",
+    "sadder": "sadness",
+    "saddest": "sadness",
+    "saddened": "sadness",
     "surprised": "surprise",
     "surprising": "surprise",
     "trusting": "trust",
@@ -56,169 +76,77 @@ ALIASES: dict[str, str] = {
 }
 """Word forms that name a label."""
 
-NOT_MISSPELLINGS: frozenset[str] = frozenset(
+NEGATORS: frozenset[str] = frozenset(
     {
-        "acer",
-        "adler",
-        "after",
-        "agar",
-        "aged",
-        "ages",
-        "alder",
-        "alter",
-        "amber",
-        "amer",
-        "anders",
-        "andes",
-        "anew",
-        "ange",
-        "angel",
-        "angela",
-        "angelo",
-        "angels",
-        "angie",
-        "angle",
-        "angled",
-        "anglers",
-        "angles",
-        "anglo",
-        "angst",
-        "angus",
-        "anne",
-        "annex",
-        "answer",
-        "ante",
-        "anwar",
-        "asher",
-        "avenger",
-        "badger",
-        "banged",
-        "banger",
-        "bangor",
-        "banker",
-        "banner",
-        "banter",
-        "brunt",
-        "brush",
-        "bust",
-        "cancer",
-        "changer",
-        "crest",
-        "crush",
-        "crust",
-        "crusty",
-        "dagger",
-        "dancer",
-        "danger",
-        "dangers",
-        "digest",
-        "discuss",
-        "disguise",
-        "disrupt",
-        "distrust",
-        "dust",
-        "eager",
-        "engel",
-        "enter",
-        "ernst",
-        "faust",
-        "finger",
-        "frost",
-        "fruit",
-        "ginger",
-        "granger",
-        "grunt",
-        "gust",
-        "hangar",
-        "hanged",
-        "hanger",
-        "hangers",
-        "hardness",
-        "harness",
-        "hunger",
-        "infer",
-        "inner",
-        "inter",
-        "jagger",
-        "just",
-        "lager",
-        "lander",
-        "lange",
-        "larger",
-        "linger",
-        "longer",
-        "lust",
-        "madness",
-        "manager",
-        "manger",
-        "manner",
-        "must",
-        "niger",
-        "optimize",
-        "optimum",
-        "optimus",
-        "participation",
-        "range",
-        "ranged",
-        "ranger",
-        "rangers",
-        "ranges",
-        "rest",
-        "ringer",
-        "roger",
-        "ruse",
-        "rush",
-        "russ",
-        "rust",
-        "rusty",
-        "singer",
-        "strut",
-        "sunrise",
-        "tanker",
-        "tanner",
-        "test",
-        "thrust",
-        "thus",
-        "tiger",
-        "toast",
-        "tout",
-        "tract",
-        "trait",
-        "trash",
-        "treat",
-        "trent",
-        "tres",
-        "tris",
-        "trish",
-        "trot",
-        "trout",
-        "truce",
-        "truck",
-        "true",
-        "truly",
-        "trump",
-        "trunk",
-        "truss",
-        "trustee",
-        "truth",
-        "twist",
-        "under",
-        "wager",
-        "wander",
-        "wenger",
-        "winger",
-        "wrist",
-        "xander",
+        "not",
+        "no",
+        "never",
+        "without",
+        "nor",
+        "neither",
+        "nothing",
+        "non",
+        "cannot",
+        "hardly",
+        "barely",
+        "scarcely",
+        "lack",
+        "lacks",
+        "lacked",
+        "lacking",
+        "absent",
+        "absence",
+        "devoid",
+        # contractions written without the apostrophe
+        "aint",
+        "arent",
+        "cant",
+        "couldnt",
+        "didnt",
+        "doesnt",
+        "dont",
+        "hadnt",
+        "hasnt",
+        "havent",
+        "isnt",
+        "shouldnt",
+        "wasnt",
+        "werent",
+        "wont",
+        "wouldnt",
     }
 )
-"""Real words within edit distance 2 of a label that must not be read as that label: the words of
-4+ letters among the 30,000 most frequent English words (wordfreq) that are that close to a label
-of 5+ letters, less the label's own inflections (``surprises``, ``trusts``, ``saddest``...)."""
+"""Words that negate the label words shortly after them; so does every ``n't`` contraction (``isn't``,
+``don't``, ``can't``, with a straight or a curly apostrophe)."""
 
-_FUZZY_TARGETS = tuple(label for label in LABELS if len(label) >= 5)
-_MAX_EDITS = 2
-_WORD = re.compile(r"[a-z]+")
+SCOPE_BREAKERS: frozenset[str] = frozenset(
+    {"and", "but", "except", "however", "although", "though", "whereas", "while", "instead", "rather"}
+)
+"""Words that end a negation's reach, like a list separator: ``and`` joins list items as a comma does."""
+
+NOT_NEGATING_NEXT: frozenset[str] = frozenset({"only", "just", "merely", "simply", "doubt", "question", "wonder"})
+"""A negator right before one of these words negates nothing (``not only angry``, ``no doubt joyful``)."""
+
+NEGATION_REACH = 5
+"""How many words after a negator it reaches (``not feeling any joy``, ``doesn't show any sign of anger``)."""
+
+MAX_EDITS = 2
+"""Largest edit distance at which a word is read as a misspelt label."""
+MIN_FUZZY_LENGTH = 4
+"""Shorter words are never read as a misspelt label."""
+FUZZY_TARGETS: tuple[str, ...] = tuple(label for label in LABELS if len(label) >= 5)
+"""The labels that misspellings are matched to (``joy``, ``fear`` and ``love`` are too short)."""
+
+WORD_LIST = "english_near_labels.txt"
+"""The list of real words near a label, in ``gen_emotion/resources``."""
+
+_STOP = r"[,;.!?|/\\\n\r)\]}\u2022\u2026\u2013\u2014]|\s-+\s"
+"""What ends a list item or a sentence: punctuation, a closing bracket, a line break, a bullet, a spaced dash."""
+_WORD = r"[a-z]+n['\u2019]t\b|[a-z]+"
+"""A word: an ``n't`` contraction whole, or a run of letters a-z."""
+_TOKEN = re.compile(rf"(?P<stop>{_STOP})|(?P<word>{_WORD})")
 _INDEX = {label: i for i, label in enumerate(LABELS)}
+_DELETE_LABEL_LETTERS = {label: str.maketrans("", "", label) for label in FUZZY_TARGETS}
 
 
 def _edit_distance(a: str, b: str, limit: int) -> int:
@@ -236,6 +164,37 @@ def _edit_distance(a: str, b: str, limit: int) -> int:
     return previous[-1]
 
 
+def nearest_label(word: str) -> str | None:
+    """The label of ``FUZZY_TARGETS`` within ``MAX_EDITS`` edits of ``word`` (the nearest; the first on a tie).
+
+    This is the spelling-tolerant match alone: it does not consult the list of real words.
+    """
+    if len(word) < MIN_FUZZY_LENGTH:
+        return None
+    best, best_distance = None, MAX_EDITS + 1
+    for label in FUZZY_TARGETS:
+        # Each letter of ``word`` that ``label`` lacks costs an edit: a cheap lower bound.
+        if len(word.translate(_DELETE_LABEL_LETTERS[label])) >= best_distance:
+            continue
+        distance = _edit_distance(word, label, MAX_EDITS)
+        if distance < best_distance:
+            best, best_distance = label, distance
+    return best
+
+
+def read_word_list(text: str) -> frozenset[str]:
+    """The words of a word-list file: one a line, ``#`` starts a comment, blank lines are skipped."""
+    words = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return frozenset(word for word in words if word)
+
+
+@lru_cache(maxsize=1)
+def real_words_near_labels() -> frozenset[str]:
+    """Real English words that ``nearest_label`` would read as a label, loaded once from the package."""
+    path = resources.files("gen_emotion") / "resources" / WORD_LIST
+    return read_word_list(path.read_text(encoding="utf-8"))
+
+
 @lru_cache(maxsize=4096)
 def word_to_label(word: str) -> str | None:
     """The label a lower-case word names (exactly, as a word form, or misspelt), or ``None``."""
@@ -243,14 +202,9 @@ def word_to_label(word: str) -> str | None:
         return word
     if word in ALIASES:
         return ALIASES[word]
-    if word in NOT_MISSPELLINGS or len(word) < 4:
+    if word in real_words_near_labels():
         return None
-    best, best_distance = None, _MAX_EDITS + 1
-    for label in _FUZZY_TARGETS:
-        distance = _edit_distance(word, label, _MAX_EDITS)
-        if distance < best_distance:
-            best, best_distance = label, distance
-    return best
+    return nearest_label(word)
 
 
 def strip_end_of_turn(text: str) -> str:
@@ -263,6 +217,36 @@ def strip_end_of_turn(text: str) -> str:
     return text[:cut]
 
 
+def _tokens(text: str) -> Iterator[str | None]:
+    """The lower-case words of ``text`` in order, with ``None`` for each mark that ends a list item or sentence."""
+    for match in _TOKEN.finditer(text.lower()):
+        yield match.group("word")
+
+
+def is_negator(word: str) -> bool:
+    """True when the lower-case ``word`` negates what follows it."""
+    return word in NEGATORS or word.endswith(("n't", "n\u2019t"))
+
+
+def asserted_labels(text: str) -> set[str]:
+    """The labels that ``text`` names outside the reach of a negation (see the module docstring)."""
+    found: set[str] = set()
+    reach = 0  # how many more words the last negator reaches
+    for word in _tokens(text):
+        if word is None or word in SCOPE_BREAKERS:
+            reach = 0
+        elif is_negator(word):
+            reach = NEGATION_REACH
+        elif reach == NEGATION_REACH and word in NOT_NEGATING_NEXT:
+            reach = 0
+        else:
+            label = word_to_label(word)
+            if label is not None and reach == 0:
+                found.add(label)
+            reach = max(reach - 1, 0)
+    return found
+
+
 def parse(text: str | None) -> np.ndarray:
     """Parse one generation into an int vector of 11 zeros and ones. Never raises.
 
@@ -271,10 +255,8 @@ def parse(text: str | None) -> np.ndarray:
     out = np.zeros(NUM_LABELS, dtype=np.int64)
     if not isinstance(text, str):
         return out
-    for word in _WORD.findall(strip_end_of_turn(text).lower()):
-        label = word_to_label(word)
-        if label is not None:
-            out[_INDEX[label]] = 1
+    for label in asserted_labels(strip_end_of_turn(text)):
+        out[_INDEX[label]] = 1
     return out
 
 

@@ -11,7 +11,6 @@ probability files when it averaged or stacked probabilities), so it can be repor
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.cv import METRICS, read_probs, write_probs
+from gen_emotion.cv import METRICS
 from gen_emotion.data import read_label_file
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import write_predictions, write_submission
+from gen_emotion.export import read_probabilities, write_predictions, write_probabilities, write_submission
+from gen_emotion.files import make_folder, read_json, write_json
 from gen_emotion.labels import LABELS
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_to_dict, tune_thresholds
@@ -53,13 +53,41 @@ def _labels(path: Path) -> tuple[list[str], np.ndarray]:
     return data.ids, data.labels
 
 
+NUMBERS = ("macro_f1", "macro_f1_thresholds_cv", "per_fold_macro_f1_std", "micro_f1", "jaccard", "wall_s")
+
+
+def check_metrics(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The fields of an ``oof_metrics.json`` that ensembles and reports read, checked: a damaged or foreign file
+    is a one-line error naming the file and the field."""
+    expected = "expected the oof_metrics.json of gen-emotion cv or ensemble"
+
+    def damaged(field: str, what: str) -> GenEmotionError:
+        return GenEmotionError(f"{path}: damaged: {field} must be {what}; {expected}")
+
+    for field in NUMBERS + ("peak_rss_mib",):
+        value = metrics.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise damaged(field, "a number")
+    if not isinstance(metrics.get("macro_f1"), (int, float)):
+        raise damaged("macro_f1", "a number")
+    if not isinstance(metrics.get("name", ""), str) or not isinstance(metrics.get("has_probabilities", False), bool):
+        raise damaged("name and has_probabilities", "a string and true/false")
+    per_label = metrics.get("per_label")
+    if not isinstance(per_label, dict) or any(
+        not isinstance(per_label.get(label), dict) or not isinstance(per_label[label].get("f1"), (int, float))
+        for label in LABELS
+    ):
+        raise damaged("per_label", "a mapping of each of the 11 labels to its precision, recall, f1 and support")
+    return metrics
+
+
 def load_member(run_dir: Path) -> Member:
     """A finished cv (or ensemble) run folder; error naming the missing file otherwise."""
     run_dir = Path(run_dir)
     metrics_path = run_dir / METRICS
     if not metrics_path.is_file():
         raise GenEmotionError(f"{run_dir}: no {METRICS}; pass finished gen-emotion cv or ensemble folders")
-    metrics = json.loads(metrics_path.read_text())
+    metrics = check_metrics(read_json(metrics_path, f"the {METRICS} of a gen-emotion cv or ensemble run"), metrics_path)
     ids, labels = _labels(run_dir / "oof_labels.csv")
     pred_ids, oof_pred = _labels(run_dir / "oof_predictions.csv")
     test_ids, test_pred = _labels(run_dir / "test_predictions.csv")
@@ -67,8 +95,8 @@ def load_member(run_dir: Path) -> Member:
         raise GenEmotionError(f"{run_dir}: oof_predictions.csv and oof_labels.csv list different IDs")
     member = Member(run_dir, metrics.get("name") or run_dir.name, metrics, ids, labels, oof_pred, test_ids, test_pred)
     if metrics.get("has_probabilities") and (run_dir / "oof_probs.csv").is_file():
-        prob_ids, member.oof_probs = read_probs(run_dir / "oof_probs.csv")
-        test_prob_ids, member.test_probs = read_probs(run_dir / "test_probs.csv")
+        prob_ids, member.oof_probs = read_probabilities(run_dir / "oof_probs.csv")
+        test_prob_ids, member.test_probs = read_probabilities(run_dir / "test_probs.csv")
         if prob_ids != ids or test_prob_ids != test_ids:
             raise GenEmotionError(f"{run_dir}: the probability files list other IDs than the prediction files")
     return member
@@ -197,17 +225,17 @@ def write_ensemble(
     members: list[Member], result: dict[str, Any], out_dir: Path, weighted: bool, started: float
 ) -> dict[str, Any]:
     """Write an ensemble folder from ``evaluate``'s result."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir, "--out")
     first = members[0]
     y, oof, thresholds, stacked = first.labels, result["oof"], result["thresholds"], result["mode"] == "stack"
     if result["mode"] in ("average", "stack"):
-        write_probs(out_dir / "oof_probs.csv", first.ids, oof)
-        write_probs(out_dir / "test_probs.csv", first.test_ids, result["test"])
+        write_probabilities(out_dir / "oof_probs.csv", first.ids, oof)
+        write_probabilities(out_dir / "test_probs.csv", first.test_ids, result["test"])
     write_predictions(out_dir / "oof_labels.csv", first.ids, y)
     write_predictions(out_dir / "oof_predictions.csv", first.ids, result["oof_pred"])
     write_predictions(out_dir / "test_predictions.csv", first.test_ids, result["test_pred"])
     write_submission(out_dir / "submission.csv", first.test_ids, result["test_pred"])
-    (out_dir / "thresholds.json").write_text(json.dumps(thresholds_to_dict(thresholds), indent=2))
+    write_json(out_dir / "thresholds.json", thresholds_to_dict(thresholds))
     names = unique_names(members)
     scores = score(y, result["oof_pred"])
     members_info = [
@@ -239,7 +267,7 @@ def write_ensemble(
         "note": "wall_s and peak_rss_mib are the members' (their training and prediction) plus combining; "
         "macro_f1 tunes thresholds on the same out-of-fold rows it scores, macro_f1_thresholds_cv does not.",
     }
-    (out_dir / METRICS).write_text(json.dumps(metrics, indent=2))
+    write_json(out_dir / METRICS, metrics)
     return metrics
 
 
@@ -269,5 +297,5 @@ def search_ensembles(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
     _, chosen, result, weighted = best
     metrics = write_ensemble(chosen, result, out_dir, weighted, started)
     metrics["candidates"] = candidates
-    (out_dir / METRICS).write_text(json.dumps(metrics, indent=2))
+    write_json(out_dir / METRICS, metrics)
     return metrics

@@ -1,33 +1,35 @@
-"""Prediction files and the Kaggle submission.
+"""Prediction, probability and submission files: the one place that writes (and reads back) them.
 
 A predictions file is ``ID`` + the 11 label columns (0/1), optionally followed by the raw
-generation in an ``output`` column. A submission is ``ID`` + the 11 integer columns, in the
-test file's row order, with exactly one row per test ID.
+generation in an ``output`` column. A probabilities file is ``ID`` + 11 probabilities (6 decimals).
+A submission is ``ID`` + the 11 integer columns, in the test file's row order, with exactly one
+row per test ID. Every file is written whole or not at all (``files.open_output``).
 """
 
 from __future__ import annotations
 
 import csv
-import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from gen_emotion.data import EmotionData, read_label_file, read_test
 from gen_emotion.errors import GenEmotionError
+from gen_emotion.files import open_output
 from gen_emotion.labels import LABELS
 from gen_emotion.metrics import check_label_matrix
+from gen_emotion.thresholds import check_probabilities
+
+PROBABILITY_DECIMALS = 6
 
 
-def _write_csv_atomic(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+def write_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write a CSV file (``header`` then ``rows``) whole, through ``open_output``."""
+    with open_output(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_predictions(
@@ -42,7 +44,41 @@ def write_predictions(
         [row_id, *map(int, vector)] + ([outputs[i]] if outputs is not None else [])
         for i, (row_id, vector) in enumerate(zip(ids, labels))
     ]
-    _write_csv_atomic(Path(path), header, rows)
+    write_table(path, header, rows)
+
+
+def write_probabilities(path: str | Path, ids: Sequence[str], probs: np.ndarray) -> None:
+    """``ID`` + 11 probabilities in [0, 1], with ``PROBABILITY_DECIMALS`` decimals."""
+    probs = check_probabilities(probs)
+    if len(ids) != len(probs):
+        raise ValueError(f"{len(ids)} ids but {len(probs)} rows of probabilities")
+    rows = ([row_id, *(f"{value:.{PROBABILITY_DECIMALS}f}" for value in row)] for row_id, row in zip(ids, probs))
+    write_table(path, ["ID", *LABELS], rows)
+
+
+def read_probabilities(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """IDs and the ``(n, 11)`` probabilities of a file written by ``write_probabilities``."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenEmotionError(f"{path}: no such file")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header != ["ID", *LABELS]:
+            raise GenEmotionError(f"{path}: row 1: expected the header ID,{','.join(LABELS)}")
+        ids, rows = [], []
+        for number, row in enumerate(reader, start=2):
+            if len(row) != len(header):
+                raise GenEmotionError(f"{path}: row {number}: expected {len(header)} fields, found {len(row)}")
+            ids.append(row[0])
+            try:
+                rows.append([float(v) for v in row[1:]])
+            except ValueError:
+                raise GenEmotionError(f"{path}: row {number}: a probability is not a number") from None
+    try:
+        return ids, check_probabilities(np.asarray(rows, dtype=np.float64).reshape(-1, len(LABELS)))
+    except ValueError as err:
+        raise GenEmotionError(f"{path}: {err}") from None
 
 
 def align(reference_ids: Sequence[str], predictions: EmotionData, what: str = "test") -> np.ndarray:

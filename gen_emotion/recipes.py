@@ -1,16 +1,20 @@
-"""Recipes: one YAML file per model setup, validated against typed dataclasses.
+"""Recipes: one YAML file per model setup, declared here once as typed dataclasses.
 
-A recipe has the sections ``model``, ``prompt``, ``data``, ``lora``, ``train`` and ``generate``.
-Unknown keys and values of the wrong type are errors that name the key; ``key=value`` overrides
-(``train.learning_rate=1e-4``) are applied before validation.
+Every field is declared with ``arg``: its default, its help, and its range or choices. ``load_recipe`` reads
+a YAML file (UTF-8, no key given twice), applies ``section.key=value`` overrides, and checks the whole
+recipe (``recipe_from_dict``: types, ranges, choices, then ``check_recipe`` for what ties fields together)
+before anything is written or rented. ``gen-emotion show`` prints a resolved recipe with each field's help.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,177 +25,196 @@ from gen_emotion.errors import GenEmotionError
 
 SECRET_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "WANDB_API_KEY")
 """Environment variables that hold secrets: they never belong in a recipe."""
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "cosine_with_min_lr",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "warmup_stable_decay",
+)
+OPTIMIZERS = (
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adamw_8bit",
+    "adamw_bnb_8bit",
+    "paged_adamw_8bit",
+    "paged_adamw_32bit",
+    "adafactor",
+    "sgd",
+    "lion_8bit",
+    "paged_lion_8bit",
+    "rmsprop",
+    "schedule_free_adamw",
+)
+"""The optimizers a recipe may name (a subset of transformers' ``OptimizerNames``; a test checks it stays one)."""
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class RecipeError(GenEmotionError):
     """A recipe file or override is invalid."""
 
 
+def arg(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    above: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A recipe field: default, help, and its constraints (``low <= v <= high``, ``v > above``, ``choices``)."""
+    metadata = {"help": help, "low": low, "high": high, "above": above, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class ModelArgs:
     """Which model to tune and how to load it."""
 
-    name: str = "smollm2-135m-instruct"
-    """A hub id, a local model folder, or an embedded model (``smollm2-135m-instruct``)."""
-    revision: str | None = None
-    """Hub revision (branch, tag or commit) to pin."""
-    trust_remote_code: bool = False
-    """Run the model's own Python code from the hub; opt in only for models you trust."""
-    load_in_4bit: bool = False
-    """QLoRA: load the base model in 4-bit nf4 with double quantisation (bitsandbytes, CUDA only)."""
-    dtype: str = "auto"
-    """Weights dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``bfloat16``, ``float16`` or ``float32``."""
-    attn_implementation: str | None = None
-    """e.g. ``sdpa`` or ``flash_attention_2``; ``None`` lets transformers choose."""
+    name: str = arg("smollm2-135m-instruct", "a hub id, a local model folder, or an embedded model")
+    revision: str | None = arg(None, "hub revision (branch, tag or commit) to pin")
+    trust_remote_code: bool = arg(False, "run the model's own Python code from the hub; only for models you trust")
+    load_in_4bit: bool = arg(False, "QLoRA: the base model in 4-bit nf4 with double quantisation (CUDA only)")
+    dtype: str = arg(
+        "auto", "weights: auto (bf16 on CUDA, fp32 on CPU)", choices=("auto", "bfloat16", "float16", "float32")
+    )
+    attn_implementation: str | None = arg(
+        None,
+        "attention kernels; None lets transformers choose",
+        choices=("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention"),
+    )
 
 
 @dataclass
 class PromptArgs:
     """How a tweet becomes chat messages and how the labels are written."""
 
-    template: str = "default"
-    """A folder under ``prompts/`` (``default``, ``original``) or a path to one."""
-    target_format: str = "labels"
-    """``labels`` (``anger, joy`` / ``none``) or ``python_list`` (``['anger', 'joy']``, the original study's)."""
-    max_text_tokens: int = 128
-    """Tweets longer than this many tokens are truncated (never dropped)."""
+    template: str = arg("default", "a folder under prompts/ (default, long, original, plain) or a path to one")
+    target_format: str = arg(
+        "labels", "labels ('anger, joy' / 'none') or python_list (the study's)", choices=("labels", "python_list")
+    )
+    max_text_tokens: int = arg(128, "tweets longer than this many tokens are cut (never dropped)", low=1)
+    template_date: str = arg(
+        "26 Jul 2024",
+        "the date chat templates that print today's date (Llama 3.x) are given, pinned for train and predict",
+    )
 
 
 @dataclass
 class DataArgs:
     """How the training file is split."""
 
-    folds: int = 10
-    """Number of multilabel-stratified folds."""
-    fold: int = 0
-    """The fold held out for scoring."""
-    seed: int = 42
-    """Seed of the fold split."""
-    max_train_rows: int | None = None
-    """Train on at most this many rows of the training folds (a seeded random subset); ``None`` for all."""
-    eval_rows: int = 200
-    """Rows of the training folds kept aside for validation loss and checkpoint selection (0: none)."""
+    folds: int = arg(10, "multilabel-stratified folds of train.csv", low=2)
+    fold: int = arg(0, "the fold held out for scoring (0 .. folds-1)", low=0)
+    seed: int = arg(42, "seed of the fold split", low=0)
+    max_train_rows: int | None = arg(None, "train on at most this many rows (a seeded subset); None for all", low=1)
+    eval_rows: int = arg(200, "training rows kept aside for validation loss and checkpoint choice (0: none)", low=0)
 
 
 @dataclass
 class LoraArgs:
     """The peft ``LoraConfig``."""
 
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    r: int = arg(16, "LoRA rank", low=1)
+    alpha: int = arg(32, "LoRA scaling numerator (scale = alpha / r)", low=1)
+    dropout: float = arg(0.05, "dropout on the LoRA inputs (0 is fastest)", low=0, high=0.9)
+    target_modules: list[str] = arg(
+        help="module names that get adapters",
+        factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     )
 
 
 @dataclass
 class TrainArgs:
-    """Settings passed to TRL's ``SFTConfig``."""
+    """Settings passed to TRL's ``SFTConfig`` (or transformers' ``TrainingArguments`` for classifiers)."""
 
-    learning_rate: float = 2e-4
-    epochs: float = 1.0
-    max_steps: int = -1
-    """Stop after this many optimiser steps (``-1``: run ``epochs``)."""
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 256
-    """Token cap of a whole example (prompt + target)."""
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    lr_scheduler: str = "linear"
-    optim: str = "adamw_torch"
-    bf16: bool = True
-    """bf16 autocast (CPU with AMX, CUDA); on CUDA the weights are loaded in bf16 too."""
-    gradient_checkpointing: bool = False
-    """Trade compute for memory; only worth it when activations do not fit."""
-    completion_positions_only: bool = True
-    """On CPU, put only the target positions through the LM head (TRL does so itself on CUDA)."""
-    padding_free: bool = False
-    """Concatenate a batch's examples into one row with no padding: ``position_ids`` restart at each
-    example, so attention stays inside it (block-diagonal mask) and the loss stays on the targets."""
-    group_by_length: bool = True
-    """Draw batches of similar length (less padding; batches still come in random order); unused
-    with ``padding_free``."""
-    liger_kernel: bool = False
-    """CUDA only: Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) via ``liger-kernel``; ignored on CPU."""
-    eval_steps: int = 50
-    save_steps: int = 50
-    logging_steps: int = 10
-    save_total_limit: int = 2
-    report_to: list[str] = field(default_factory=lambda: ["none"])
-    """``none``, ``wandb``, ``tensorboard``... (credentials come from the environment)."""
-    seed: int = 42
+    learning_rate: float = arg(2e-4, "peak learning rate", above=0, high=1)
+    epochs: float = arg(1.0, "passes over the training rows", above=0)
+    max_steps: int = arg(-1, "stop after this many optimiser steps (-1: run the epochs)", low=-1)
+    batch_size: int = arg(8, "sequences per device and step", low=1)
+    grad_accum: int = arg(1, "micro-batches per optimiser step", low=1)
+    max_length: int = arg(256, "token cap of a whole example (prompt + target); longer is an error", low=8)
+    warmup_steps: int = arg(0, "linear warm-up steps", low=0)
+    weight_decay: float = arg(0.0, "AdamW weight decay", low=0, high=1)
+    lr_scheduler: str = arg("linear", "learning-rate schedule", choices=LR_SCHEDULERS)
+    optim: str = arg("adamw_torch", "optimizer (transformers' name)", choices=OPTIMIZERS)
+    bf16: bool = arg(True, "bf16 autocast (CPU with AMX, CUDA); on CUDA the weights are bf16 too")
+    gradient_checkpointing: bool = arg(False, "trade compute for memory; only where activations do not fit")
+    completion_positions_only: bool = arg(True, "CPU: only the target positions go through the LM head")
+    padding_free: bool = arg(False, "a batch as one row without padding (position_ids restart per example)")
+    group_by_length: bool = arg(True, "batches of similar length (less padding); unused with padding_free")
+    liger_kernel: bool = arg(False, "CUDA: Liger's Triton kernels (liger-kernel); ignored on CPU")
+    eval_steps: int = arg(50, "steps between validation losses", low=1)
+    save_steps: int = arg(50, "steps between checkpoints (a multiple of eval_steps when validating)", low=1)
+    logging_steps: int = arg(10, "steps between log lines", low=1)
+    save_total_limit: int = arg(2, "checkpoints kept while training", low=1)
+    report_to: list[str] = arg(
+        help="none, wandb, tensorboard... (credentials from the environment)", factory=lambda: ["none"]
+    )
+    seed: int = arg(42, "seed of training (row order, LoRA init, dropout)", low=0)
 
 
 @dataclass
 class GenerateArgs:
     """How predictions are generated."""
 
-    backend: str = "transformers"
-    """``transformers`` or ``vllm``."""
-    batch_size: int = 32
-    max_new_tokens: int | None = None
-    """``None``: just enough for the longest string of the output grammar."""
-    constrained: bool = True
-    """Constrain outputs to the output grammar (every output parses)."""
-    dtype: str = "bfloat16"
-    """dtype of the merged model at generation time."""
-    tensor_parallel_size: int = 1
-    """vLLM: GPUs a model is split over."""
-    gpu_memory_utilization: float = 0.9
-    """vLLM on a GPU: share of device memory for weights and KV cache (on CPU 0.3 is used)."""
-    probabilities: bool = False
-    """Also estimate per-label probabilities from ``num_samples`` sampled outputs and tune thresholds."""
-    num_samples: int = 8
-    """Sampled outputs per tweet for the probabilities."""
-    temperature: float = 1.0
-    """Sampling temperature for the probabilities."""
-    shard_size: int = 256
-    """Rows per saved shard of predictions (an interrupted run resumes at the last shard)."""
-    vllm_lora: bool = False
-    """vLLM: serve the adapter with ``LoRARequest`` instead of a merged copy of the model."""
-    vllm_max_num_seqs: int | None = None
-    """vLLM: cap on sequences per engine step (``None``: vLLM's default)."""
+    backend: str = arg("transformers", "generation backend", choices=("transformers", "vllm"))
+    batch_size: int = arg(32, "prompts per batch (transformers backend)", low=1)
+    max_new_tokens: int | None = arg(None, "None: just enough for the longest string of the output grammar", low=1)
+    constrained: bool = arg(True, "constrain outputs to the output grammar (every output parses)")
+    dtype: str = arg(
+        "bfloat16", "dtype of the merged model at generation time", choices=("bfloat16", "float16", "float32")
+    )
+    tensor_parallel_size: int = arg(1, "vLLM: GPUs a model is split over", low=1, high=8)
+    gpu_memory_utilization: float = arg(
+        0.9, "vLLM on a GPU: share of its memory for weights and KV cache", above=0, high=1
+    )
+    probabilities: bool = arg(False, "also estimate per-label probabilities from sampled outputs and tune thresholds")
+    num_samples: int = arg(8, "sampled outputs per tweet for the probabilities", low=1)
+    temperature: float = arg(1.0, "sampling temperature for the probabilities", above=0)
+    shard_size: int = arg(256, "rows per saved shard of predictions (a resumed run restarts at the last one)", low=1)
+    vllm_lora: bool = arg(False, "vLLM: serve the adapter with LoRARequest instead of a merged copy")
+    vllm_max_num_seqs: int | None = arg(None, "vLLM: cap on sequences per engine step (None: vLLM's default)", low=1)
 
 
 @dataclass
 class ClassifierArgs:
     """The classification-head path (``task: classify``) and the TF-IDF baseline (``task: tfidf``)."""
 
-    pos_weight_power: float = 0.5
-    """Per-label ``pos_weight = (negatives / positives) ** power`` from the training fold (0: none)."""
-    pos_weight_cap: float | None = 10.0
-    """Upper bound on a label's ``pos_weight`` (``None``: no cap)."""
-    use_lora: bool = False
-    """LoRA (``task_type=SEQ_CLS``, the score head trainable) instead of full fine-tuning (decoders)."""
-    max_length: int = 128
-    """Token cap of a tweet."""
-    predict_batch_size: int = 64
-    """Tweets per forward pass when predicting probabilities."""
-    group_by_length: bool = True
-    """Batch tweets of similar length together (less padding, faster steps; batches stay shuffled)."""
-    logreg_c: float = 4.0
-    """TF-IDF baseline: inverse regularisation strength ``C`` of each label's logistic regression."""
-    char_ngrams: bool = True
-    """TF-IDF baseline: add character 2-5-grams (inside word boundaries) to the word 1-2-grams."""
+    pos_weight_power: float = arg(0.5, "per-label pos_weight = (negatives / positives) ** power (0: none)", low=0)
+    pos_weight_cap: float | None = arg(10.0, "upper bound on a label's pos_weight (None: no cap)", above=0)
+    use_lora: bool = arg(False, "LoRA (SEQ_CLS, the head trained in full) instead of full fine-tuning")
+    max_length: int = arg(128, "token cap of a tweet", low=1)
+    predict_batch_size: int = arg(64, "tweets per forward pass when predicting", low=1)
+    group_by_length: bool = arg(True, "batch tweets of similar length together")
+    logreg_c: float = arg(4.0, "TF-IDF baseline: inverse regularisation C of each label's regression", above=0)
+    char_ngrams: bool = arg(True, "TF-IDF baseline: add character 2-5-grams to the word 1-2-grams")
 
 
 @dataclass
 class Recipe:
     """One model setup, end to end."""
 
-    name: str = "recipe"
-    description: str = ""
-    task: str = "generate"
-    """``generate`` (SFT to write the labels), ``classify`` (a classification head) or ``tfidf`` (baseline)."""
-    model: ModelArgs = field(default_factory=ModelArgs)
-    prompt: PromptArgs = field(default_factory=PromptArgs)
-    data: DataArgs = field(default_factory=DataArgs)
-    lora: LoraArgs = field(default_factory=LoraArgs)
-    train: TrainArgs = field(default_factory=TrainArgs)
-    generate: GenerateArgs = field(default_factory=GenerateArgs)
-    classifier: ClassifierArgs = field(default_factory=ClassifierArgs)
+    name: str = arg("recipe", "the recipe's name (its file name); names run folders")
+    description: str = arg("", "one line on what the recipe is for")
+    task: str = arg(
+        "generate", "generate (SFT to write the labels), classify or tfidf", choices=("generate", "classify", "tfidf")
+    )
+    model: ModelArgs = arg(factory=ModelArgs)
+    prompt: PromptArgs = arg(factory=PromptArgs)
+    data: DataArgs = arg(factory=DataArgs)
+    lora: LoraArgs = arg(factory=LoraArgs)
+    train: TrainArgs = arg(factory=TrainArgs)
+    generate: GenerateArgs = arg(factory=GenerateArgs)
+    classifier: ClassifierArgs = arg(factory=ClassifierArgs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,13 +223,7 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-_CHOICES = {
-    "task": ("generate", "classify", "tfidf"),
-    "prompt.target_format": ("labels", "python_list"),
-    "generate.backend": ("transformers", "vllm"),
-    "model.dtype": ("auto", "bfloat16", "float16", "float32"),
-    "generate.dtype": ("bfloat16", "float16", "float32"),
-}
+# --- Checking ------------------------------------------------------------------------------------------------
 
 
 def _type_name(tp: Any) -> str:
@@ -232,8 +249,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         (item_type,) = typing.get_args(tp)
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list):
-            raise RecipeError(f"{where}: {key} must be a list, got {value!r}")
+        if not isinstance(value, list) or not value:
+            raise RecipeError(f"{where}: {key} must be a non-empty list, got {value!r}")
         return [_coerce(item, item_type, key, where) for item in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -242,38 +259,169 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         if isinstance(value, str):  # YAML reads 5e-5 as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+            else:
+                if math.isfinite(number):
+                    return number
     elif tp is str and isinstance(value, str):
         return value
     raise RecipeError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
 
 
+def _check_field(value: Any, meta: typing.Mapping[str, Any], key: str, where: str) -> None:
+    """The declared range and choices of one field (``None`` passes: it means "not set")."""
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise RecipeError(f"{where}: {key} must be one of {', '.join(choices)}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
+        if low is not None and value < low:
+            raise RecipeError(f"{where}: {key} must be at least {low:g}, got {value!r}")
+        if above is not None and value <= above:
+            raise RecipeError(f"{where}: {key} must be above {above:g}, got {value!r}")
+        if high is not None and value > high:
+            raise RecipeError(f"{where}: {key} must be at most {high:g}, got {value!r}")
+
+
 def _build(cls: type, values: Any, prefix: str, where: str) -> Any:
     if not isinstance(values, dict):
-        raise RecipeError(f"{where}: {prefix or 'the recipe'} must be a mapping, got {values!r}")
+        raise RecipeError(f"{where}: {prefix.rstrip('.') or 'the recipe'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         full = f"{prefix}{key}"
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(names)}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
             raise RecipeError(f"{where}: unknown key {full!r}{hint}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value if value is not None else {}, f"{full}.", where)
         else:
             kwargs[key] = _coerce(value, tp, full, where)
-            if full in _CHOICES and kwargs[key] not in _CHOICES[full]:
-                raise RecipeError(f"{where}: {full} must be one of {', '.join(_CHOICES[full])}, got {value!r}")
+            _check_field(kwargs[key], fields[key].metadata, full, where)
     return cls(**kwargs)
+
+
+def check_recipe(recipe: Recipe, where: str) -> None:
+    """What ties fields together, checked once for every recipe before anything runs."""
+    if not _SAFE_NAME.fullmatch(recipe.name):
+        raise RecipeError(f"{where}: name {recipe.name!r} must be letters, digits, '.', '_' or '-' (it names folders)")
+    d, t, m = recipe.data, recipe.train, recipe.model
+    if d.fold >= d.folds:
+        raise RecipeError(f"{where}: data.fold must be in 0..{d.folds - 1} (data.folds={d.folds}), got {d.fold}")
+    if d.eval_rows > 0 and recipe.task != "tfidf" and t.save_steps % t.eval_steps:
+        raise RecipeError(
+            f"{where}: train.save_steps ({t.save_steps}) must be a multiple of train.eval_steps ({t.eval_steps}) "
+            "to keep the checkpoint with the best validation loss"
+        )
+    if m.load_in_4bit and m.dtype == "float32":
+        raise RecipeError(f"{where}: model.load_in_4bit needs a 16-bit model.dtype (auto or bfloat16)")
+    if m.load_in_4bit and recipe.task == "classify" and not recipe.classifier.use_lora:
+        raise RecipeError(
+            f"{where}: model.load_in_4bit needs classifier.use_lora: true (4-bit weights cannot be fine-tuned in full)"
+        )
+    if recipe.generate.probabilities and recipe.generate.num_samples < 2:
+        raise RecipeError(f"{where}: generate.probabilities needs generate.num_samples of at least 2")
+    if recipe.task != "tfidf":
+        _check_template(recipe, where)
+
+
+def _check_template(recipe: Recipe, where: str) -> None:
+    from gen_emotion.prompts import template_dir
+
+    try:
+        template_dir(recipe.prompt.template)
+    except GenEmotionError as err:
+        raise RecipeError(f"{where}: prompt.template: {err}") from None
+
+
+def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
+    """Validate a recipe dict (as read from YAML) into a ``Recipe``."""
+    recipe = _build(Recipe, values, "", where)
+    check_recipe(recipe, where)
+    return recipe
+
+
+def _constraint(meta: typing.Mapping[str, Any]) -> str:
+    parts = []
+    if meta.get("choices"):
+        parts.append("one of " + ", ".join(meta["choices"]))
+    if meta.get("low") is not None:
+        parts.append(f">= {meta['low']:g}")
+    if meta.get("above") is not None:
+        parts.append(f"> {meta['above']:g}")
+    if meta.get("high") is not None:
+        parts.append(f"<= {meta['high']:g}")
+    return f" [{'; '.join(parts)}]" if parts else ""
+
+
+def describe_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML, each field followed by a comment with its help and constraints."""
+    lines: list[str] = []
+
+    def emit(obj: Any, indent: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                lines.append((f"{indent}{f.name}:", f"# {type(value).__doc__.splitlines()[0]}"))
+                emit(value, indent + "  ")
+                continue
+            text = yaml.safe_dump({f.name: value}, default_flow_style=True, width=10**6).strip()[1:-1]
+            lines.append((f"{indent}{text}", f"# {f.metadata.get('help', '')}{_constraint(f.metadata)}"))
+
+    emit(recipe, "")
+    width = min(max(len(left) for left, _ in lines) + 2, 60)
+    return "\n".join(f"{left.ljust(width - 2)}  {comment}".replace("``", "") for left, comment in lines) + "\n"
+
+
+# --- Files and overrides ----------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {seen[key]})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's contents; not UTF-8, not YAML, or a key given twice is a one-line error with the line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise RecipeError(
+            f"{path}: line {line}: not UTF-8 (byte {err.object[err.start]:#04x}); save it as UTF-8"
+        ) from None
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        if "given twice" in problem:
+            raise RecipeError(f"{path}:{line} {problem}") from None
+        raise RecipeError(f"{path}:{line} not valid YAML ({problem})") from None
 
 
 def apply_override(values: dict[str, Any], override: str) -> None:
@@ -297,12 +445,9 @@ def apply_override(values: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
-    """Validate a recipe dict (as read from YAML) into a ``Recipe``."""
-    recipe = _build(Recipe, values, "", where)
-    if recipe.model.load_in_4bit and recipe.model.dtype == "float32":
-        raise RecipeError(f"{where}: model.load_in_4bit needs a 16-bit model.dtype (auto or bfloat16)")
-    return recipe
+def _shipped_folders() -> tuple[Path, ...]:
+    here = Path(__file__).parent
+    return (here / "_recipes", here.parent / "recipes")
 
 
 def find_recipe(name_or_path: str | Path) -> Path:
@@ -311,22 +456,39 @@ def find_recipe(name_or_path: str | Path) -> Path:
     if path.is_file():
         return path
     stem = path.name.removesuffix(".yaml")
-    for folder in (Path(__file__).parent / "_recipes", Path(__file__).parent.parent / "recipes"):
+    for folder in _shipped_folders():
         candidate = folder / f"{stem}.yaml"
         if candidate.is_file():
             return candidate
     raise RecipeError(f"{name_or_path}: no such recipe file")
 
 
+def accelerate_config_path(name: str) -> Path:
+    """An accelerate config: a path, or the name of one shipped in ``recipes/accelerate/`` (``ddp``, ``fsdp``,
+    ``zero3``)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    for folder in _shipped_folders():
+        candidate = folder / "accelerate" / f"{path.name.removesuffix('.yaml')}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise RecipeError(f"accelerate config {name!r}: no such file (shipped: ddp, fsdp, zero3)")
+
+
+def accelerate_sharding(config: Path) -> str:
+    """How an accelerate config trains: ``fsdp``, ``zero3`` (DeepSpeed) or ``ddp`` (replicas)."""
+    values = read_yaml(config) or {}
+    kind = str(values.get("distributed_type", "")).upper() if isinstance(values, dict) else ""
+    return {"FSDP": "fsdp", "DEEPSPEED": "zero3"}.get(kind, "ddp")
+
+
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a YAML recipe, apply ``key=value`` overrides, and validate it."""
     path = find_recipe(name_or_path)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise RecipeError(f"{path}:{line} not valid YAML ({getattr(err, 'problem', err)})") from None
+    values = read_yaml(path)
+    if values is None:
+        values = {}
     if not isinstance(values, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of sections")
     values.setdefault("name", path.stem)

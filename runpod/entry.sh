@@ -12,7 +12,8 @@
 #   --data PATH|URL           GEN_EMOTION_DATA: a folder, a .tar.gz/.zip, file:// or http(s):// URL holding
 #                             train.csv and test.csv (default: the shipped sample)
 #   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 trains
-#                             with accelerate and adds generate.tensor_parallel_size=N
+#                             with accelerate (gen-emotion run/cv --gpus N, every cv fold too) and adds
+#                             generate.tensor_parallel_size=N
 #   --accelerate-config X     GEN_EMOTION_ACCELERATE_CONFIG: ddp (default), fsdp or zero3 (recipes/accelerate/)
 #   --folds K                 GEN_EMOTION_FOLDS: cv only, the number of folds (default: cv's own, 5)
 #   --run-name NAME           GEN_EMOTION_RUN_NAME (default: the recipe's file name)
@@ -21,12 +22,11 @@
 # Other variables: GEN_EMOTION_COMMAND, GEN_EMOTION_RECIPE_B64 (the recipe YAML in base64, what launch sends),
 # GEN_EMOTION_RECIPE (a path), GEN_EMOTION_OVERRIDES (space-separated), GEN_EMOTION_IDLE_STOP_MIN (pod: stop
 # the pod this long after the run, 0 never; default 60), GEN_EMOTION_BIN (default: gen-emotion on PATH),
-# ACCELERATE_BIN (default: next to GEN_EMOTION_BIN, else accelerate on PATH), GEN_EMOTION_PYTHON.
+# GEN_EMOTION_PYTHON (default: next to GEN_EMOTION_BIN, else python3).
 # The image has everything installed: this script installs nothing.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-HOME_DIR=$(dirname "$HERE")
 TAIL_LINES=60
 SECRETS=(HF_TOKEN HUGGING_FACE_HUB_TOKEN WANDB_API_KEY RUNPOD_API_KEY)
 
@@ -105,9 +105,6 @@ BIN=${GEN_EMOTION_BIN:-gen-emotion}
 # cv comes with the cross-validation feature: refuse it clearly where this toolkit has no such command.
 "$BIN" "$COMMAND" --help >/dev/null 2>&1 || die "this gen-emotion has no '$COMMAND' command (update the image)"
 BIN_DIR=$(dirname "$(command -v "$BIN" 2>/dev/null || echo "$BIN")")
-if [ -z "${ACCELERATE_BIN:-}" ]; then
-    if [ -x "$BIN_DIR/accelerate" ]; then ACCELERATE_BIN=$BIN_DIR/accelerate; else ACCELERATE_BIN=accelerate; fi
-fi
 if [ -z "${GEN_EMOTION_PYTHON:-}" ]; then
     if [ -x "$BIN_DIR/python" ]; then GEN_EMOTION_PYTHON=$BIN_DIR/python; else GEN_EMOTION_PYTHON=python3; fi
 fi
@@ -141,7 +138,12 @@ redact() {
 }
 
 # A URL without its query string (a presigned URL's signature is a credential).
-public_url() { case $1 in *\?*) printf '%s?***\n' "${1%%\?*}" ;; *) printf '%s\n' "$1" ;; esac; }
+public_url() {
+    local url=${1%%\?*} rest host
+    rest=${url#*://} host=${rest%%/*}  # user:password@ is in the host part (a password may hold an @)
+    if [ "$rest" != "$url" ] && [[ $host == *@* ]]; then url="${url%%://*}://***@${host##*@}${rest#"$host"}"; fi
+    case $1 in *\?*) printf '%s?***\n' "$url" ;; *) printf '%s\n' "$url" ;; esac
+}
 
 # Run a command, or print it in a dry run.
 run_cmd() {
@@ -172,11 +174,13 @@ prepare_data() {
     local source=$1
     if [ "$DRY_RUN" = 1 ]; then printf '%s\n' "$WS/data/$RUN_NAME"; return 0; fi
     "$GEN_EMOTION_PYTHON" - "$source" "$WS/data/$RUN_NAME" <<'PY'
-import shutil, sys, tarfile, urllib.parse, urllib.request, zipfile
+import base64, shutil, sys, tarfile, urllib.parse, urllib.request, zipfile
 from pathlib import Path
 
 source, dest = sys.argv[1], Path(sys.argv[2])
-shown = source.split("?", 1)[0] + ("?***" if "?" in source else "")
+parts = urllib.parse.urlsplit(source)
+netloc = "***@" + parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
+shown = urllib.parse.urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else ""))
 
 
 def data_folder(root: Path) -> Path:
@@ -196,8 +200,13 @@ elif scheme in ("http", "https"):
         sys.exit(0)
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "download"
+    # urllib sends no user:password@ of a URL: strip it and send it as basic auth (to this host, not a redirect's)
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])))
+    if parts.username is not None:
+        login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
     try:
-        with urllib.request.urlopen(source, timeout=300) as response, path.open("wb") as out:
+        with urllib.request.urlopen(request, timeout=300) as response, path.open("wb") as out:
             shutil.copyfileobj(response, out)
     except OSError as err:  # URLError and HTTPError too; their text holds no URL
         sys.exit(f"entry: {shown}: download failed: {err}")
@@ -243,10 +252,10 @@ run_job() {
     io_args+=(--out "$RUN")
     # cv takes the same RECIPE [OVERRIDE ...] --data DIR --out DIR as run, plus --folds K.
     if [ "$COMMAND" = cv ] && [ -n "$FOLDS" ]; then io_args+=(--folds "$FOLDS"); fi
-    if [ "$COMMAND" = run ] && [ "$GPUS" -gt 1 ]; then
-        # Train with one process per GPU, then generate in one process (tensor parallel over all the GPUs).
-        run_cmd "$ACCELERATE_BIN" launch --config_file "$HOME_DIR/recipes/accelerate/$ACCELERATE_CONFIG.yaml" \
-            --num_processes "$GPUS" "$HERE/train_multi_gpu.py" "$recipe" "${overrides[@]}" "${io_args[@]}" || return
+    if [ "$COMMAND" != predict ] && [ "$GPUS" -gt 1 ]; then
+        # gen-emotion trains under accelerate (one process per GPU) and generates in one process of its own
+        # (tensor parallel over all the GPUs); the two never share a process.
+        io_args+=(--gpus "$GPUS" --accelerate-config "$ACCELERATE_CONFIG")
     fi
     run_cmd "$BIN" "$COMMAND" "$recipe" "${overrides[@]}" "${io_args[@]}"
 }
@@ -269,14 +278,22 @@ write_marker() {
     say "$name: exit status $status ($RUN/$name)"
 }
 
-# Pod only: let `gen-emotion fetch` in over SSH with the account's keys RunPod passes as PUBLIC_KEY.
+# Pod only: let `gen-emotion fetch` in over SSH with the account's keys RunPod passes as PUBLIC_KEY. The host
+# keys live on the volume, so the key `fetch` trusted on first use is the same after the pod stops and starts.
 start_sshd() {
     if [ -z "${PUBLIC_KEY:-}" ] || ! command -v sshd > /dev/null; then
         say "no PUBLIC_KEY or no sshd: SSH is off"; return 0
     fi
     mkdir -p ~/.ssh /run/sshd && chmod 700 ~/.ssh
-    printf '%s\n' "$PUBLIC_KEY" >> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys
-    ssh-keygen -A > /dev/null && "$(command -v sshd)" && say "sshd started"
+    grep -qxF "$PUBLIC_KEY" ~/.ssh/authorized_keys 2>/dev/null || printf '%s\n' "$PUBLIC_KEY" >> ~/.ssh/authorized_keys
+    chmod 600 ~/.ssh/authorized_keys
+    local keys=$WS/.ssh-host-keys
+    if ls "$keys"/ssh_host_*_key > /dev/null 2>&1; then
+        cp -p "$keys"/ssh_host_* /etc/ssh/
+    else
+        ssh-keygen -A > /dev/null && mkdir -p "$keys" && chmod 700 "$keys" && cp -p /etc/ssh/ssh_host_* "$keys"/
+    fi
+    "$(command -v sshd)" && say "sshd started"
 }
 
 main() {

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import tiny_models
 
 from gen_emotion.labels import LABELS
 
@@ -45,3 +46,59 @@ def train_csv(tmp_path: Path) -> Callable[..., Path]:
 def onehot(*names: str) -> list[int]:
     """The 0/1 list with a one for each label name."""
     return [int(label in names) for label in LABELS]
+
+
+# Tiny random-weight models with the real Llama-3.2-Instruct / Qwen2.5 tokenizers (tests/tiny_models.py), built
+# once per session; they skip when scripts/fetch_tokenizers.sh has not put the tokenizer files in the cache.
+
+
+def tiny_model_dir(spec: tiny_models.TinyModel, factory: pytest.TempPathFactory) -> Path:
+    """Build the tiny model folder of ``spec`` under the session's temporary folder, or skip."""
+    reason = tiny_models.missing_reason(spec)
+    if reason is not None:
+        pytest.skip(reason)
+    return tiny_models.build(spec, factory.mktemp("models") / spec.name)
+
+
+@pytest.fixture(scope="session")
+def llama_instruct_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Llama-3.2-1B-Instruct folder: its real tokenizer and chat template, a tiny random LlamaForCausalLM,
+    its generation defaults (do_sample, temperature 0.6, top_p 0.9, eos [128001, 128008, 128009])."""
+    return tiny_model_dir(tiny_models.LLAMA_INSTRUCT, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def qwen_instruct_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Qwen2.5-Instruct folder: its real tokenizer and chat template, a tiny random Qwen2ForCausalLM, its
+    generation defaults (do_sample, temperature 0.7, top_p 0.8, top_k 20, repetition_penalty 1.05)."""
+    return tiny_model_dir(tiny_models.QWEN_INSTRUCT, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def qwen_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Qwen2.5 base folder: the same tokenizer with eos ``<|endoftext|>`` and no chat template (base models
+    get plain-text prompts), a tiny random Qwen2ForCausalLM, greedy generation defaults."""
+    return tiny_model_dir(tiny_models.QWEN_BASE, tmp_path_factory)
+
+
+FAMILIES = {
+    # name: (model folder fixture, or an embedded model name; the prompt template the recipes use for it)
+    "llama-3.2-instruct": ("llama_instruct_dir", "default"),
+    "qwen2.5-instruct": ("qwen_instruct_dir", "default"),
+    "qwen2.5-base": ("qwen_base_dir", "plain"),
+    "smollm2": ("smollm2-135m-instruct", "default"),
+}
+"""The model families the GPU recipes and the CPU default use, each with its real tokenizer and template."""
+
+
+@pytest.fixture(params=list(FAMILIES))
+def family(request: pytest.FixtureRequest) -> tuple[str, str, str]:
+    """``(family, model path, prompt template)`` for each of ``FAMILIES`` (skips where tokenizers are missing)."""
+    source, template = FAMILIES[request.param]
+    if source.endswith("_dir"):
+        path = str(request.getfixturevalue(source))
+    else:
+        from gen_emotion.models import resolve_model
+
+        path = resolve_model(source)
+    return request.param, path, template

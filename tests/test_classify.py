@@ -76,11 +76,9 @@ def test_classifier_recipes_validate() -> None:
 
 
 def test_4bit_needs_lora() -> None:
-    from gen_emotion.classify import load_base_classifier
-
-    recipe = load_recipe("minilm-l6-cpu", ["model.load_in_4bit=true", "model.dtype=bfloat16"])
-    with pytest.raises(GenEmotionError, match="use_lora"):
-        load_base_classifier("unused", recipe, tokenizer=None)
+    with pytest.raises(GenEmotionError, match="needs classifier.use_lora: true"):  # refused when the recipe loads
+        load_recipe("minilm-l6-cpu", ["model.load_in_4bit=true", "model.dtype=bfloat16"])
+    load_recipe("minilm-l6-cpu", ["model.load_in_4bit=true", "model.dtype=bfloat16", "classifier.use_lora=true"])
 
 
 @pytest.mark.slow
@@ -103,11 +101,11 @@ def test_minilm_trains_with_validation_and_predicts(sample_dir: Path, tmp_path: 
 @pytest.mark.parametrize("recipe_name", ["minilm-l6-cpu", "smollm2-135m-cls-cpu"])
 def test_cpu_classifier_recipe_cross_validates_end_to_end(recipe_name: str, tmp_path: Path) -> None:
     from gen_emotion.classify import predict_probs
-    from gen_emotion.cv import read_probs
     from gen_emotion.data import read_label_file, read_test, read_train
+    from gen_emotion.export import read_probabilities as read_probs
 
     out = tmp_path / "cv"
-    command = [sys.executable, "-m", "gen_emotion.evaluate_cli", "cv", recipe_name, *TINY]
+    command = [sys.executable, "-m", "gen_emotion.cli", "cv", recipe_name, *TINY]
     result = subprocess.run(
         [*command, "--folds", "2", "--rows", "40", "--out", str(out)], capture_output=True, text=True, cwd=REPO
     )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import LABEL_HEADER, TRAIN_HEADER, onehot, write_rows
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
+from gen_emotion import data as data_module
 from gen_emotion.data import (
     DataError,
     EmotionData,
@@ -25,6 +32,10 @@ from gen_emotion.labels import LABELS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NONE_ROW = ["NONE"] * 11
+FIELD_LIMIT = csv.field_size_limit()  # the csv module's default: 131,072 characters
+READERS = [read_train, read_test, read_label_file, read_emotion_file]
+# Property tests: few examples and no example database (nothing written into the repository).
+PROPERTY = settings(max_examples=60, deadline=None, database=None)
 
 
 def assert_names(err: pytest.ExceptionInfo, path: Path, row: int | None = None) -> str:
@@ -274,7 +285,7 @@ def test_non_utf8_bytes(tmp_path):
     path.write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(DataError) as err:
         read_train(path)
-    message = assert_names(err, path)
+    message = assert_names(err, path, row=3)
     assert re.search(r"\bline 3\b", message), message
     assert "UTF-8" in message
 
@@ -302,6 +313,410 @@ def test_mixed_labelled_and_none_rows(train_csv):
 
 def test_data_error_is_a_gen_emotion_error():
     assert issubclass(DataError, GenEmotionError)
+
+
+# --- long tweets and the csv module's field limit -----------------------------------------------
+
+
+def long_tweet(size: int, csv_specials: bool) -> str:
+    """A tweet of ``size`` characters; with ``csv_specials`` it is full of quotes, commas and newlines."""
+    unit = 'She said "no, never"\nthen left. ' if csv_specials else "plain words and #tags "
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+@pytest.mark.parametrize("size", [FIELD_LIMIT - 1, FIELD_LIMIT, FIELD_LIMIT + 1, 4 * FIELD_LIMIT])
+@pytest.mark.parametrize("suffix", [".csv", ".txt"])
+def test_tweets_past_the_csv_field_limit_are_kept(tmp_path, size, suffix):
+    is_csv = suffix == ".csv"
+    tweets = ["short", long_tweet(size, is_csv), long_tweet(size + 7, is_csv), "last"]
+    rows = [[f"r{i}", tweet, *onehot(LABELS[i])] for i, tweet in enumerate(tweets)]
+    path = write_rows(tmp_path / f"long{suffix}", TRAIN_HEADER, rows, delimiter="," if is_csv else "\t")
+    data = read_train(path)
+    assert data.ids == ["r0", "r1", "r2", "r3"]
+    assert data.texts == tweets
+    assert data.labels.tolist() == [onehot(LABELS[i]) for i in range(4)]
+    assert csv.field_size_limit() == FIELD_LIMIT  # the process-wide limit is put back
+
+
+def test_field_limit_is_restored_after_an_error(tmp_path):
+    rows = [["a", long_tweet(2 * FIELD_LIMIT, True), *onehot()], ["b", "x", *onehot()[:-1], "7"]]
+    path = write_rows(tmp_path / "train.csv", TRAIN_HEADER, rows)
+    with pytest.raises(DataError) as err:
+        read_train(path)
+    assert "'7'" in assert_names(err, path, row=3)
+    assert csv.field_size_limit() == FIELD_LIMIT
+
+
+@pytest.mark.parametrize(("long_row", "where"), [(1, "row 1"), (2, "row 2"), (4, "row 4 (line 5)")])
+def test_csv_module_errors_are_one_line_data_errors(tmp_path, monkeypatch, long_row, where):
+    # Make the csv module itself fail: the reader may lift its field limit to 40 characters only.
+    monkeypatch.setattr(data_module, "_MAX_FIELD", 40)
+    header = list(TRAIN_HEADER)
+    rows = [["a", "two\nlines", *onehot()], ["b", "x", *onehot()], ["c", "y", *onehot()]]
+    if long_row == 1:
+        header[-1] = "t" * 41
+    else:
+        rows[long_row - 2][1] = "x" * 41
+    path = write_rows(tmp_path / "train.csv", header, rows)
+    with pytest.raises(DataError) as err:
+        read_train(path)
+    message = assert_names(err, path, row=long_row)
+    assert f": {where}: " in message
+    assert "field larger than field limit" in message
+    assert csv.field_size_limit() == FIELD_LIMIT
+
+
+# --- header names: case, spaces, repeats --------------------------------------------------------
+
+SPELLINGS: dict[str, Callable[[str], str]] = {
+    "upper": str.upper,
+    "title": str.title,
+    "swapcase": str.swapcase,
+    "spaces": lambda name: f"  {name} ",
+    "tab-nbsp-upper": lambda name: f"\t{name.upper()}\u00a0",
+    "bom": lambda name: f"\ufeff{name}",
+}
+HEADER_CASES = [(name, ",") for name in SPELLINGS] + [(name, "\t") for name in SPELLINGS if "tab" not in name]
+
+
+@pytest.mark.parametrize(("spelling", "delimiter"), HEADER_CASES)
+def test_header_names_ignore_case_and_surrounding_spaces(tmp_path, spelling, delimiter):
+    order = [1, 0, *range(12, 1, -1)]  # Tweet, ID, the labels backwards
+    header = [SPELLINGS[spelling](TRAIN_HEADER[i]) for i in order]
+    rows = [["a", "first", *onehot("joy", "anger")], ["b", "second", *onehot()]]
+    suffix = ".csv" if delimiter == "," else ".txt"
+    path = write_rows(tmp_path / f"t{suffix}", header, [[row[i] for i in order] for row in rows], delimiter=delimiter)
+    for reader in (read_train, read_emotion_file, read_label_file):
+        data = reader(path)
+        assert data.ids == ["a", "b"]
+        assert data.texts == ["first", "second"]
+        assert data.labels.tolist() == [onehot("joy", "anger"), onehot()]
+    assert read_test(path).ids == ["a", "b"]
+
+
+def test_capitalised_label_header_is_read_as_labelled(tmp_path):
+    header = ["ID", "Tweet", *(label.capitalize() for label in LABELS)]
+    path = write_rows(tmp_path / "train.csv", header, [["a", "x", *onehot("fear")]])
+    data = read_emotion_file(path)  # what `gen-emotion check` reads; it used to say "unlabelled"
+    assert data.labels is not None
+    assert data.labels.tolist() == [onehot("fear")]
+    none_path = write_rows(tmp_path / "test.csv", header, [["a", "x", *NONE_ROW]])
+    assert read_emotion_file(none_path).labels is None
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_spelled_header_missing_a_label_names_it(tmp_path, reader):
+    header = ["Id", "TWEET", *(label.title() for label in LABELS if label != "love")]
+    path = write_rows(tmp_path / "train.csv", header, [["a", "x", *onehot()[:-1]]])
+    with pytest.raises(DataError) as err:
+        reader(path)
+    assert "love" in assert_names(err, path, row=1)
+
+
+def test_other_columns_are_ignored_even_when_repeated(tmp_path):
+    header = [*TRAIN_HEADER, "output", "Output", "", "notes"]
+    path = write_rows(tmp_path / "pred.csv", header, [["a", "x", *onehot("joy"), "joy", "Joy", "", "n"]])
+    data = read_train(path)
+    assert data.ids == ["a"]
+    assert data.labels.tolist() == [onehot("joy")]
+
+
+DUPLICATES = [  # (canonical column, its spelling, the spelling of the repeat)
+    ("joy", "joy", "joy"),
+    ("joy", "JOY ", "Joy"),
+    ("ID", "ID", "id"),
+    ("Tweet", "Tweet", " TWEET"),
+    ("anger", "anger", "\ufeffANGER"),
+    ("trust", "Trust", "trust\t"),
+]
+
+
+@pytest.mark.parametrize(("column", "spelled", "again"), DUPLICATES)
+@pytest.mark.parametrize("values", ["equal", "conflicting"])
+@pytest.mark.parametrize("reader", READERS)
+def test_a_column_named_twice_is_an_error(tmp_path, column, spelled, again, values, reader):
+    first = TRAIN_HEADER.index(column)
+    header = [*TRAIN_HEADER, again]
+    header[first] = spelled
+    row: list[object] = ["a", "text", *onehot("joy", "trust")]
+    repeat = row[first] if values == "equal" else {0: 1, 1: 0}.get(row[first], f"not {row[first]}")
+    path = write_rows(tmp_path / "train.csv", header, [[*row, repeat]])
+    with pytest.raises(DataError) as err:
+        reader(path)
+    message = assert_names(err, path, row=1)
+    assert f"column {column!r} appears twice" in message
+    assert f"columns {first + 1} {spelled!r} and {len(header)} {again!r}" in message
+
+
+# --- row numbers are record numbers -------------------------------------------------------------
+
+NOT_UTF8 = "@@NOT-UTF-8@@"
+
+
+def _bad_label(row: list[object]) -> str:
+    row[-1] = "2"
+    return "label 'trust' is '2', expected 0 or 1"
+
+
+def _short_row(row: list[object]) -> str:
+    del row[-1]
+    return "expected 13 fields, found 12"
+
+
+def _empty_id(row: list[object]) -> str:
+    row[0] = " "
+    return "empty ID"
+
+
+def _duplicate_id(row: list[object]) -> str:
+    row[0] = "r0"
+    return "duplicate ID 'r0' (first at row 2)"
+
+
+def _none_labels(row: list[object]) -> str:
+    row[2:] = NONE_ROW
+    return "has 'NONE' labels but row 2 has 0/1 labels"
+
+
+def _not_utf8(row: list[object]) -> str:
+    row[1] = f"{row[1]}caf{NOT_UTF8}"
+    return "not valid UTF-8 (byte 0xff on line {byte_line})"
+
+
+def _too_long(row: list[object]) -> str:
+    row[1] = "x" * 41  # over the 40-character limit the test sets
+    return "field larger than field limit (40)"
+
+
+ROW_ERRORS = [_bad_label, _short_row, _empty_id, _duplicate_id, _none_labels, _not_utf8, _too_long]
+
+
+def render_csv(records: list[list[object]], newline: str, blank_after: set[int]) -> tuple[str, list[int]]:
+    """CSV text with ``newline`` line ends and a blank line after the given records, and each record's first line."""
+    pieces: list[str] = []
+    starts: list[int] = []
+    line = 1
+    for index, record in enumerate(records):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator=newline).writerow(record)
+        piece = buffer.getvalue() + (newline if index in blank_after else "")
+        starts.append(line)
+        line += piece.count(newline)
+        pieces.append(piece)
+    return "".join(pieces), starts
+
+
+def multiline_records(newline: str) -> list[list[object]]:
+    """The header and five rows, three of them with tweets that span lines."""
+    return [
+        TRAIN_HEADER,
+        ["r0", f"one{newline}two{newline}three", *onehot("joy")],
+        ["r1", f'a, "quoted"{newline}tweet', *onehot()],
+        ["r2", "plain", *onehot("anger")],
+        ["r3", f"broken{newline}", *onehot("fear")],
+        ["r4", "after", *onehot()],
+    ]
+
+
+def write_multiline(path: Path, records: list[list[object]], newline: str, bom: bool) -> list[int]:
+    """Write ``records`` with a blank line after the header and after row 3; return each record's first line."""
+    text, starts = render_csv(records, newline, blank_after={0, 2})
+    raw = text.encode("utf-8").replace(NOT_UTF8.encode(), b"\xff")
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + raw)
+    return starts
+
+
+NEWLINES = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}
+
+
+@pytest.mark.parametrize("newline", NEWLINES.values(), ids=NEWLINES.keys())
+@pytest.mark.parametrize("bom", [False, True], ids=["no-bom", "bom"])
+def test_multiline_tweets_crlf_and_bom_are_read(tmp_path, newline, bom):
+    records = multiline_records(newline)
+    path = tmp_path / "train.csv"
+    write_multiline(path, records, newline, bom)
+    data = read_train(path)
+    assert data.ids == [record[0] for record in records[1:]]
+    assert data.texts == [record[1] for record in records[1:]]
+    assert data.labels.tolist() == [record[2:] for record in records[1:]]
+
+
+@pytest.mark.parametrize("newline", NEWLINES.values(), ids=NEWLINES.keys())
+@pytest.mark.parametrize("bom", [False, True], ids=["no-bom", "bom"])
+@pytest.mark.parametrize("break_row", ROW_ERRORS, ids=lambda f: f.__name__.strip("_"))
+def test_errors_name_the_record_not_the_line(tmp_path, monkeypatch, newline, bom, break_row):
+    monkeypatch.setattr(data_module, "_MAX_FIELD", 40)  # only _too_long has a field over 40 characters
+    records = multiline_records(newline)
+    expected = break_row(records[4])  # record 5, after tweets of 3 and 2 lines and two blank lines
+    path = tmp_path / "train.csv"
+    starts = write_multiline(path, records, newline, bom)
+    assert starts[4] == 10
+    with pytest.raises(DataError) as err:
+        read_emotion_file(path)
+    message = assert_names(err, path, row=5)
+    assert f"{path}: row 5 (line 10): " in message
+    assert expected.format(byte_line=11) in message  # the byte follows the tweet's line break
+
+
+@pytest.mark.parametrize("newline", NEWLINES.values(), ids=NEWLINES.keys())
+def test_header_after_blank_lines_is_row_1(tmp_path, newline):
+    header = ["ID", "Text", *LABELS]
+    text, _ = render_csv([header, ["a", "x", *onehot()]], newline, blank_after=set())
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (newline * 2 + text).encode())
+    with pytest.raises(DataError) as err:
+        read_train(path)
+    assert f"{path}: row 1 (line 3): missing column 'Tweet'" in assert_names(err, path, row=1)
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+SPECIAL_CHARS = "\",;'\n\r\t \u00a0\ufeff\x00\x0b\x1c\x85\u2028#@\\"
+
+
+def chars(exclude: str = "") -> st.SearchStrategy[str]:
+    """Any character that UTF-8 can hold, CSV and white-space specials often, none of ``exclude``."""
+    specials = [char for char in SPECIAL_CHARS if char not in exclude]
+    return st.one_of(st.sampled_from(specials), st.characters(codec="utf-8", exclude_characters=exclude))
+
+
+def valid_rows(alphabet: st.SearchStrategy[str]) -> st.SearchStrategy[list[tuple[str, str, list[int]]]]:
+    """1-8 rows of (ID, tweet, 0/1 labels): unique IDs without surrounding white space, texts of ``alphabet``."""
+    row_id = st.text(alphabet, min_size=1, max_size=8).map(str.strip).filter(bool)
+    vector = st.lists(st.integers(0, 1), min_size=11, max_size=11)
+    row = st.tuples(row_id, st.text(alphabet, max_size=30), vector)
+    return st.lists(row, min_size=1, max_size=8, unique_by=lambda r: r[0])
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, str, list[int]]], bool]:
+    """A CSV file written by the csv module: (its bytes, its rows, whether labelled) with any header spelling."""
+    newline = draw(st.sampled_from(["\r\n", "\n"]))
+    # csv.writer quotes a lone "\r" only when it is part of its line terminator: a "\n" file cannot hold one.
+    rows = draw(valid_rows(chars("" if newline == "\r\n" else "\r")))
+    labelled = draw(st.booleans())
+    order = draw(st.permutations(range(len(TRAIN_HEADER))))
+    spell = SPELLINGS[draw(st.sampled_from(sorted(SPELLINGS)))] if draw(st.booleans()) else str
+    buffer = io.StringIO()
+    writer = csv.writer(
+        buffer, lineterminator=newline, quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+    )
+    writer.writerow([spell(TRAIN_HEADER[i]) for i in order])
+    for row_id, tweet, vector in rows:
+        fields = [row_id, tweet, *(vector if labelled else NONE_ROW)]
+        writer.writerow([fields[i] for i in order])
+    bom = b"\xef\xbb\xbf" if draw(st.booleans()) else b""
+    return bom + buffer.getvalue().encode("utf-8"), rows, labelled
+
+
+def read_bytes_as(raw: bytes, name: str, reader: Callable[[Path], EmotionData]) -> EmotionData:
+    """Write ``raw`` to a fresh temporary file called ``name`` and read it with ``reader``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(raw)
+        return reader(path)
+
+
+@PROPERTY
+@given(file=csv_files())
+def test_valid_csv_rows_round_trip(file):
+    raw, rows, labelled = file
+    data = read_bytes_as(raw, "data.csv", read_train if labelled else read_test)
+    assert data.ids == [row[0] for row in rows]
+    assert data.texts == [row[1] for row in rows]
+    if labelled:
+        assert data.labels.tolist() == [row[2] for row in rows]
+    else:
+        assert data.labels is None
+
+
+@PROPERTY
+@given(rows=valid_rows(chars("\t\r\n")), newline=st.sampled_from(["\n", "\r\n"]))
+def test_valid_semeval_rows_round_trip(rows, newline):
+    lines = ["\t".join(TRAIN_HEADER)] + ["\t".join([i, t, *map(str, v)]) for i, t, v in rows]
+    data = read_bytes_as((newline.join(lines) + newline).encode("utf-8"), "E-c.txt", read_train)
+    assert data.ids == [row[0] for row in rows]
+    assert data.texts == [row[1] for row in rows]
+    assert data.labels.tolist() == [row[2] for row in rows]
+
+
+FRAGMENTS = [
+    *(char.encode() for char in ',\t"\n\r 01x\x00'),
+    *(b"\r\n", b"\xef\xbb\xbf", b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80", "é".encode()),
+    *(b"NONE", b"ID", b"Tweet", b"Joy", b"joy", b",0" * 11, b",1" * 11, b",NONE" * 11),
+]
+TEXT_FRAGMENTS = [
+    fragment for fragment in FRAGMENTS if fragment.decode("utf-8", "replace") == fragment.decode("latin-1")
+]
+HEADER_LINE = ",".join(TRAIN_HEADER).encode() + b"\n"
+VALID_FILE = HEADER_LINE + b'a,"multi\nline, ""tweet""",' + b",".join([b"0"] * 11) + b"\nb,y" + b",1" * 11 + b"\n"
+
+
+@st.composite
+def edited_valid_file(draw: st.DrawFn) -> bytes:
+    """A valid file with 1-4 random byte-range replacements."""
+    raw = bytearray(VALID_FILE)
+    pieces = st.lists(st.sampled_from(FRAGMENTS), max_size=4).map(b"".join)
+    for position, piece, cut in draw(
+        st.lists(st.tuples(st.integers(0, len(raw)), pieces, st.integers(0, 4)), min_size=1, max_size=4)
+    ):
+        raw[position : position + cut] = piece
+    return bytes(raw)
+
+
+@st.composite
+def odd_rows(draw: st.DrawFn) -> bytes:
+    """A header and 1-5 lines of 13 fields: IDs and tweets of random fragments, labels of 0/1 or NONE variants."""
+    piece = st.lists(st.sampled_from(TEXT_FRAGMENTS), max_size=3).map(b"".join)
+    value = st.sampled_from([b"0"] * 8 + [b"1"] * 8 + [b" 1 ", b'"0"', b"2", b"NONE"])
+    labels = st.one_of(st.lists(value, min_size=11, max_size=11), st.just([b"NONE"] * 11), st.just([b"none"] * 11))
+    field = st.one_of(piece, piece.map(lambda raw: b'"' + raw.replace(b'"', b'""') + b'"'))
+    row_id = st.one_of(st.text("ab7 ", min_size=1, max_size=4).map(str.encode), field)
+    line = st.tuples(row_id, field, labels)
+    lines = [
+        b",".join([row_id, tweet, *values]) for row_id, tweet, values in draw(st.lists(line, min_size=1, max_size=5))
+    ]
+    return HEADER_LINE + draw(st.sampled_from([b"\n", b"\r\n"])).join(lines)
+
+
+ODD_FILES = st.one_of(
+    odd_rows(),
+    st.binary(max_size=200),
+    st.lists(st.sampled_from(FRAGMENTS), max_size=40).map(b"".join),
+    st.lists(st.sampled_from(FRAGMENTS), max_size=40).map(lambda pieces: HEADER_LINE + b"".join(pieces)),
+    edited_valid_file(),
+)
+
+
+def check_read_result(reader: Callable[[Path], EmotionData], path: Path, raw: bytes) -> None:
+    """``reader`` gives consistent rows from UTF-8 text, or a one-line ``DataError`` naming ``path``."""
+    try:
+        data = reader(path)
+    except DataError as err:
+        event(f"{reader.__name__}: error")
+        message = str(err)
+        assert len(message.splitlines()) == 1, message
+        assert message.startswith(f"{path}: "), message
+        return
+    event(f"{reader.__name__}: rows")
+    raw.decode("utf-8")  # rows only ever come from valid UTF-8
+    assert len(data) == len(data.texts) >= 1
+    assert all(isinstance(i, str) and i and i == i.strip() for i in data.ids)
+    assert len(set(data.ids)) == len(data)
+    if data.labels is not None:
+        assert data.labels.shape == (len(data), 11)
+        assert set(np.unique(data.labels)) <= {0, 1}
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(raw=ODD_FILES, suffix=st.sampled_from([".csv", ".txt"]))
+def test_any_bytes_give_rows_or_a_data_error(raw, suffix):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"odd{suffix}"
+        path.write_bytes(raw)
+        for reader in READERS:
+            check_read_result(reader, path, raw)
+    assert csv.field_size_limit() == FIELD_LIMIT
 
 
 # --- folds --------------------------------------------------------------------------------------

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gen_emotion.cv import METRICS, read_probs, write_probs
+from gen_emotion.cli import main
+from gen_emotion.cv import METRICS
 from gen_emotion.data import read_label_file
 from gen_emotion.ensemble import load_member, run_ensemble, search_ensembles
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.evaluate_cli import main
+from gen_emotion.export import read_probabilities as read_probs
 from gen_emotion.export import write_predictions
+from gen_emotion.export import write_probabilities as write_probs
 from gen_emotion.labels import NUM_LABELS
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.thresholds import apply_thresholds, thresholds_to_dict, tune_thresholds

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import LABEL_HEADER, TRAIN_HEADER, onehot, write_rows
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gen_emotion.data import DataError, read_label_file, read_test
 from gen_emotion.errors import GenEmotionError
@@ -24,6 +26,15 @@ def read_rows(path: Path) -> list[list[str]]:
 def tiny_test(tmp_path) -> Path:
     rows = [[f"t{i}", f"tweet {i}", *["NONE"] * 11] for i in range(6)]
     return write_rows(tmp_path / "test.csv", TRAIN_HEADER, rows)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    """Write with the csv module's default dialect (it quotes any field holding a quote, comma, CR or LF)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
 
 
 def labels_for(n: int, seed: int = 0) -> np.ndarray:
@@ -167,3 +178,29 @@ def test_header_matches_sample_submission(tmp_path, sample_dir):
     sample_ids = [row[0] for row in read_rows(sample_dir / "sample_submission.csv")[1:]]
     assert [row[0] for row in read_rows(out)[1:]] == sample_ids
     assert np.array_equal(read_label_file(out).labels, gold.labels)
+
+
+ID_CHARS = st.one_of(st.sampled_from(list('",\n\r\t \ufeff\x00')), st.characters(codec="utf-8"))
+IDS = st.lists(
+    st.text(ID_CHARS, min_size=1, max_size=8).map(str.strip).filter(bool), min_size=1, max_size=12, unique=True
+)
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(ids=IDS, data=st.data(), with_output=st.booleans())
+def test_export_submission_writes_the_test_order_for_any_permutation(tmp_path_factory, ids, data, with_output):
+    n = len(ids)
+    labels = data.draw(st.lists(st.lists(st.integers(0, 1), min_size=11, max_size=11), min_size=n, max_size=n))
+    order = data.draw(st.permutations(range(n)))
+    folder = tmp_path_factory.mktemp("export")
+    test_rows = [[row_id, f'tweet, "{k}"\n', *["NONE"] * 11] for k, row_id in enumerate(ids)]
+    test = write_csv(folder / "test.csv", TRAIN_HEADER, test_rows)
+    output = ['raw, "output"\n'] if with_output else []
+    pred_header = LABEL_HEADER + (["output"] if with_output else [])
+    pred = write_csv(folder / "pred.csv", pred_header, [[ids[i], *labels[i], *output] for i in order])
+    out = folder / "submission.csv"
+    assert export_submission(pred, test, out) == n
+    rows = read_rows(out)
+    assert rows[0] == ["ID", *LABELS]
+    assert [row[0] for row in rows[1:]] == ids
+    assert [[int(v) for v in row[1:]] for row in rows[1:]] == labels

@@ -7,11 +7,14 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gen_emotion.labels import (
     LABELS,
     NUM_LABELS,
     OUTPUT_REGEX,
+    TARGET_FORMATS,
     check_vector,
     is_canonical,
     output_regex,
@@ -232,3 +235,25 @@ def test_regex_with_a_label_subset():
     assert pattern.fullmatch("none")
     assert not pattern.fullmatch("fear")
     assert not pattern.fullmatch("joy, anger")
+
+
+# --- property: the grammar admits exactly the rendered targets ------------------------------------------------
+
+
+@pytest.mark.parametrize("target_format", TARGET_FORMATS)
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.data())
+def test_every_string_of_the_grammar_is_one_rendered_target(target_format, data):
+    from gen_emotion.decode import parse
+
+    text = data.draw(st.from_regex(output_regex(target_format=target_format), fullmatch=True))
+    assert render(parse(text), target_format) == text
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.sampled_from(LABELS), unique=True), st.sampled_from(TARGET_FORMATS))
+def test_every_rendered_target_is_in_the_grammar(labels, target_format):
+    import re
+
+    vector = [int(label in labels) for label in LABELS]
+    assert re.fullmatch(output_regex(target_format=target_format), render(vector, target_format))

@@ -135,7 +135,7 @@ def test_rerun_resumes_without_training_and_gives_the_same_predictions(trained_r
     (trained_run / "test_predictions.csv").unlink()
     (trained_run / "submission.csv").unlink()
     result = run_cli("run", "recipes/smollm2-135m-cpu.yaml", *TINY, "--out", str(trained_run))
-    assert "skipping training" in result.stderr
+    assert "holds a finished training: not training again" in result.stderr
     assert (trained_run / "test_predictions.csv").read_text() == before
 
 
@@ -213,3 +213,46 @@ def test_vllm_and_transformers_parse_the_same_on_greedy_decoding(trained_run: Pa
     assert all(is_canonical(o) for o in vl_out)
     same = sum((parse(a) == parse(b)).all() for a, b in zip(hf_out, vl_out))
     assert same == len(hf_out), [(a, b) for a, b in zip(hf_out, vl_out) if a != b]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "template", "backend"),
+    [
+        ("llama_instruct_dir", "default", "vllm"),
+        ("qwen_instruct_dir", "default", "transformers"),
+        ("qwen_base_dir", "plain", "vllm"),
+    ],
+)
+def test_run_end_to_end_on_the_real_templates(fixture, template, backend, request, tmp_path: Path) -> None:
+    """``gen-emotion run`` with a few steps on tiny models of the real families, then ``predict`` with the other
+    backend on the same run: every output in the grammar, one BOS, the date pinned in the saved tokenizer."""
+    model = request.getfixturevalue(fixture)
+    run_dir = tmp_path / "run"
+    overrides = [
+        f"model.name={model}",
+        f"prompt.template={template}",
+        "train.max_steps=2",
+        "train.batch_size=8",
+        "train.max_length=192",
+        "data.eval_rows=0",
+        "generate.batch_size=32",
+    ]
+    run_cli("run", "recipes/smollm2-135m-cpu.yaml", *overrides, "--backend", backend, "--out", str(run_dir))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["outputs"]["canonical_share"] == 1.0 and metrics["backend"] == backend
+    log = (run_dir / "run.log").read_text()
+    assert "predict step: trainer modules loaded in this process: none" in log
+    inspected = run_cli("inspect", "recipes/smollm2-135m-cpu.yaml", *overrides, "--rows", "3", "--json")
+    for line in inspected.stdout.splitlines():
+        row = json.loads(line)
+        assert row["train_prompt_ids"] == row["transformers_prompt_ids"] == row["vllm_prompt_ids"]
+        assert row["leading_bos"] == (1 if fixture == "llama_instruct_dir" else 0) and row["problems"] == []
+    if fixture == "llama_instruct_dir":
+        from transformers import AutoTokenizer
+
+        saved = AutoTokenizer.from_pretrained(run_dir / "adapter").chat_template
+        assert "set date_string = '26 Jul 2024'" in saved
+    other = "transformers" if backend == "vllm" else "vllm"
+    out = tmp_path / "other.csv"
+    run_cli("predict", str(run_dir), "--input", str(SAMPLE / "test.csv"), "--out", str(out), "--backend", other)
+    assert all(is_canonical(o) for o in read_outputs(out))

@@ -11,7 +11,7 @@ from jinja2.exceptions import SecurityError
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LABELS
-from gen_emotion.prompts import build_example, build_messages, load_templates, template_dir
+from gen_emotion.prompts import Encoder, build_messages, load_templates, make_encoder, template_dir
 
 TWEET = "Can't wait for the weekend! #friday"
 
@@ -56,26 +56,6 @@ def test_shipped_templates_mention_every_label(name):
     assert all(label in whole for label in LABELS)
     assert "hello" in messages[-1]["content"]
     assert messages[-1]["role"] == "user"
-
-
-def test_build_example_is_trl_prompt_completion():
-    templates = load_templates("default")
-    vector = np.array(onehot("anger", "disgust"))
-    example = build_example(TWEET, vector, templates)
-    assert set(example) == {"prompt", "completion"}
-    assert example["prompt"] == build_messages(TWEET, templates)
-    assert example["completion"] == [{"role": "assistant", "content": "anger, disgust"}]
-    for message in example["prompt"] + example["completion"]:
-        assert set(message) == {"role", "content"}
-        assert isinstance(message["content"], str)
-
-
-def test_build_example_formats():
-    templates = load_templates("original")
-    assert build_example("x", onehot(), templates)["completion"][0]["content"] == "none"
-    listed = build_example("x", onehot("joy", "trust"), templates, target_format="python_list")
-    assert listed["completion"] == [{"role": "assistant", "content": "['joy', 'trust']"}]
-    assert build_example("x", onehot(), templates, "python_list")["completion"][0]["content"] == "[]"
 
 
 def test_custom_template_folder(tmp_path):
@@ -140,21 +120,113 @@ def test_tweet_is_not_escaped_or_stripped_inside():
     assert build_messages(tweet, load_templates("default"))[-1]["content"] == tweet
 
 
-def test_plain_template_for_base_models_joins_turns_without_a_chat_template():
-    from gen_emotion.prompts import build_example, load_templates, plain_prompt, render_prompts
+def test_plain_template_for_base_models_joins_turns_without_a_chat_template(qwen_base_dir):
+    from transformers import AutoTokenizer
+
+    from gen_emotion.models import wheel_model_dir
+    from gen_emotion.prompts import plain_prompt
 
     templates = load_templates("plain")
     assert templates.chat is False
     prompt = plain_prompt("the bus is late again", templates)
     assert prompt.endswith("Tweet: the bus is late again\nEmotions:\n")
     assert ", ".join(LABELS) in prompt.split("\n\n")[0]
-    example = build_example("the bus is late again", [1] + [0] * 10, templates)
-    assert example == {"prompt": prompt, "completion": "anger"}
+    tokenizer = AutoTokenizer.from_pretrained(qwen_base_dir)  # the base tokenizer: no chat template
+    assert getattr(tokenizer, "chat_template", None) is None
+    assert Encoder(tokenizer, templates, 64).prompt_text("the bus is late again") == prompt
+    with pytest.raises(GenEmotionError, match="has no chat template"):
+        Encoder(tokenizer, load_templates("default"), 64)
+    encoder_only = AutoTokenizer.from_pretrained(wheel_model_dir("all-minilm-l6-v2"))  # no EOS: cannot end an answer
+    with pytest.raises(GenEmotionError, match="no end-of-turn or EOS token"):
+        Encoder(encoder_only, templates, 64)
+
+
+# --- The real tokenizers and chat templates of every family the recipes use (``conftest.FAMILIES``) ----------
+
+
+def family_encoder(family: tuple[str, str, str], **overrides: str):
+    from gen_emotion.models import load_tokenizer
+    from gen_emotion.recipes import recipe_from_dict
+
+    name, path, template = family
+    values = {"model": {"name": path}, "prompt": {"template": template, **overrides}}
+    recipe = recipe_from_dict(values)
+    return make_encoder(load_tokenizer(path, recipe), recipe)
+
+
+def test_prompt_starts_with_one_bos_or_none(family):
+    name, _, _ = family
+    encoder = family_encoder(family)
+    ids = encoder.prompt_ids(TWEET)
+    bos = encoder.tokenizer.bos_token_id
+    leading = next((i for i, token in enumerate(ids) if token != bos), len(ids))
+    # Llama's template writes <|begin_of_text|>; SmolLM2's BOS is <|im_start|>, which opens its first turn
+    assert leading == {"llama-3.2-instruct": 1, "smollm2": 1}.get(name, 0)
+    # the same text tokenized the way vLLM tokenizes a string prompt would start with two (the fault it avoids)
+    doubled = encoder.tokenizer(encoder.prompt_text(TWEET))["input_ids"]
+    if name == "llama-3.2-instruct":
+        assert doubled[:2] == [bos, bos]
+
+
+def test_completion_is_the_answer_and_the_end_of_turn(family):
+    name, _, _ = family
+    encoder = family_encoder(family)
+    completion = encoder.completion_ids(np.array(onehot("anger", "joy")))
+    decoded = encoder.tokenizer.decode(completion)
+    end = {"llama-3.2-instruct": "<|eot_id|>", "qwen2.5-base": "<|endoftext|>"}.get(name, "<|im_end|>")
+    assert decoded == f"anger, joy{end}"
+    assert completion[-1] == encoder.end_of_turn_id == encoder.tokenizer.convert_tokens_to_ids(end)
+    assert encoder.stop_ids[0] == encoder.end_of_turn_id
+    # the chat template writes the same end of turn after an assistant answer
+    if encoder.templates.chat:
+        messages = [*build_messages(TWEET, encoder.templates), {"role": "assistant", "content": "anger, joy"}]
+        whole = encoder.tokenizer.apply_chat_template(messages, tokenize=False)
+        assert whole.startswith(encoder.prompt_text(TWEET) + "anger, joy" + end)
+
+
+def test_llama_template_date_is_pinned_and_survives_saving(llama_instruct_dir, tmp_path):
+    from datetime import datetime
 
     from transformers import AutoTokenizer
 
-    from gen_emotion.models import wheel_model_dir
+    family = ("llama-3.2-instruct", str(llama_instruct_dir), "default")
+    unpinned = AutoTokenizer.from_pretrained(llama_instruct_dir)
+    today = datetime.now().strftime("%d %b %Y")
+    assert f"Today Date: {today}" in unpinned.apply_chat_template(
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    )
+    encoder = family_encoder(family, template_date="03 Mar 2025")
+    assert "Today Date: 03 Mar 2025\n" in encoder.prompt_text(TWEET)
+    assert today not in encoder.prompt_text(TWEET)
+    encoder.tokenizer.save_pretrained(tmp_path)  # what training leaves in the adapter folder
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    again = Encoder(reloaded, encoder.templates, 96)
+    assert again.prompt_ids(TWEET) == encoder.prompt_ids(TWEET)
+    make_encoder(reloaded, family_recipe(family, template_date="03 Mar 2025"))  # pinning twice changes nothing
+    assert reloaded.chat_template.count("gen-emotion: the date is pinned") == 1
 
-    tokenizer = AutoTokenizer.from_pretrained(wheel_model_dir("all-minilm-l6-v2"))  # a real tokenizer, no chat template
-    assert getattr(tokenizer, "chat_template", None) is None
-    assert render_prompts(tokenizer, ["the bus is late again"], templates, 64) == [prompt]
+
+def family_recipe(family, **prompt):
+    from gen_emotion.recipes import recipe_from_dict
+
+    return recipe_from_dict({"model": {"name": family[1]}, "prompt": {"template": family[2], **prompt}})
+
+
+def test_qwen_default_system_message_is_replaced_by_ours(qwen_instruct_dir):
+    family = ("qwen2.5-instruct", str(qwen_instruct_dir), "default")
+    text = family_encoder(family).prompt_text(TWEET)
+    assert "You are Qwen" not in text
+    assert text.startswith("<|im_start|>system\nWhich of these emotions")
+    # a prompt variant without a system turn gets Qwen's own (the original study's prompt had none)
+    assert "You are Qwen" in family_encoder(("qwen2.5-instruct", str(qwen_instruct_dir), "original")).prompt_text(TWEET)
+
+
+def test_end_of_turn_becomes_the_eos_the_backends_and_grammar_stop_on(llama_instruct_dir):
+    from transformers import AutoTokenizer
+
+    from gen_emotion.prompts import prepare_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(llama_instruct_dir)
+    tokenizer.eos_token = "<|end_of_text|>"  # as a Llama tokenizer whose EOS is not the end of turn
+    prepare_tokenizer(tokenizer, load_templates("default"), "26 Jul 2024")
+    assert tokenizer.eos_token == "<|eot_id|>"

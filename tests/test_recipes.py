@@ -231,3 +231,11 @@ def test_find_recipe_unknown_name(tmp_path, monkeypatch):
 
 def test_recipe_error_is_a_gen_emotion_error():
     assert issubclass(RecipeError, GenEmotionError)
+
+
+def test_optimizer_choices_are_names_transformers_knows():
+    from transformers.training_args import OptimizerNames
+
+    from gen_emotion.recipes import OPTIMIZERS
+
+    assert set(OPTIMIZERS) <= {option.value for option in OptimizerNames}

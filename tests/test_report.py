@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
+from gen_emotion.cli import main
 from gen_emotion.cv import run_cv
 from gen_emotion.ensemble import run_ensemble
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.evaluate_cli import main
 from gen_emotion.labels import LABELS
 from gen_emotion.recipes import load_recipe
 from gen_emotion.report import F1_CHART, INDEX, MARKDOWN, SUPPORT_CHART, write_report

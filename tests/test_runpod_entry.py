@@ -1,34 +1,42 @@
 """``runpod/entry.sh`` in local mode: the pod's steps run in a folder of this machine, with the environment
-``gen-emotion launch`` gives a pod; plus the multi-GPU command lines (dry run), the markers, and the image,
-SkyPilot and multi-GPU training files."""
+``gen-emotion launch`` gives a pod; plus the multi-GPU command line (dry run), the markers, the data step (with
+credentials in its URL masked), and the image and SkyPilot files."""
 
 from __future__ import annotations
 
 import base64
 import csv
+import http.server
+import io
 import os
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO_ROOT, SAMPLE_DIR
 
-from gen_emotion.launch import LaunchOptions, plan_launch
+from gen_emotion.pods.plan import LaunchOptions, plan_launch
 from gen_emotion.recipes import load_recipe, recipe_from_dict
 
 ENTRY = REPO_ROOT / "runpod" / "entry.sh"
 CPU_RECIPE = REPO_ROOT / "recipes" / "smollm2-135m-cpu.yaml"
 GEN_EMOTION_BIN = Path(sys.executable).with_name("gen-emotion")
 TINY = ["train.max_steps=2", "data.eval_rows=0", "generate.batch_size=16"]
+PASSWORD, SIGNATURE = "hunter2pw", "abc123sig"
 
 
 def entry(args: list[str], env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    """Run entry.sh with this venv's gen-emotion and no pod or secret variables but those in ``env``."""
+    """Run entry.sh with this venv's gen-emotion and no pod, secret or proxy variables but those in ``env``."""
     drop = ("HF_TOKEN", "WANDB_API_KEY", "RUNPOD_API_KEY", "RUNPOD_POD_ID", "PUBLIC_KEY")
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GEN_EMOTION_") and k not in drop}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GEN_EMOTION_") and k not in drop and not k.lower().endswith("_proxy")
+    }
     full_env = {**base, "GEN_EMOTION_BIN": str(GEN_EMOTION_BIN), **(env or {})}
     return subprocess.run(
         ["bash", str(ENTRY), *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=REPO_ROOT
@@ -46,46 +54,57 @@ def pod_environment(overrides: list[str], name: str, gpus: int = 1) -> dict[str,
     return plan_launch(options, {}).request["env"]
 
 
-def test_dry_run_multi_gpu_trains_with_accelerate_then_generates_in_one_process(tmp_path):
-    workspace = tmp_path / "ws"
-    result = entry(["--local", str(workspace), "--dry-run", "--gpus", "4", "--accelerate-config", "fsdp",
-                    "run", str(CPU_RECIPE), "train.max_steps=2"])  # fmt: skip
+def dry_run_commands(result: subprocess.CompletedProcess) -> list[str]:
     assert result.returncode == 0, result.stderr
-    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    return [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+
+
+def test_dry_run_multi_gpu_is_one_gen_emotion_command(tmp_path):
+    """gen-emotion itself trains under accelerate and generates in a process of its own: one command."""
+    workspace = tmp_path / "ws"
+    result = entry(["--local", str(workspace), "--dry-run", "--gpus", "4", "run", str(CPU_RECIPE), "train.max_steps=2"])
     run_dir = workspace / "runs" / "smollm2-135m-cpu"
-    config = REPO_ROOT / "recipes" / "accelerate" / "fsdp.yaml"
-    assert len(commands) == 2, result.stdout
-    assert commands[0].startswith(f"{GEN_EMOTION_BIN.with_name('accelerate')} launch --config_file {config} ")
-    assert f"--num_processes 4 {REPO_ROOT / 'runpod' / 'train_multi_gpu.py'} {CPU_RECIPE}" in commands[0]
-    assert commands[1].startswith(f"{GEN_EMOTION_BIN} run {CPU_RECIPE} ")
-    for command in commands:
-        assert command.endswith(f"train.max_steps=2 generate.tensor_parallel_size=4 --out {run_dir}")
-    assert config.is_file()
+    assert dry_run_commands(result) == [
+        f"{GEN_EMOTION_BIN} run {CPU_RECIPE} train.max_steps=2 generate.tensor_parallel_size=4 --out {run_dir} "
+        "--gpus 4 --accelerate-config ddp"
+    ]
+    assert "train_multi_gpu" not in result.stdout and "accelerate launch" not in result.stdout
     assert not workspace.exists()  # a dry run writes nothing
 
 
+def test_dry_run_multi_gpu_cv_passes_the_gpus_and_the_config(tmp_path):
+    args = ["--local", str(tmp_path), "--dry-run", "--gpus", "2", "--folds", "3", "cv", str(CPU_RECIPE)]
+    (command,) = dry_run_commands(entry(args, {"GEN_EMOTION_ACCELERATE_CONFIG": "fsdp"}))
+    assert command.startswith(f"{GEN_EMOTION_BIN} cv {CPU_RECIPE} generate.tensor_parallel_size=2 ")
+    assert command.endswith("--folds 3 --gpus 2 --accelerate-config fsdp")
+    # An explicit tensor parallel size is kept; predict trains nothing.
+    (command,) = dry_run_commands(entry([*args[:-2], "cv", str(CPU_RECIPE), "generate.tensor_parallel_size=1"]))
+    assert "generate.tensor_parallel_size=1 " in command and "tensor_parallel_size=2" not in command
+    (command,) = dry_run_commands(entry(["--local", str(tmp_path), "--dry-run", "--gpus", "2", "predict", "r"]))
+    assert "--gpus" not in command and "--accelerate-config" not in command
+    refused = entry(["--local", str(tmp_path), "--dry-run", "--accelerate-config", "fsdp2", "run", str(CPU_RECIPE)])
+    assert refused.returncode == 2 and "unknown accelerate config 'fsdp2'" in refused.stderr
+
+
 def test_dry_run_takes_the_pod_environment_from_launch(tmp_path):
-    env = pod_environment(["train.max_steps=3"], "pod-run", gpus=2)
-    result = entry(["--local", str(tmp_path / "ws"), "--dry-run"], env)
-    assert result.returncode == 0, result.stderr
-    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
-    recipe_file = tmp_path / "ws" / "recipes" / "pod-run.yaml"
-    assert "recipes/accelerate/ddp.yaml --num_processes 2" in commands[0]
-    assert commands[1] == f"{GEN_EMOTION_BIN} run {recipe_file} generate.tensor_parallel_size=2 " + (
-        f"--out {tmp_path / 'ws' / 'runs' / 'pod-run'}"
-    )
+    env = pod_environment(["train.max_steps=3"], "pod-run", gpus=3)  # SmolLM2's 9 heads split over 3 GPUs
+    assert env["GEN_EMOTION_ACCELERATE_CONFIG"] == "ddp"
+    commands = dry_run_commands(entry(["--local", str(tmp_path / "ws"), "--dry-run"], env))
+    recipe_file, run_dir = tmp_path / "ws" / "recipes" / "pod-run.yaml", tmp_path / "ws" / "runs" / "pod-run"
+    assert commands == [
+        f"{GEN_EMOTION_BIN} run {recipe_file} generate.tensor_parallel_size=3 --out {run_dir} "
+        "--gpus 3 --accelerate-config ddp"
+    ]
 
 
 def test_dry_run_of_a_classifier_runs_cv_with_its_folds(tmp_path):
     recipe = REPO_ROOT / "recipes" / "roberta-base.yaml"
     options = LaunchOptions(recipe=str(recipe), overrides=["train.epochs=1"], name="pod-cv", folds=3, image="x/y:1")
     env = plan_launch(options, {}).request["env"]
-    result = entry(["--local", str(tmp_path / "ws"), "--dry-run", "--data", str(SAMPLE_DIR)], env)
-    assert result.returncode == 0, result.stderr
-    commands = [line[2:] for line in result.stdout.splitlines() if line.startswith("+ ")]
+    commands = dry_run_commands(entry(["--local", str(tmp_path / "ws"), "--dry-run", "--data", str(SAMPLE_DIR)], env))
     recipe_file = tmp_path / "ws" / "recipes" / "pod-cv.yaml"
     data_dir = tmp_path / "ws" / "data" / "pod-cv"
-    # The same RECIPE and --data/--out as run, plus --folds; no accelerate step.
+    # The same RECIPE and --data/--out as run, plus --folds; one GPU: no --gpus.
     assert commands == [
         f"{GEN_EMOTION_BIN} cv {recipe_file} --data {data_dir} --out {tmp_path / 'ws' / 'runs' / 'pod-cv'} --folds 3"
     ]
@@ -146,16 +165,89 @@ def test_unknown_command_and_missing_recipe(tmp_path):
     assert "no recipe" in (tmp_path / "runs" / "run" / "FAILED").read_text()
 
 
-def test_multi_gpu_training_script_reports_recipe_errors_in_one_line(tmp_path):
-    script = REPO_ROOT / "runpod" / "train_multi_gpu.py"
-    result = subprocess.run(
-        [sys.executable, str(script), str(CPU_RECIPE), "train.bad=1", "--out", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+# --- credentials in the data URL --------------------------------------------------------------------------------
+
+
+def assert_masked(*outputs: str) -> None:
+    for output in outputs:
+        assert PASSWORD not in output and SIGNATURE not in output
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"https://user:{PASSWORD}@127.0.0.1:9/x.tgz?sig={SIGNATURE}", "https://***@127.0.0.1:9/x.tgz?***"),
+        (f"https://user:p@{PASSWORD}@127.0.0.1:9/x.tgz", "https://***@127.0.0.1:9/x.tgz"),  # an @ in the password
+        ("https://127.0.0.1:9/a@b/x.tgz", "https://127.0.0.1:9/a@b/x.tgz"),  # an @ in the path is no password
+    ],
+)
+def test_dry_run_shows_the_data_url_masked(tmp_path, url, shown):
+    result = entry(["--local", str(tmp_path), "--dry-run", "--data", url, "run", str(CPU_RECIPE)])
+    assert result.returncode == 0, result.stderr
+    assert f"data: {shown}\n" in result.stdout
+    assert_masked(result.stdout, result.stderr)
+
+
+def test_failed_download_is_masked_in_the_log_and_the_marker(tmp_path):
+    url = f"https://user:{PASSWORD}@127.0.0.1:9/x.tgz?sig={SIGNATURE}"  # port 9 refuses at once
+    result = entry(["--local", str(tmp_path), "--data", url, "run", str(CPU_RECIPE)])
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("gen-emotion: error:")
+    run_dir = tmp_path / "runs" / "smollm2-135m-cpu"
+    failed = (run_dir / "FAILED").read_text()
+    assert "entry: https://***@127.0.0.1:9/x.tgz?***: download failed:" in failed
+    assert "Connection refused" in failed  # the host and port, not user:password@, were dialled
+    assert_masked(result.stdout, result.stderr, failed, (run_dir / "entry.log").read_text())
+
+
+class ArchiveServer(http.server.BaseHTTPRequestHandler):
+    """Serves ``archive`` to requests with the basic credentials user:PASSWORD; records what it was sent."""
+
+    archive = b""
+    seen: list[tuple[str, str]] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        auth = self.headers.get("Authorization", "")
+        self.seen.append((self.path, auth))
+        if auth != "Basic " + base64.b64encode(f"user:{PASSWORD}".encode()).decode():
+            self.send_error(401)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.archive)))
+        self.end_headers()
+        self.wfile.write(self.archive)
+
+    def log_message(self, *args):
+        pass
+
+
+def sample_archive() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in ("train.csv", "test.csv"):
+            tar.add(SAMPLE_DIR / name, arcname=name)
+    return buffer.getvalue()
+
+
+def test_download_sends_the_urls_credentials_as_basic_auth(tmp_path, monkeypatch):
+    monkeypatch.setattr(ArchiveServer, "archive", sample_archive())
+    monkeypatch.setattr(ArchiveServer, "seen", [])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://user:{PASSWORD}@127.0.0.1:{server.server_port}/d.tar.gz?sig={SIGNATURE}"
+        # A bad override fails the command after the data step, so nothing trains.
+        result = entry(["--local", str(tmp_path), "--data", url, "run", str(CPU_RECIPE), "train.bad=1"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 2
+    assert [path for path, _ in ArchiveServer.seen] == [f"/d.tar.gz?sig={SIGNATURE}"]
+    unpacked = tmp_path / "data" / "smollm2-135m-cpu" / "unpacked"
+    assert (unpacked / "train.csv").is_file() and f"--data {unpacked}" in result.stdout
+    run_dir = tmp_path / "runs" / "smollm2-135m-cpu"
+    assert "unknown key 'train.bad'" in (run_dir / "FAILED").read_text()
+    assert_masked(result.stdout, result.stderr, (run_dir / "FAILED").read_text(), (run_dir / "entry.log").read_text())
 
 
 @pytest.mark.slow
@@ -179,7 +271,7 @@ def test_local_pod_flow_end_to_end(tmp_path):
     assert (run_dir / "entry.log").is_file() and (run_dir / "metrics.json").is_file()
 
 
-# --- the image, SkyPilot and accelerate files -------------------------------------------------------------
+# --- the image and SkyPilot files -------------------------------------------------------------------------
 
 
 def test_dockerfile_has_cuda_the_gpu_extra_and_the_entry_point():

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from gen_emotion.data import read_train
+from gen_emotion.labels import LABELS
+from gen_emotion.models import load_causal_lm, load_tokenizer
 from gen_emotion.recipes import load_recipe
-from gen_emotion.train import build_dataset, load_model, load_tokenizer, lora_config, sft_config, use_liger
+from gen_emotion.train import build_dataset, lora_config, sft_config, use_liger
 
 RECIPE = "recipes/smollm2-135m-cpu.yaml"
 
@@ -37,18 +39,18 @@ def first_batch_loss(overrides: list[str], sample_dir: Path, tmp_path: Path, dro
     import torch
 
     from gen_emotion.models import resolve_model
+    from gen_emotion.prompts import make_encoder
     from gen_emotion.train import _completion_loss_trainer
 
     recipe = load_recipe(RECIPE, ["train.batch_size=4", "train.bf16=false", *overrides])
     path = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(path, recipe)
     data = read_train(sample_dir / "train.csv").subset(list(range(4)))
-    args = sft_config(recipe, tmp_path / "out", has_eval=False)
-    args.completion_loss_only_positions = recipe.train.completion_positions_only
     trainer = _completion_loss_trainer()(
-        model=load_model(path, recipe),
-        args=args,
-        train_dataset=build_dataset(data, tokenizer, recipe),
+        model=load_causal_lm(path, recipe),
+        args=sft_config(recipe, tmp_path / "out", has_eval=False),
+        completion_positions_only=recipe.train.completion_positions_only,
+        train_dataset=build_dataset(data, make_encoder(tokenizer, recipe), recipe),
         processing_class=tokenizer,
         peft_config=lora_config(recipe),
     )
@@ -81,3 +83,32 @@ def test_padding_free_without_positions_would_leak_across_examples(sample_dir: P
     padded, _ = first_batch_loss(["train.padding_free=false"], sample_dir, tmp_path / "a")
     leaked, _ = first_batch_loss(["train.padding_free=true"], sample_dir, tmp_path / "b", drop_positions=True)
     assert abs(leaked - padded) > 1e-3
+
+
+def test_loss_is_exactly_on_the_answer_and_its_end_of_turn(family, sample_dir: Path, tmp_path: Path) -> None:
+    """What TRL's SFTTrainer trains on, read back from the trainer itself, for every family's real template."""
+    from gen_emotion.prompts import make_encoder
+    from gen_emotion.train import _completion_loss_trainer, build_dataset
+
+    name, path, template = family
+    recipe = load_recipe(RECIPE, [f"model.name={path}", f"prompt.template={template}", "train.bf16=false"])
+    tokenizer = load_tokenizer(path, recipe)
+    encoder = make_encoder(tokenizer, recipe)
+    data = read_train(sample_dir / "train.csv").subset(list(range(4)))
+    trainer = _completion_loss_trainer()(
+        model=load_causal_lm(path, recipe),
+        args=sft_config(recipe, tmp_path / "out", has_eval=False),
+        train_dataset=build_dataset(data, encoder, recipe),
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe),
+    )
+    end = {"llama-3.2-instruct": "<|eot_id|>", "qwen2.5-base": "<|endoftext|>"}.get(name, "<|im_end|>")
+    for i, row in enumerate(trainer.train_dataset):
+        labelled = [token for token in row["labels"] if token != -100]
+        prompt_length = row["labels"].index(labelled[0])
+        assert (
+            tokenizer.decode(labelled)
+            == f"{', '.join(lab for lab, on in zip(LABELS, data.labels[i]) if on) or 'none'}{end}"
+        )
+        assert row["input_ids"][prompt_length:] == labelled  # the labelled tokens are the sequence's end
+        assert row["input_ids"][:prompt_length] == encoder.prompt_ids(data.texts[i])  # the inference prompt

@@ -1,0 +1,155 @@
+"""Run folders: where they go, the resolved recipe they hold, their log, and the data they were run on.
+
+Every command that trains (``run``, ``cv``) writes one run folder: ``recipe.yaml`` (the resolved recipe, so a
+resumed run can be checked against it) and ``run.log`` (this process's and its step processes' log, secrets
+redacted), beside what the command itself writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import resource
+import sys
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from gen_emotion.data import EmotionData, read_test, read_train
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.files import make_folder, write_text
+from gen_emotion.recipes import SECRET_NAMES, Recipe, recipe_from_dict
+
+RECIPE_FILE = "recipe.yaml"
+LOG_FILE = "run.log"
+
+
+def sample_data_dir() -> Path:
+    """The illustrative labelled sample shipped with the package (not real tweets)."""
+    return Path(str(resources.files("gen_emotion") / "sample_data"))
+
+
+def default_run_dir(recipe: Recipe, prefix: str = "") -> Path:
+    """``runs/[PREFIX]RECIPE-TIME``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{prefix}{recipe.name}-{stamp}"
+
+
+MASK = "***"
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def mask_url(url: str) -> str:
+    """A URL safe to print: a user name and password become ``***@``, every query value ``***`` (a presigned
+    URL's signature is a credential); the scheme, host, path and query keys stay."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
+    query = "&".join(
+        f"{key}={MASK}" if sep else key for key, sep, _ in (item.partition("=") for item in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of secret environment variables and the credentials inside URLs masked."""
+    for name in SECRET_NAMES:
+        value = os.environ.get(name, "")
+        if len(value) >= 4:
+            text = text.replace(value, MASK)
+    if "://" in text:
+        text = _URL.sub(lambda match: mask_url(match.group(0)), text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """Mask secrets (``redact``) in log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def setup_logging(run_dir: Path | None = None, verbose: bool = True) -> None:
+    """Log to stderr and, for a run, append to ``run_dir/run.log``; secrets are redacted in both."""
+    root = logging.getLogger("gen_emotion")
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    handlers: list[logging.Handler] = []
+    if verbose:
+        handlers.append(logging.StreamHandler())
+    if run_dir is not None:
+        handlers.append(logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.addFilter(RedactSecrets())
+        root.addHandler(handler)
+
+
+def load_run_recipe(run_dir: Path) -> Recipe:
+    """The resolved recipe a run folder was started with."""
+    import yaml
+
+    path = run_dir / RECIPE_FILE
+    if not path.is_file():
+        raise GenEmotionError(f"{run_dir}: not a run folder (no {RECIPE_FILE})")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise GenEmotionError(f"{path}: damaged, not readable YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise GenEmotionError(f"{path}: damaged, holds {type(values).__name__}; expected a mapping of sections")
+    return recipe_from_dict(values, where=str(path))
+
+
+def prepare_run_dir(recipe: Recipe, run_dir: Path) -> None:
+    """Create the run folder and write the resolved recipe; a resumed run must use the same recipe."""
+    make_folder(run_dir)
+    if (run_dir / RECIPE_FILE).is_file():
+        if load_run_recipe(run_dir) != recipe:
+            raise GenEmotionError(
+                f"{run_dir} holds a run of a different recipe; resume with the same recipe or use a new --out"
+            )
+    else:
+        write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
+
+
+def read_data(data_dir: Path, rows: int | None = None) -> tuple[EmotionData, EmotionData]:
+    """``train.csv`` and ``test.csv`` of ``data_dir``, cut to their first ``rows`` rows when given."""
+    if not (data_dir / "train.csv").is_file():
+        raise GenEmotionError(f"{data_dir}: no train.csv in this folder")
+    full, test = read_train(data_dir / "train.csv"), read_test(data_dir / "test.csv")
+    if rows is not None:
+        if rows < 2:
+            raise GenEmotionError(f"--rows must be at least 2, got {rows}")
+        full, test = full.subset(np.arange(min(rows, len(full)))), test.subset(np.arange(min(rows, len(test))))
+    return full, test
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process and its finished children (MiB) and, where CUDA was used in this
+    process, its peak GPU memory (MiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak = {"peak_rss_mib": round(max(own, children) / 1024, 1)}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
+
+
+def machine() -> dict[str, Any]:
+    """Where a run ran: Python, platform and CPU count."""
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}

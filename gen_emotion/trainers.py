@@ -1,0 +1,123 @@
+"""What the SFT trainer (``train``) and the classification-head trainer (``classify``) share: the rows kept
+aside for validation, the ``TrainingArguments`` a recipe sets, and the ending of a training run (resume from
+the last checkpoint, save the chosen weights, ``train_log.json``, ``training.json``, delete the checkpoints).
+
+Under ``accelerate launch`` (several GPUs) every process trains, but only the main process writes run files
+or deletes checkpoints, and only once every process has saved its part of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.files import read_json, write_json, write_text
+from gen_emotion.models import cuda_available
+from gen_emotion.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+TRAINING_SUMMARY = "training.json"
+TRAIN_LOG = "train_log.json"
+
+
+def split_train_eval(n_rows: int, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded indices of the rows to train on and the rows kept for validation loss."""
+    order = np.random.default_rng(recipe.train.seed).permutation(n_rows)
+    n_eval = min(recipe.data.eval_rows, max(n_rows - 1, 0))
+    eval_idx, train_idx = order[:n_eval], order[n_eval:]
+    if recipe.data.max_train_rows is not None:
+        train_idx = train_idx[: recipe.data.max_train_rows]
+    if len(train_idx) == 0:
+        raise GenEmotionError("no training rows left after setting aside data.eval_rows")
+    return np.sort(train_idx), np.sort(eval_idx)
+
+
+def trainer_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """The ``TrainingArguments`` keywords that the recipe's ``train`` section sets, shared by the SFT
+    and classification-head trainers; with validation, the best checkpoint by loss is kept."""
+    t = recipe.train
+    return {
+        "output_dir": str(output_dir),
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.grad_accum,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_steps,
+        "weight_decay": t.weight_decay,
+        "optim": t.optim,
+        "bf16": t.bf16,
+        "use_cpu": not cuda_available(),
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": t.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "load_best_model_at_end": has_eval,
+        "metric_for_best_model": "eval_loss" if has_eval else None,
+        "greater_is_better": False if has_eval else None,
+        "logging_steps": t.logging_steps,
+        "report_to": t.report_to,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "dataloader_num_workers": 0,
+    }
+
+
+def is_trained(out_dir: Path, weights_dir: str, marker: str) -> bool:
+    """Whether ``out_dir`` holds a finished training: its weights (``weights_dir/marker``) and ``training.json``."""
+    return (out_dir / weights_dir / marker).is_file() and (out_dir / TRAINING_SUMMARY).is_file()
+
+
+def read_summary(out_dir: Path) -> dict[str, Any]:
+    """The ``training.json`` of a finished training."""
+    return read_json(out_dir / TRAINING_SUMMARY, "the training summary written by gen-emotion")
+
+
+def train_and_save(
+    trainer: Any, tokenizer: Any, out_dir: Path, weights_dir: str, summary: dict[str, Any], started: float
+) -> dict[str, Any]:
+    """Train (resuming from the last checkpoint in ``out_dir/checkpoints``), save the chosen weights and the
+    tokenizer in ``out_dir/weights_dir``, and write ``train_log.json`` and ``training.json`` (``summary`` plus
+    the trainer's figures). Returns the summary."""
+    checkpoints = Path(trainer.args.output_dir)
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    if resume:
+        log.info("resuming training from the last checkpoint in %s", checkpoints)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    target = out_dir / weights_dir
+    trainer.save_model(str(target))  # every process: FSDP and ZeRO-3 gather the shards here
+    trainer.accelerator.wait_for_everyone()
+    history = trainer.state.log_history
+    eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    best = trainer.state.best_model_checkpoint
+    summary = {
+        **summary,
+        "steps": int(trainer.state.global_step),
+        "train_loss": float(result.training_loss),
+        "best_eval_loss": float(min(eval_losses)) if eval_losses else None,
+        "best_checkpoint": Path(best).name if best else None,
+        "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+        **({"train_tokens": int(trainer._total_train_tokens)} if hasattr(trainer, "_total_train_tokens") else {}),
+        "processes": int(trainer.accelerator.num_processes),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(target))
+        write_text(out_dir / TRAIN_LOG, json.dumps(history, indent=1))
+        write_json(out_dir / TRAINING_SUMMARY, summary)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the saved weights are the chosen ones
+    trainer.accelerator.wait_for_everyone()
+    return summary

@@ -1,0 +1,142 @@
+"""One path for every task (``steps.fit_predict``), tested fast with a fake generation task (``fake_tasks``):
+training and generation each run in a process of their own, resume skips what is saved, and ``run``, ``cv``
+and ``predict`` write their files. The real models run the same path in ``test_pipeline.py`` (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLE_DIR
+from fake_tasks import FakeGenerateTask
+
+from gen_emotion.cv import run_cv
+from gen_emotion.data import read_label_file, read_test
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.pipeline import predict_file, run_recipe
+from gen_emotion.recipes import load_recipe
+from gen_emotion.steps import Fold, StepFailed, fit_predict
+from gen_emotion.tasks import TASKS, get_task
+
+RECIPE = "recipes/smollm2-135m-cpu.yaml"
+
+
+def steps(out_dir: Path) -> list[dict]:
+    path = out_dir / "steps.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_training_and_generation_run_in_processes_of_their_own(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPE)
+    metrics = run_recipe(recipe, SAMPLE_DIR, tmp_path / "run", task=FakeGenerateTask())
+    record = steps(tmp_path / "run")
+    fit = [r for r in record if r["step"] == "fit"]
+    generation = [r for r in record if r["step"] in ("predict", "generator loaded")]
+    assert len(fit) == 1 and fit[0]["trainer_loaded"]
+    assert generation and all(not r["trainer_loaded"] for r in generation)  # the engine's process never trained
+    pids = {r["pid"] for r in fit} | {r["pid"] for r in generation}
+    assert len(pids) == 2 and os.getpid() not in pids  # two processes, neither of them this one
+    assert metrics["held_out"]["rows"] == 30 and metrics["test_rows"] == 80
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "predict step: trainer modules loaded in this process: none" in log
+
+
+def test_run_writes_every_file_and_one_metrics_layout(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPE, ["generate.probabilities=true", "generate.num_samples=4"])
+    run_dir = tmp_path / "run"
+    metrics = run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    for name in ("recipe.yaml", "training.json", "val_predictions.csv", "test_predictions.csv", "submission.csv"):
+        assert (run_dir / name).is_file(), name
+    for name in ("val_probs.csv", "test_probs.csv", "thresholds.json", "metrics.json", "run.log"):
+        assert (run_dir / name).is_file(), name
+    assert set(metrics) == set(json.loads((tmp_path / "run" / "metrics.json").read_text()))
+    assert metrics["outputs"]["canonical_share"] == 1.0
+    assert metrics["probabilities"]["base"] == "greedy"
+    assert metrics["decision"] in ("greedy", "thresholds")
+    submission = read_label_file(run_dir / "submission.csv")
+    assert submission.ids == read_test(SAMPLE_DIR / "test.csv").ids
+    # a classifier run writes the same keys (the one layout)
+    tfidf = run_recipe(load_recipe("recipes/tfidf-logreg.yaml"), SAMPLE_DIR, tmp_path / "tfidf")
+    assert set(tfidf) == set(metrics)
+    assert tfidf["outputs"] is None and tfidf["probabilities"]["base"] == "0.5"
+
+
+def test_rerun_trains_nothing_and_generates_only_missing_shards(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPE, ["generate.shard_size=32"])
+    run_dir = tmp_path / "run"
+    run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    first = (run_dir / "test_predictions.csv").read_text()
+    assert [r["step"] for r in steps(run_dir)].count("fit") == 1
+    (run_dir / "shards" / "test" / "greedy" / "shard-00001.json").unlink()
+    before = len(steps(run_dir))
+    run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    again = steps(run_dir)[before:]
+    assert [r["step"] for r in again] == ["predict", "generator loaded"]  # no fit, one predict process
+    assert (run_dir / "test_predictions.csv").read_text() == first
+    before = len(steps(run_dir))
+    run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    assert steps(run_dir)[before:] == []  # everything saved: no step process at all
+
+
+def test_a_failing_step_is_one_line_from_its_process(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPE, ["description=fail to train"])
+    with pytest.raises(StepFailed, match="^fake trainer: refused to train, as asked$"):
+        run_recipe(recipe, SAMPLE_DIR, tmp_path / "run", task=FakeGenerateTask())
+
+
+def test_cv_takes_the_same_path_fold_by_fold_and_drops_models(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPE, ["generate.probabilities=true", "generate.num_samples=4"])
+    metrics = run_cv(recipe, SAMPLE_DIR, tmp_path / "cv", folds=3, keep_models=False, task=FakeGenerateTask())
+    assert metrics["folds"] == 3 and metrics["has_probabilities"]
+    for k in range(3):
+        fold_dir = tmp_path / "cv" / "folds" / f"fold-{k}"
+        assert (fold_dir / "fold.json").is_file()
+        assert not (fold_dir / "adapter").exists() and not (fold_dir / "shards").exists()
+        record = steps(fold_dir)
+        assert {r["pid"] for r in record if r["step"] == "fit"}.isdisjoint(
+            {r["pid"] for r in record if r["step"] == "predict"}
+        )
+    oof = read_label_file(tmp_path / "cv" / "oof_predictions.csv")
+    assert len(oof.ids) == 300
+
+
+def test_predict_file_reads_the_run_and_resumes_from_its_shards(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_recipe(load_recipe(RECIPE), SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    texts = tmp_path / "mine.txt"
+    texts.write_text("I am so happy\n\nso angry and sad\n", encoding="utf-8")
+    out = tmp_path / "mine.csv"
+    # predict_file goes through the registry: the run's recipe names the real task, whose adapter is fake here;
+    # the fake's shards are what predict reads back, so put the fake in the registry for this call
+    TASKS["generate"], real = FakeGenerateTask, TASKS["generate"]
+    try:
+        result = predict_file(run_dir, texts, out)
+    finally:
+        TASKS["generate"] = real
+    assert result["rows"] == 3
+    predicted = read_label_file(out)
+    assert predicted.ids == ["1", "2", "3"]
+    assert np.array_equal(predicted.labels.sum(axis=1), [1, 0, 2])
+
+
+def test_fold_is_rebuilt_identically_in_a_step_process(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPE)
+    fold = Fold.load(SAMPLE_DIR, None, recipe.data.folds, 3, recipe.data.seed)
+    again = Fold.load(SAMPLE_DIR, None, recipe.data.folds, 3, recipe.data.seed)
+    assert fold.held_out.ids == again.held_out.ids and fold.train.ids == again.train.ids
+    assert set(fold.held_out.ids).isdisjoint(fold.train.ids)
+    with pytest.raises(GenEmotionError, match="fold must be in 0..9"):
+        Fold.load(SAMPLE_DIR, None, 10, 10, 42)
+
+
+def test_in_process_tasks_return_their_predictions(tmp_path: Path) -> None:
+    recipe = load_recipe("recipes/tfidf-logreg.yaml")
+    fold = Fold.load(SAMPLE_DIR, None, 5, 0, 42)
+    result = fit_predict(recipe, fold, tmp_path, tmp_path)
+    assert result.val.probs.shape == (len(fold.val_idx), 11) and result.test.ids == fold.test.ids
+    assert get_task("tfidf").is_fitted(tmp_path) and not get_task("tfidf").isolated(recipe)
+    with pytest.raises(GenEmotionError, match="unknown task"):
+        get_task("regress")
