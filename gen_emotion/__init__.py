@@ -1,6 +1,25 @@
-"""gen-emotion: instruction-tune language models to detect the emotions of tweets."""
+"""gen-emotion: instruction-tune language models to detect the emotions of tweets.
+
+In a notebook or a script: ``EmotionModel.load(run_dir).predict(texts)`` (``gen_emotion.api``), and
+``score(y_true, y_pred)`` for macro-F1, micro-F1, Jaccard and the per-label table (``gen_emotion.metrics``).
+"""
+
+from typing import Any
 
 from gen_emotion.labels import LABELS
 
 __version__ = "0.1.0"
-__all__ = ["LABELS", "__version__"]
+__all__ = ["LABELS", "EmotionModel", "TextPredictions", "score", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    """The API's heavier parts, imported on first use (``import gen_emotion`` stays light)."""
+    if name in ("EmotionModel", "TextPredictions"):
+        from gen_emotion import api
+
+        return getattr(api, name)
+    if name == "score":
+        from gen_emotion.metrics import score
+
+        return score
+    raise AttributeError(f"module 'gen_emotion' has no attribute {name!r}")

@@ -104,7 +104,8 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from gen_emotion.recipes import describe_recipe, find_recipe, load_recipe
+    from gen_emotion.catalog import describe_recipe
+    from gen_emotion.recipes import find_recipe, load_recipe
 
     recipe = load_recipe(args.recipe, list(args.overrides))
     overrides = f", overrides: {' '.join(args.overrides)}" if args.overrides else ""
@@ -128,11 +129,85 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from gen_emotion.pipeline import predict_file
 
+    if sum(x is not None for x in (args.input, args.text)) != 1:
+        raise GenEmotionError("predict takes one of --input FILE (- for standard input) or --text TEXT")
+    if args.text is not None or args.input == Path("-"):
+        return predict_texts(args)
+    if args.out is None:
+        raise GenEmotionError("predict --input FILE needs --out PRED.csv")
     result = predict_file(
         args.run_dir, args.input, args.out, backend=args.backend, with_probs=args.probs, overrides=args.overrides
     )
     extra = f" and {args.out.stem}_probs.csv (the run's thresholds applied)" if result["thresholds"] else ""
     print(f"wrote {args.out}: {result['rows']} rows{extra}")
+    return 0
+
+
+def predict_texts(args: argparse.Namespace) -> int:
+    """``predict --text TEXT`` (repeatable) or ``--input -`` (one text a line on standard input): the labels on
+    standard output, one line per text (``anger, joy`` or ``none``), or a CSV with ``--out``."""
+    import tempfile
+
+    from gen_emotion.labels import LABELS
+    from gen_emotion.pipeline import predict_file
+
+    texts = args.text if args.text is not None else read_standard_input()
+    with tempfile.TemporaryDirectory(prefix="gen-emotion-texts-") as tmp:
+        source = Path(tmp) / "texts.txt"
+        source.write_text("".join(f"{text}\n" for text in texts), encoding="utf-8")
+        out = args.out or Path(tmp) / "predictions.csv"
+        predict_file(args.run_dir, source, out, backend=args.backend, with_probs=args.probs, overrides=args.overrides)
+        if args.out is None:
+            from gen_emotion.data import read_label_file
+
+            for row in read_label_file(out).labels:
+                print(", ".join(label for label, on in zip(LABELS, row) if on) or "none")
+    return 0
+
+
+def read_standard_input() -> list[str]:
+    texts = []
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            texts.append(raw.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError as err:
+            raise GenEmotionError(
+                f"standard input: line {number}: not valid UTF-8 (byte {raw[err.start]:#04x}); give UTF-8 text"
+            ) from None
+    if not texts:
+        raise GenEmotionError("standard input: no text to predict")
+    return texts
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    from gen_emotion.publish import export_model, push_to_hub
+
+    if args.private and not args.push_to_hub:
+        raise GenEmotionError("--private goes with --push-to-hub")
+    if args.push_to_hub and not os.environ.get("HF_TOKEN", "").strip():
+        raise GenEmotionError("--push-to-hub needs a write token in HF_TOKEN; nothing was written or uploaded")
+    description = export_model(args.run_dir, args.out, merged=args.merged)
+    print(f"wrote {args.out}: {description['weights']} of {description['base_model']}, tokenizer, model card")
+    if args.push_to_hub:
+        print(f"pushed to {push_to_hub(args.out, args.push_to_hub, args.private)}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from gen_emotion.catalog import copy_recipe, shipped_recipes
+
+    if args.action == "cp":
+        if len(args.names) != 2:
+            raise GenEmotionError("recipes cp takes a recipe name and a destination: recipes cp NAME DEST")
+        print(f"wrote {copy_recipe(args.names[0], Path(args.names[1]))}")
+        return 0
+    if args.names:
+        raise GenEmotionError("recipes lists the shipped recipes; recipes cp NAME DEST copies one")
+    rows = shipped_recipes()
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        print(f"{row['name']:<{width}}  {row['task']:<8}  {row['where']:<9}  {row['description']}")
+        print(f"{'':<{width}}  time: {row['time']}")
     return 0
 
 
@@ -258,9 +333,10 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path, help="a run folder written by gen-emotion run")
     p.add_argument("overrides", nargs="*", help="generate.* overrides, e.g. generate.batch_size=16")
     p.add_argument(
-        "--input", type=Path, required=True, help="CSV/TSV with ID and Tweet, or .txt with one text per line"
+        "--input", type=Path, default=None, help="CSV/TSV with ID and Tweet, .txt with one text a line, or - (stdin)"
     )
-    p.add_argument("--out", type=Path, required=True, help="predictions CSV to write (ID + 11 labels + output)")
+    p.add_argument("--text", action="append", default=None, help="a text to predict (repeatable); labels printed")
+    p.add_argument("--out", type=Path, default=None, help="predictions CSV to write (ID + 11 labels + output)")
     p.add_argument("--backend", choices=("transformers", "vllm"), default=None, help="generation backend")
     p.add_argument(
         "--probs", action="store_true", help="also write per-label probabilities and apply the run's thresholds"
@@ -293,6 +369,22 @@ def add_file_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", type=Path, required=True, help="the test CSV whose IDs and order the submission follows")
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     p.set_defaults(func=cmd_export)
+
+
+def add_model_commands(sub: argparse._SubParsersAction) -> None:
+    """``export-model`` and ``recipes``."""
+    p = sub.add_parser("export-model", help="write a finished run as a model folder (and push it to the hub)")
+    p.add_argument("run_dir", type=Path, help="a finished run folder")
+    p.add_argument("--out", type=Path, required=True, help="the model folder to write (new or empty)")
+    p.add_argument("--merged", action="store_true", help="merged weights instead of the LoRA adapter")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="upload the folder (HF_TOKEN)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
+    p.set_defaults(func=cmd_export_model)
+
+    p = sub.add_parser("recipes", help="list the shipped recipes, or copy one to edit (recipes cp NAME DEST)")
+    p.add_argument("action", nargs="?", choices=("ls", "cp"), default="ls")
+    p.add_argument("names", nargs="*", help="with cp: the recipe's name and the destination file or folder")
+    p.set_defaults(func=cmd_recipes)
 
 
 def add_comparison_commands(sub: argparse._SubParsersAction) -> None:
@@ -329,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(sub)
     add_file_commands(sub)
     add_comparison_commands(sub)
+    add_model_commands(sub)
     add_pod_commands(sub)
     return parser
 

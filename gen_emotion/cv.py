@@ -137,7 +137,9 @@ def run_cv(
     fold_of = np.full(len(full), -1)
     test_sum = np.zeros((len(test), len(LABELS)))
     summaries = []
-    for k, split in enumerate(splits):
+    from tqdm.auto import tqdm
+
+    for k, split in enumerate(tqdm(splits, desc=f"cv {recipe.name}", unit="fold")):
         fold_dir = run_dir / FOLDS_DIR / f"fold-{k}"
         fold = Fold.load(data_dir, rows, folds, k, recipe.data.seed, data=(full, test), split=split)
         resumed = (fold_dir / FOLD_DONE).is_file()

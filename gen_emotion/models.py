@@ -258,8 +258,8 @@ MERGED_DIR = "merged"
 def merged_model_dir(model_path: str, adapter_dir: Path, recipe: Recipe) -> Path:
     """Merge the LoRA adapter into the base model once; saved beside the adapter in ``generate.dtype``.
 
-    Generation serves this saved copy: ``generate()`` on a model merged in memory by peft ran 2-3x slower
-    here (same forward, same weights), and vLLM needs a folder anyway.
+    Generation serves this saved copy: ``generate()`` on a model merged in memory by peft ran slower than on
+    the same weights loaded from disk (same forward), and vLLM needs a folder anyway.
     """
     import torch
     from peft import PeftModel

@@ -3,7 +3,7 @@
 Every field is declared with ``arg``: its default, its help, and its range or choices. ``load_recipe`` reads
 a YAML file (UTF-8, no key given twice), applies ``section.key=value`` overrides, and checks the whole
 recipe (``recipe_from_dict``: types, ranges, choices, then ``check_recipe`` for what ties fields together)
-before anything is written or rented. ``gen-emotion show`` prints a resolved recipe with each field's help.
+before anything is written or rented. ``catalog`` lists the shipped recipes and shows a resolved one.
 """
 
 from __future__ import annotations
@@ -352,38 +352,6 @@ def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
     return recipe
 
 
-def _constraint(meta: typing.Mapping[str, Any]) -> str:
-    parts = []
-    if meta.get("choices"):
-        parts.append("one of " + ", ".join(meta["choices"]))
-    if meta.get("low") is not None:
-        parts.append(f">= {meta['low']:g}")
-    if meta.get("above") is not None:
-        parts.append(f"> {meta['above']:g}")
-    if meta.get("high") is not None:
-        parts.append(f"<= {meta['high']:g}")
-    return f" [{'; '.join(parts)}]" if parts else ""
-
-
-def describe_recipe(recipe: Recipe) -> str:
-    """The resolved recipe as YAML, each field followed by a comment with its help and constraints."""
-    lines: list[str] = []
-
-    def emit(obj: Any, indent: str) -> None:
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                lines.append((f"{indent}{f.name}:", f"# {type(value).__doc__.splitlines()[0]}"))
-                emit(value, indent + "  ")
-                continue
-            text = yaml.safe_dump({f.name: value}, default_flow_style=True, width=10**6).strip()[1:-1]
-            lines.append((f"{indent}{text}", f"# {f.metadata.get('help', '')}{_constraint(f.metadata)}"))
-
-    emit(recipe, "")
-    width = min(max(len(left) for left, _ in lines) + 2, 60)
-    return "\n".join(f"{left.ljust(width - 2)}  {comment}".replace("``", "") for left, comment in lines) + "\n"
-
-
 # --- Files and overrides ----------------------------------------------------------------------------------------
 
 
@@ -445,7 +413,7 @@ def apply_override(values: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def _shipped_folders() -> tuple[Path, ...]:
+def shipped_folders() -> tuple[Path, ...]:
     here = Path(__file__).parent
     return (here / "_recipes", here.parent / "recipes")
 
@@ -456,7 +424,7 @@ def find_recipe(name_or_path: str | Path) -> Path:
     if path.is_file():
         return path
     stem = path.name.removesuffix(".yaml")
-    for folder in _shipped_folders():
+    for folder in shipped_folders():
         candidate = folder / f"{stem}.yaml"
         if candidate.is_file():
             return candidate
@@ -469,7 +437,7 @@ def accelerate_config_path(name: str) -> Path:
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    for folder in _shipped_folders():
+    for folder in shipped_folders():
         candidate = folder / "accelerate" / f"{path.name.removesuffix('.yaml')}.yaml"
         if candidate.is_file():
             return candidate

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from gen_emotion.files import make_folder, open_output, write_text
 from gen_emotion.labels import LABELS
 
 F1_CHART = "per_label_f1.png"
+LOSS_CHART = "training_loss.png"
 SUPPORT_CHART = "label_support.png"
 MARKDOWN = "report.md"
 INDEX = "index.html"
@@ -76,6 +78,40 @@ def support_chart(labels: np.ndarray, path: Path) -> None:
     figure.tight_layout()
     with open_output(path, binary=True) as handle:
         figure.savefig(handle, format="png")
+
+
+def loss_curves(run_dir: Path) -> list[tuple[list[int], list[float]]]:
+    """The training-loss curves (step, loss) of a run's folds, from their ``train_log.json`` (none for an ensemble,
+    the TF-IDF baseline, or a damaged log, which is skipped)."""
+    curves = []
+    for log in sorted(Path(run_dir).glob("folds/fold-*/train_log.json")):
+        try:
+            history = json.loads(log.read_text(encoding="utf-8"))
+            points = [(int(e["step"]), float(e["loss"])) for e in history if "loss" in e and "step" in e]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        if points:
+            curves.append(([p[0] for p in points], [p[1] for p in points]))
+    return curves
+
+
+def loss_chart(members: list[Member], names: list[str], path: Path) -> bool:
+    """Each run's training loss against the step, one line per fold; ``False`` when no run has a loss log."""
+    curves = [(name, loss_curves(member.run_dir)) for member, name in zip(members, names)]
+    if not any(found for _, found in curves):
+        return False
+    figure = _figure(8, 4)
+    axes = figure.add_subplot(1, 1, 1)
+    for index, (name, found) in enumerate(curves):
+        for k, (steps, losses) in enumerate(found):
+            axes.plot(steps, losses, color=f"C{index}", alpha=0.8, label=name if k == 0 else None)
+    axes.set_xlabel("step")
+    axes.set_ylabel("training loss")
+    axes.set_title("Training loss of each fold")
+    axes.legend(fontsize=8)
+    with open_output(path, binary=True) as handle:
+        figure.savefig(handle, format="png")
+    return True
 
 
 def _fmt(value: Any, pattern: str = "{:.4f}") -> str:
@@ -170,6 +206,11 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     support = members[0].labels.sum(axis=0)
     f1_chart(members, names, out_dir / F1_CHART)
     support_chart(members[0].labels, out_dir / SUPPORT_CHART)
+    has_losses = loss_chart(members, names, out_dir / LOSS_CHART)
+    loss_md = [f"![training loss]({LOSS_CHART})"] if has_losses else []
+    loss_html = (
+        f'<h2>Training loss</h2>\n<img src="{LOSS_CHART}" alt="training loss of each fold">' if has_losses else ""
+    )
 
     label_header = ["label", "support", *names]
     summary, labels = summary_rows(members, names), label_rows(members, support)
@@ -187,6 +228,7 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
             markdown_table(label_header, labels),
             f"![per-label F1]({F1_CHART})",
             f"![label support]({SUPPORT_CHART})",
+            *loss_md,
             "## Runs",
             "\n".join(f"- {name}: `{m.run_dir}`" for name, m in zip(names, members)),
         ]
@@ -208,9 +250,11 @@ img{{max-width:100%}}</style></head><body>
 {html_table(label_header, labels)}
 <h2>Label support</h2>
 <img src="{SUPPORT_CHART}" alt="training rows per label">
+{loss_html}
 <h2>Runs</h2>
 <ul>{run_list}</ul>
 </body></html>
 """
     write_text(out_dir / INDEX, page)
-    return {name: out_dir / name for name in (F1_CHART, SUPPORT_CHART, MARKDOWN, INDEX)}
+    written = (F1_CHART, SUPPORT_CHART, *((LOSS_CHART,) if has_losses else ()), MARKDOWN, INDEX)
+    return {name: out_dir / name for name in written}

@@ -26,6 +26,7 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, write_text
 from gen_emotion.recipes import SECRET_NAMES, Recipe, recipe_from_dict
 
+LIBRARY_LOGGERS = ("transformers", "trl", "peft", "accelerate", "vllm")
 RECIPE_FILE = "recipe.yaml"
 LOG_FILE = "run.log"
 
@@ -96,6 +97,18 @@ def setup_logging(run_dir: Path | None = None, verbose: bool = True) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         handler.addFilter(RedactSecrets())
         root.addHandler(handler)
+    if run_dir is not None:  # the libraries' warnings into run.log too (they print to the terminal themselves)
+        library_file = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+        library_file.setLevel(logging.WARNING)
+        library_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s", "%H:%M:%S"))
+        library_file.addFilter(RedactSecrets())
+        for name in LIBRARY_LOGGERS:
+            library = logging.getLogger(name)
+            for handler in [h for h in library.handlers if getattr(h, "gen_emotion", False)]:
+                library.removeHandler(handler)
+                handler.close()
+            library_file.gen_emotion = True  # type: ignore[attr-defined]
+            library.addHandler(library_file)
 
 
 def load_run_recipe(run_dir: Path) -> Recipe:

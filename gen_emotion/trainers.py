@@ -86,12 +86,27 @@ def read_summary(out_dir: Path) -> dict[str, Any]:
     return read_json(out_dir / TRAINING_SUMMARY, "the training summary written by gen-emotion")
 
 
+def log_callback() -> Any:
+    """A ``TrainerCallback`` that writes the trainer's log lines (loss, learning rate, validation loss) to the
+    run's log too, not only to the progress bar."""
+    from transformers import TrainerCallback
+
+    class LogToRunLog(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+            if state.is_world_process_zero and logs:
+                figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
+                log.info("step %d: %s", state.global_step, figures)
+
+    return LogToRunLog()
+
+
 def train_and_save(
     trainer: Any, tokenizer: Any, out_dir: Path, weights_dir: str, summary: dict[str, Any], started: float
 ) -> dict[str, Any]:
     """Train (resuming from the last checkpoint in ``out_dir/checkpoints``), save the chosen weights and the
     tokenizer in ``out_dir/weights_dir``, and write ``train_log.json`` and ``training.json`` (``summary`` plus
     the trainer's figures). Returns the summary."""
+    trainer.add_callback(log_callback())
     checkpoints = Path(trainer.args.output_dir)
     resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
     if resume:

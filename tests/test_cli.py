@@ -280,3 +280,31 @@ def test_usage_errors_exit_2_with_one_line(capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("gen-emotion: error: ") for line in lines)
     assert "--test" in lines[1] and "see gen-emotion export --help" in lines[1]
+
+
+# --- predict texts --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tfidf_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("texts") / "tfidf"
+    assert main(["run", "recipes/tfidf-logreg.yaml", "--out", str(out)]) == 0
+    return out
+
+
+def test_predict_text_prints_one_line_of_labels_per_text(tfidf_run, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(tfidf_run), "--text", "I love you so much", "--text", "this is disgusting"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert line == "none" or set(line.split(", ")) <= set(LABELS)
+
+
+def test_predict_reads_texts_from_standard_input(tfidf_run, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"first text\n\nthird, with a comma\n")))
+    capsys.readouterr()
+    assert main(["predict", str(tfidf_run), "--input", "-"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # the blank line is a text too
+    assert main(["predict", str(tfidf_run), "--text", "x", "--input", "-"]) == 2
+    assert main(["predict", str(tfidf_run), "--input", str(tfidf_run / "recipe.yaml")]) == 2  # a file needs --out

@@ -25,33 +25,33 @@ def test_there_are_recipes():
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
-def test_every_shipped_recipe_loads(path):
-    recipe = load_recipe(path)
-    assert isinstance(recipe, Recipe)
-    assert recipe.name == path.stem
-    assert recipe.prompt.target_format in ("labels", "python_list")
-    assert recipe.generate.backend in ("transformers", "vllm")
-    assert 0 <= recipe.data.fold < recipe.data.folds
-    assert recipe.train.learning_rate > 0
-    assert recipe.lora.target_modules
-    # every section the file sets is applied (not silently replaced by defaults)
+def test_every_key_a_shipped_recipe_sets_is_applied(path):
+    """Not silently replaced by a default: what the file says is what the recipe holds."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    as_dict = recipe.to_dict()
+    as_dict = load_recipe(path).to_dict()
     for section, values in raw.items():
         if isinstance(values, dict):
             for key, value in values.items():
                 got = as_dict[section][key]
                 assert got == value or (isinstance(got, float) and got == pytest.approx(float(value))), (section, key)
+        else:
+            assert as_dict[section] == values, section
 
 
-def test_cpu_recipe_values():
-    recipe = load_recipe(CPU_RECIPE)
-    assert recipe.model.name == "smollm2-135m-instruct"
-    assert recipe.train.learning_rate == pytest.approx(5e-4)
-    assert isinstance(recipe.train.learning_rate, float)
-    assert isinstance(recipe.train.epochs, float)  # `epochs: 1` in YAML becomes 1.0
-    assert recipe.train.batch_size == 16
-    assert recipe.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_says_how_to_run_it(path):
+    header = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    assert any(f"recipes/{path.name}" in line and "gen-emotion " in line for line in header), path.name
+
+
+def test_yaml_numbers_become_the_declared_types(tmp_path):
+    path = tmp_path / "numbers.yaml"
+    path.write_text("train:\n  epochs: 1\n  learning_rate: 5e-5\n  warmup_steps: 0\n", encoding="utf-8")
+    recipe = load_recipe(path)
+    assert recipe.train.epochs == 1.0 and isinstance(recipe.train.epochs, float)
+    assert recipe.train.learning_rate == pytest.approx(5e-5) and isinstance(recipe.train.learning_rate, float)
+    with pytest.raises(RecipeError, match="train.warmup_steps must be int"):
+        load_recipe(path, ["train.warmup_steps=1.5"])
 
 
 def test_unknown_key_suggests_the_right_one():

@@ -69,3 +69,26 @@ def test_command(runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
     out = tmp_path / "rep"
     assert main(["report", *map(str, runs), "--out", str(out)]) == 0
     assert str(out / INDEX) in capsys.readouterr().out
+
+
+def test_training_loss_curves_come_from_the_folds_logs(tmp_path):
+    import json
+    import shutil
+
+    from gen_emotion.cli import main
+    from gen_emotion.report import LOSS_CHART, loss_curves
+
+    cv = tmp_path / "cv"
+    assert main(["cv", "recipes/tfidf-logreg.yaml", "--folds", "2", "--rows", "60", "--out", str(cv)]) == 0
+    assert loss_curves(cv) == []  # TF-IDF trains no steps
+    written = main(["report", str(cv), "--out", str(tmp_path / "plain")])
+    assert written == 0 and not (tmp_path / "plain" / LOSS_CHART).exists()
+    logged = tmp_path / "logged"
+    shutil.copytree(cv, logged)
+    history = [{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.5}, {"step": 20, "eval_loss": 1.7}]
+    (logged / "folds" / "fold-0" / "train_log.json").write_text(json.dumps(history))
+    (logged / "folds" / "fold-1" / "train_log.json").write_text("not json")  # damaged: skipped, not fatal
+    assert loss_curves(logged) == [([10, 20], [2.0, 1.5])]
+    assert main(["report", str(cv), str(logged), "--out", str(tmp_path / "both")]) == 0
+    assert (tmp_path / "both" / LOSS_CHART).is_file()
+    assert LOSS_CHART in (tmp_path / "both" / "index.html").read_text()
