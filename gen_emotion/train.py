@@ -125,7 +125,10 @@ def _completion_loss_trainer() -> type:
             self.completion_positions_only = completion_positions_only
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not self.completion_positions_only or next(model.parameters()).device.type != "cpu":
+            # The CPU shortcut calls the backbone itself, past DDP's forward: with several processes it would skip
+            # the gradients' all-reduce, so there TRL's own loss runs (as on CUDA).
+            on_cpu = next(model.parameters()).device.type == "cpu"
+            if not self.completion_positions_only or not on_cpu or self.accelerator.num_processes > 1:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if model.training else "eval"
             base = model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -73,6 +73,7 @@ def trainer_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> dict[
         "seed": t.seed,
         "data_seed": t.seed,
         "dataloader_num_workers": 0,
+        "ddp_find_unused_parameters": False,  # LoRA: every trainable weight is used in every step
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +141,16 @@ def test_in_process_tasks_return_their_predictions(tmp_path: Path) -> None:
     assert get_task("tfidf").is_fitted(tmp_path) and not get_task("tfidf").isolated(recipe)
     with pytest.raises(GenEmotionError, match="unknown task"):
         get_task("regress")
+
+
+def test_training_on_several_gpus_runs_under_accelerate_launch():
+    from gen_emotion.recipes import accelerate_config_path
+    from gen_emotion.steps import WORKER, Launcher
+
+    one = Launcher().command("fit")
+    assert one[1:] == ["-m", WORKER]
+    several = Launcher(gpus=4, accelerate_config="fsdp").command("fit")
+    assert several[:2] in (["accelerate", "launch"], [str(Path(sys.executable).with_name("accelerate")), "launch"])
+    assert several[several.index("--config_file") + 1] == str(accelerate_config_path("fsdp"))
+    assert several[several.index("--num_processes") + 1] == "4" and several[-2:] == ["-m", WORKER]
+    assert Launcher(gpus=4).command("predict")[1:] == ["-m", WORKER]  # generation: one process (vLLM splits it)

@@ -1,0 +1,58 @@
+"""What the trainers share: the rows kept aside, and (slow) a training over two processes, as ``accelerate
+launch`` runs it on several GPUs, here ``torchrun`` on the CPU: one adapter, one ``training.json``, the checkpoints
+deleted, and only the main process logging and writing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT, SAMPLE_DIR
+
+from gen_emotion.errors import GenEmotionError
+from gen_emotion.recipes import load_recipe
+from gen_emotion.runs import prepare_run_dir
+from gen_emotion.trainers import split_train_eval
+
+
+def test_rows_kept_aside_are_seeded_disjoint_and_capped():
+    recipe = load_recipe("recipes/smollm2-135m-cpu.yaml", ["data.eval_rows=10", "data.max_train_rows=50"])
+    train, held = split_train_eval(200, recipe)
+    again = split_train_eval(200, recipe)
+    assert np.array_equal(train, again[0]) and np.array_equal(held, again[1])
+    assert len(held) == 10 and len(train) == 50 and not set(train) & set(held)
+    with pytest.raises(GenEmotionError, match="no training rows left"):
+        split_train_eval(0, recipe)
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_adapter_and_only_the_main_one_writes(llama_instruct_dir, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    overrides = [
+        f"model.name={llama_instruct_dir}",
+        "train.max_steps=4",
+        "train.batch_size=4",
+        "train.eval_steps=2",
+        "train.save_steps=2",
+        "train.bf16=false",
+        "data.eval_rows=8",
+    ]
+    prepare_run_dir(load_recipe("recipes/smollm2-135m-cpu.yaml", overrides), run_dir)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc_per_node", "2", "-m", "gen_emotion.worker", "fit"]
+    command += ["--task", "gen_emotion.tasks:GenerateTask", "--run-dir", str(run_dir), "--out", str(run_dir)]
+    command += ["--data", str(SAMPLE_DIR), "--folds", "10", "--fold", "0"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "training.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 4
+    assert (run_dir / "adapter" / "adapter_config.json").is_file() and (run_dir / "train_log.json").is_file()
+    assert not (run_dir / "checkpoints").exists()
+    log = (run_dir / "run.log").read_text()
+    assert log.count("fit step of fold") == 1 and log.count("training done") == 1  # the main process only
