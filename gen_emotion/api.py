@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import read_label_file
+from gen_emotion.data import Columns, read_label_file
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import read_probabilities, write_table
 from gen_emotion.labels import LABELS
+from gen_emotion.recipes import label_set
 from gen_emotion.runs import load_run_recipe
 from gen_emotion.tasks import get_task
 
@@ -37,21 +38,23 @@ class TextPredictions:
 
     texts: list[str]
     labels: np.ndarray
-    """``(n, 11)`` 0/1, columns in ``LABELS`` order."""
+    """``(n, len(columns))`` 0/1, one column per label of ``columns``."""
     outputs: list[str] | None = None
     """The generated text, for a generation run."""
     probs: np.ndarray | None = None
-    """``(n, 11)`` probabilities, where the run has them and they were asked for."""
+    """``(n, len(columns))`` probabilities, where the run has them and they were asked for."""
+    columns: tuple[str, ...] = LABELS
+    """The run's labels, in column order."""
 
     @property
     def label_names(self) -> list[list[str]]:
-        return [[label for label, on in zip(LABELS, row) if on] for row in self.labels]
+        return [[label for label, on in zip(self.columns, row) if on] for row in self.labels]
 
     def to_frame(self) -> Any:
         """A pandas DataFrame: the text, one 0/1 column per label, the output (pandas must be installed)."""
         import pandas as pd
 
-        frame = pd.DataFrame(self.labels, columns=list(LABELS))
+        frame = pd.DataFrame(self.labels, columns=list(self.columns))
         frame.insert(0, "text", self.texts)
         if self.outputs is not None:
             frame["output"] = self.outputs
@@ -102,22 +105,24 @@ class EmotionModel:
 
     def _predict(self, texts: Sequence[str], with_probs: bool) -> TextPredictions:
         texts = [str(text) for text in texts]
+        names = label_set(self.recipe).names
         if not texts:
-            return TextPredictions([], np.zeros((0, len(LABELS)), dtype=np.int64))
+            return TextPredictions([], np.zeros((0, len(names)), dtype=np.int64), columns=names)
         with tempfile.TemporaryDirectory(prefix="gen-emotion-predict-") as tmp:
             source, out = Path(tmp) / "texts.csv", Path(tmp) / "predictions.csv"
-            write_table(source, ["ID", "Tweet"], ([str(i), text] for i, text in enumerate(texts, start=1)))
+            header = [self.recipe.data.id_column, self.recipe.data.text_column]
+            write_table(source, header, ([str(i), text] for i, text in enumerate(texts, start=1)))
             if self.task.isolated(self.recipe):
                 self._predict_in_a_process(source, out, with_probs)
             else:
                 from gen_emotion.pipeline import predict_file
 
                 predict_file(self.run_dir, source, out)
-            predicted = read_label_file(out)
+            predicted = read_label_file(out, Columns(labels=names))
             outputs = _outputs(out) if self.task.base_decision == "greedy" else None
             probs_path = out.with_name(f"{out.stem}_probs.csv")
-            probs = read_probabilities(probs_path)[1] if probs_path.is_file() else None
-        return TextPredictions(texts, predicted.labels, outputs, probs)
+            probs = read_probabilities(probs_path, names)[1] if probs_path.is_file() else None
+        return TextPredictions(texts, predicted.labels, outputs, probs, names)
 
     def _predict_in_a_process(self, source: Path, out: Path, with_probs: bool) -> None:
         command = [sys.executable, "-m", "gen_emotion.cli", "predict", str(self.run_dir), "--input", str(source)]

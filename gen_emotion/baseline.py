@@ -17,7 +17,6 @@ import numpy as np
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import write_json
-from gen_emotion.labels import NUM_LABELS
 from gen_emotion.recipes import Recipe
 from gen_emotion.trainers import TRAINING_SUMMARY
 
@@ -86,6 +85,7 @@ def predict_probs(model_dir: Path, data: EmotionData, model: Any = None) -> np.n
     """Per-label probabilities ``(len(data), 11)`` (``model``: the pipeline already loaded from ``model_dir``)."""
     model = model if model is not None else load_tfidf(model_dir)
     probs = np.asarray(model.predict_proba(_texts(data)), dtype=np.float64)
-    if probs.shape != (len(data), NUM_LABELS):
-        raise GenEmotionError(f"{model_dir}: the model gave shape {probs.shape}, expected ({len(data)}, {NUM_LABELS})")
+    width = len(data.label_names)
+    if probs.shape != (len(data), width):
+        raise GenEmotionError(f"{model_dir}: the model gave shape {probs.shape}, expected ({len(data)}, {width})")
     return np.clip(probs, 0.0, 1.0)

@@ -18,7 +18,6 @@ import numpy as np
 
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.labels import LABELS, NUM_LABELS
 from gen_emotion.models import (
     cuda_available,
     load_kwargs,
@@ -27,7 +26,7 @@ from gen_emotion.models import (
     resolve_any_model,
     torch_dtype,
 )
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import Recipe, label_set
 from gen_emotion.trainers import CHECKPOINT_DIR, train_and_save, trainer_arguments
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,8 @@ def pos_weight(labels: np.ndarray, power: float = 0.5, cap: float | None = 10.0)
     """Per-label ``(negatives / positives) ** power``, at most ``cap``; a label with no positive row
     counts as one positive. ``power=0`` gives all ones (plain BCE)."""
     y = np.asarray(labels, dtype=np.float64)
-    if y.ndim != 2 or y.shape[1] != NUM_LABELS:
-        raise ValueError(f"labels must have shape (n, {NUM_LABELS}), got {y.shape}")
+    if y.ndim != 2 or y.shape[1] < 1:
+        raise ValueError(f"labels must have shape (n, labels), got {y.shape}")
     positives = y.sum(axis=0)
     negatives = len(y) - positives
     weights = (negatives / np.maximum(positives, 1.0)) ** power
@@ -61,18 +60,19 @@ def _weights_dtype(recipe: Recipe, on_cuda: bool) -> Any:
 
 
 def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any:
-    """``AutoModelForSequenceClassification`` with 11 sigmoid outputs, a pad token id, and 4-bit
+    """``AutoModelForSequenceClassification`` with one sigmoid output per label, a pad token id, and 4-bit
     weights when the recipe asks for QLoRA."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    names = label_set(recipe).names
     common = {"revision": recipe.model.revision, "trust_remote_code": recipe.model.trust_remote_code}
     with remote_code_errors(recipe):
         config = AutoConfig.from_pretrained(
             model_path,
-            num_labels=NUM_LABELS,
+            num_labels=len(names),
             problem_type="multi_label_classification",
-            id2label=dict(enumerate(LABELS)),
-            label2id={label: i for i, label in enumerate(LABELS)},
+            id2label=dict(enumerate(names)),
+            label2id={label: i for i, label in enumerate(names)},
             **common,
         )
         if getattr(config, "pad_token_id", None) is None:
@@ -117,17 +117,28 @@ def add_lora(model: Any, recipe: Recipe) -> Any:
     return model
 
 
-def encode(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids of each text, truncated to ``max_length``; an empty text gets one pad token (never dropped)."""
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+def demojize(text: str) -> str:
+    """Emojis as their names (``😂`` -> ``face with tears of joy``): an encoder whose vocabulary lacks them (MiniLM's
+    maps them to ``[UNK]``) reads them as words."""
+    import emoji
+
+    return emoji.demojize(text, delimiters=(" ", " ")).replace("_", " ")
+
+
+def encode(tokenizer: Any, texts: list[str], recipe: Recipe) -> list[list[int]]:
+    """Token ids of each text (emojis named when ``classifier.demojize``), truncated to ``classifier.max_length``;
+    an empty text gets one pad token (never dropped)."""
+    if recipe.classifier.demojize:
+        texts = [demojize(text) for text in texts]
+    encoded = tokenizer(list(texts), truncation=True, max_length=recipe.classifier.max_length)["input_ids"]
     return [ids if ids else [tokenizer.pad_token_id] for ids in encoded]
 
 
-def build_rows(tokenizer: Any, data: EmotionData, max_length: int) -> list[dict[str, Any]]:
+def build_rows(tokenizer: Any, data: EmotionData, recipe: Recipe) -> list[dict[str, Any]]:
     """Training rows: token ids and the 11 labels as floats."""
     if data.labels is None:
         raise GenEmotionError(f"{data.source}: training needs labels")
-    ids = encode(tokenizer, data.texts, max_length)
+    ids = encode(tokenizer, data.texts, recipe)
     return [{"input_ids": row, "labels": [float(v) for v in vector]} for row, vector in zip(ids, data.labels)]
 
 
@@ -205,9 +216,8 @@ def train_classifier(
     if recipe.classifier.use_lora:
         model = add_lora(model, recipe)
     weights = pos_weight(train_data.labels, recipe.classifier.pos_weight_power, recipe.classifier.pos_weight_cap)
-    max_length = recipe.classifier.max_length
-    train_rows = build_rows(tokenizer, train_data, max_length)
-    eval_rows = build_rows(tokenizer, eval_data, max_length) if eval_data is not None and len(eval_data) else None
+    train_rows = build_rows(tokenizer, train_data, recipe)
+    eval_rows = build_rows(tokenizer, eval_data, recipe) if eval_data is not None and len(eval_data) else None
     log.info(
         "classifier %s: training on %d rows%s; pos_weight %s",
         recipe.model.name,
@@ -228,7 +238,7 @@ def train_classifier(
         "model_dir": str(out_dir / MODEL_DIR),
         "train_rows": len(train_rows),
         "eval_rows": len(eval_rows or []),
-        "pos_weight": {label: round(float(w), 4) for label, w in zip(LABELS, weights)},
+        "pos_weight": {label: round(float(w), 4) for label, w in zip(label_set(recipe).names, weights)},
         "lora": recipe.classifier.use_lora,
     }
     summary = train_and_save(trainer, tokenizer, out_dir, MODEL_DIR, summary, started)
@@ -271,10 +281,10 @@ def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -
     import torch
 
     device = next(model.parameters()).device
-    ids = encode(tokenizer, texts, recipe.classifier.max_length)
+    ids = encode(tokenizer, texts, recipe)
     order = np.argsort([len(row) for row in ids], kind="stable")
     collate = make_collator(tokenizer)
-    probs = np.zeros((len(texts), NUM_LABELS), dtype=np.float64)
+    probs = np.zeros((len(texts), len(label_set(recipe))), dtype=np.float64)
     size = recipe.classifier.predict_batch_size
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.train.bf16)
     with torch.inference_mode(), autocast:

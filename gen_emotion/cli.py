@@ -9,7 +9,9 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gen_emotion.errors import GenEmotionError
 
@@ -20,8 +22,13 @@ EXIT_BROKEN_PIPE = 141
 
 def _launcher(args: argparse.Namespace, recipe) -> object:
     """The step launcher for ``--gpus``/``--accelerate-config``, checked against the recipe and this machine."""
-    from gen_emotion.hardware import ModelShape, check_gpu_plan, model_shape
-    from gen_emotion.recipes import accelerate_config_path, accelerate_sharding
+    from gen_emotion.hardware import (
+        ModelShape,
+        accelerate_config_path,
+        accelerate_sharding,
+        check_gpu_plan,
+        model_shape,
+    )
     from gen_emotion.steps import Launcher
     from gen_emotion.tasks import get_task
 
@@ -44,8 +51,12 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
 
 
 def _check_data(data: Path | None) -> None:
-    if data is not None and not (data / "train.csv").is_file():
-        raise GenEmotionError(f"{data}: no train.csv in this folder")
+    from gen_emotion.data import data_file
+
+    if data is not None:
+        if not data.is_dir():
+            raise GenEmotionError(f"--data {data}: not a folder (give the folder that holds the train and test files)")
+        data_file(data, "train")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -148,8 +159,9 @@ def predict_texts(args: argparse.Namespace) -> int:
     standard output, one line per text (``anger, joy`` or ``none``), or a CSV with ``--out``."""
     import tempfile
 
-    from gen_emotion.labels import LABELS
     from gen_emotion.pipeline import predict_file
+    from gen_emotion.recipes import label_set
+    from gen_emotion.runs import load_run_recipe
 
     texts = args.text if args.text is not None else read_standard_input()
     with tempfile.TemporaryDirectory(prefix="gen-emotion-texts-") as tmp:
@@ -158,10 +170,11 @@ def predict_texts(args: argparse.Namespace) -> int:
         out = args.out or Path(tmp) / "predictions.csv"
         predict_file(args.run_dir, source, out, backend=args.backend, with_probs=args.probs, overrides=args.overrides)
         if args.out is None:
-            from gen_emotion.data import read_label_file
+            from gen_emotion.data import Columns, read_label_file
 
-            for row in read_label_file(out).labels:
-                print(", ".join(label for label, on in zip(LABELS, row) if on) or "none")
+            labels = label_set(load_run_recipe(args.run_dir))
+            for row in read_label_file(out, Columns(labels=labels.names)).labels:
+                print(labels.render(row))
     return 0
 
 
@@ -231,10 +244,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from gen_emotion.data import label_counts, read_emotion_file
 
-    data = read_emotion_file(args.path)
+    data = read_emotion_file(args.path, columns=recipe_columns(args.recipe))
     print(f"{args.path}: {len(data)} rows, {'labelled' if data.labels is not None else 'unlabelled'}")
     if data.labels is not None:
-        counts = label_counts(data.labels)
+        counts = label_counts(data.labels, data.label_names)
         width = max(map(len, counts))
         for label, count in counts.items():
             print(f"  {label:<{width}}  {count:>6}  ({count / len(data):.1%})")
@@ -245,14 +258,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe_columns(recipe: str | None) -> Any:
+    """The columns of a recipe's data (``--recipe``), else the Kaggle/SemEval ones."""
+    from gen_emotion.data import SEMEVAL_COLUMNS
+    from gen_emotion.recipes import columns, load_recipe
+
+    return columns(load_recipe(recipe)) if recipe else SEMEVAL_COLUMNS
+
+
 def cmd_score(args: argparse.Namespace) -> int:
-    from gen_emotion.data import read_label_file
+    from gen_emotion.data import ID_COLUMN, DataError, read_label_file
     from gen_emotion.export import align
     from gen_emotion.metrics import format_table, score
 
-    gold = read_label_file(args.gold)
-    predictions = read_label_file(args.pred)
-    scores = score(gold.labels, align(gold.ids, predictions, what="gold"))
+    columns = recipe_columns(args.recipe)
+    gold = read_label_file(args.gold, columns)
+    try:  # the toolkit's own prediction files name their ID column ID, whatever the data's is
+        predictions = read_label_file(args.pred, replace(columns, id=ID_COLUMN, labels=gold.label_names))
+    except DataError:
+        predictions = read_label_file(args.pred, replace(columns, labels=gold.label_names))
+    scores = score(gold.labels, align(gold.ids, predictions, what="gold"), gold.label_names)
     print(json.dumps(scores, indent=2) if args.json else format_table(scores))
     return 0
 
@@ -260,7 +285,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from gen_emotion.export import export_submission
 
-    rows = export_submission(args.pred, args.test, args.out)
+    rows = export_submission(args.pred, args.test, args.out, recipe_columns(args.recipe))
     print(f"wrote {args.out}: {rows} rows in {args.test} order")
     return 0
 
@@ -354,20 +379,24 @@ def add_file_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("parse", help="read one generation per line on stdin, write 0/1 label rows as CSV")
     p.set_defaults(func=cmd_parse)
 
+    recipe_help = "take the ID, text and label columns from this recipe (default: the Kaggle/SemEval ones)"
     p = sub.add_parser("check", help="validate a train/test file and print its label counts")
     p.add_argument("path", type=Path)
+    p.add_argument("--recipe", default=None, help=recipe_help)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("score", help="score predictions against gold labels, matched by ID")
     p.add_argument("pred", type=Path, help="predictions CSV (ID + 11 label columns)")
     p.add_argument("gold", type=Path, help="gold CSV (train format, or ID + 11 label columns)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--recipe", default=None, help=recipe_help)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("export", help="write a Kaggle submission in the test file's order")
     p.add_argument("pred", type=Path, help="predictions CSV (ID + 11 label columns)")
     p.add_argument("--test", type=Path, required=True, help="the test CSV whose IDs and order the submission follows")
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    p.add_argument("--recipe", default=None, help=recipe_help)
     p.set_defaults(func=cmd_export)
 
 

@@ -24,9 +24,8 @@ from gen_emotion.data import EmotionData, fold_indices
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.files import read_json, write_json
-from gen_emotion.labels import LABELS
 from gen_emotion.metrics import macro_f1, score
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import Recipe, columns, with_header_labels
 from gen_emotion.runs import (
     default_run_dir,
     machine,
@@ -67,8 +66,8 @@ def _check_settings(run_dir: Path, recipe: Recipe, settings: dict[str, Any]) -> 
 def _load_fold(fold_dir: Path, held_out: EmotionData, test: EmotionData) -> tuple[np.ndarray, np.ndarray, dict]:
     """A finished fold's saved predictions, checked against the rows it must cover."""
     summary = read_json(fold_dir / FOLD_DONE, "the fold's figures written by gen-emotion cv")
-    val_ids, val = read_probabilities(fold_dir / "val_probs.csv")
-    test_ids, tst = read_probabilities(fold_dir / "test_probs.csv")
+    val_ids, val = read_probabilities(fold_dir / "val_probs.csv", held_out.label_names)
+    test_ids, tst = read_probabilities(fold_dir / "test_probs.csv", held_out.label_names)
     if val_ids != held_out.ids or test_ids != test.ids:
         raise GenEmotionError(f"{fold_dir} was written for other rows; use a new --out")
     return val, tst, summary
@@ -84,8 +83,9 @@ def run_fold(
     started = time.perf_counter()
     result = fit_predict(recipe, fold, fold_dir, run_dir, task=task, launcher=launcher)
     val, tst = result.val.scores, result.test.scores
-    write_probabilities(fold_dir / "val_probs.csv", result.val.ids, val)
-    write_probabilities(fold_dir / "test_probs.csv", result.test.ids, tst)
+    names = fold.full.label_names
+    write_probabilities(fold_dir / "val_probs.csv", result.val.ids, val, names)
+    write_probabilities(fold_dir / "test_probs.csv", result.test.ids, tst, names)
     summary = {
         **result.training,
         "predict_s": result.seconds["predict_s"],
@@ -125,19 +125,22 @@ def run_cv(
     task = task or get_task(recipe.task)
     started = time.perf_counter()
     data_dir = data_dir or sample_data_dir()
-    full, test = read_data(data_dir, rows)
+    full, test = read_data(data_dir, rows, columns(recipe))
+    recipe = with_header_labels(recipe, full.label_names)
     splits = fold_indices(full.labels, folds, recipe.data.seed)
     settings = {"folds": folds, "seed": recipe.data.seed, "rows": len(full), "test_rows": len(test)}
     _check_settings(run_dir, recipe, {**settings, "data": str(data_dir)})
     setup_logging(run_dir)
     log.info("cv %s (%s): %d rows in %d folds, %d test rows", recipe.name, recipe.task, len(full), folds, len(test))
 
-    oof = np.zeros((len(full), len(LABELS)))
+    from tqdm.auto import tqdm
+
+    width = len(full.label_names)
+    oof = np.zeros((len(full), width))
     covered = np.zeros(len(full), dtype=np.int64)
     fold_of = np.full(len(full), -1)
-    test_sum = np.zeros((len(test), len(LABELS)))
+    test_sum = np.zeros((len(test), width))
     summaries = []
-    from tqdm.auto import tqdm
 
     for k, split in enumerate(tqdm(splits, desc=f"cv {recipe.name}", unit="fold")):
         fold_dir = run_dir / FOLDS_DIR / f"fold-{k}"
@@ -174,17 +177,17 @@ def finish_cv(
     folds' own time plus this step's, so a resumed run reports what the whole run cost."""
     finishing = time.perf_counter()
     hard = any(s.get("hard") for s in summaries)
-    y = full.labels
-    thresholds = np.full(len(LABELS), 0.5) if hard else tune_thresholds(y, oof)
+    y, names = full.labels, full.label_names
+    thresholds = np.full(len(names), 0.5) if hard else tune_thresholds(y, oof)
     oof_pred, test_pred = apply_thresholds(oof, thresholds), apply_thresholds(test_scores, thresholds)
     if not hard:
-        write_probabilities(run_dir / "oof_probs.csv", full.ids, oof)
-        write_probabilities(run_dir / "test_probs.csv", test.ids, test_scores)
-    write_predictions(run_dir / "oof_predictions.csv", full.ids, oof_pred)
-    write_predictions(run_dir / "oof_labels.csv", full.ids, y)
-    write_predictions(run_dir / "test_predictions.csv", test.ids, test_pred)
-    write_submission(run_dir / "submission.csv", test.ids, test_pred)
-    write_json(run_dir / "thresholds.json", thresholds_to_dict(thresholds))
+        write_probabilities(run_dir / "oof_probs.csv", full.ids, oof, names)
+        write_probabilities(run_dir / "test_probs.csv", test.ids, test_scores, names)
+    write_predictions(run_dir / "oof_predictions.csv", full.ids, oof_pred, names=names)
+    write_predictions(run_dir / "oof_labels.csv", full.ids, y, names=names)
+    write_predictions(run_dir / "test_predictions.csv", test.ids, test_pred, names=names)
+    write_submission(run_dir / "submission.csv", test.ids, test_pred, names, recipe.data.id_column)
+    write_json(run_dir / "thresholds.json", thresholds_to_dict(thresholds, names))
 
     folds = len(summaries)
     per_fold = []
@@ -195,7 +198,7 @@ def finish_cv(
                 "fold": s["fold"],
                 "rows": int(rows.sum()),
                 "macro_f1": macro_f1(y[rows], oof_pred[rows]),
-                "macro_f1_at_0_5": macro_f1(y[rows], apply_thresholds(oof[rows], np.full(len(LABELS), 0.5))),
+                "macro_f1_at_0_5": macro_f1(y[rows], apply_thresholds(oof[rows], np.full(len(names), 0.5))),
                 "seconds": s.get("seconds"),
                 "train_s": round(s.get("seconds", 0) - s.get("predict_s", 0), 2),
                 "predict_s": s.get("predict_s"),
@@ -208,7 +211,7 @@ def finish_cv(
     cuda = [s["peak_cuda_mib"] for s in summaries if "peak_cuda_mib" in s]
     if cuda:
         memory["peak_cuda_mib"] = max(cuda)
-    scores = score(y, oof_pred)
+    scores = score(y, oof_pred, names)
     metrics = {
         "name": recipe.name,
         "kind": "cv",
@@ -218,10 +221,10 @@ def finish_cv(
         "folds": folds,
         "seed": recipe.data.seed,
         **{k: scores[k] for k in ("macro_f1", "micro_f1", "jaccard", "rows")},
-        "macro_f1_at_0_5": macro_f1(y, apply_thresholds(oof, np.full(len(LABELS), 0.5))),
+        "macro_f1_at_0_5": macro_f1(y, apply_thresholds(oof, np.full(len(names), 0.5))),
         "macro_f1_thresholds_cv": None if hard else cross_validated_macro_f1(y, oof, seed=recipe.data.seed),
         "per_label": scores["per_label"],
-        "thresholds": thresholds_to_dict(thresholds),
+        "thresholds": thresholds_to_dict(thresholds, names),
         "per_fold": per_fold,
         "per_fold_macro_f1_mean": float(np.mean(fold_scores)),
         "per_fold_macro_f1_std": float(np.std(fold_scores)),

@@ -1,14 +1,18 @@
-"""Read and validate labelled and unlabelled tweet files, and split them into folds.
+"""Read and validate labelled and unlabelled text files, and split them into folds.
 
 Reads the Kaggle "Emotion Detection" CSV files (``ID,Tweet,`` + 11 label columns; the test
-file's label columns hold ``NONE``) and SemEval-2018 Task 1 E-c tab-separated files. Every
-problem is reported as one line naming the file, the row and what is wrong; no row is ever
-dropped or reordered, and IDs are always strings.
+file's label columns hold ``NONE``), SemEval-2018 Task 1 E-c tab-separated files, and the same
+columns as JSON Lines (``.jsonl``, one object a line), Parquet (``.parquet``) or a local Hugging
+Face ``datasets`` folder (``save_to_disk``; ``formats``). Which columns hold the ID, the text and
+the labels is a ``Columns`` (the recipe's ``data.id_column``, ``data.text_column`` and
+``data.labels``; the labels may be every other column of the header). Every problem is reported as
+one line naming the file, the row and what is wrong; no row is ever dropped or reordered, and IDs
+are always strings.
 
 Header: column names are matched ignoring case and surrounding white space, so ``id``,
 `` Tweet `` and ``ANGER`` are the ``ID``, ``Tweet`` and ``anger`` columns. A header that names one
-of these 13 columns twice (``joy`` and ``Joy ``) is an error naming both positions; any other
-column (a predictions file's ``output``) is ignored. The 11 label columns are all present, or
+of these columns twice (``joy`` and ``Joy ``) is an error naming both positions; any other
+column (a predictions file's ``output``) is ignored. The label columns are all present, or
 (for a file to predict) all absent.
 
 Rows: ``row N`` in a message is the record number, not the physical line: the header is row 1
@@ -32,11 +36,26 @@ from pathlib import Path
 import numpy as np
 
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.labels import LABELS, NUM_LABELS
+from gen_emotion.labels import LABELS
 
 ID_COLUMN = "ID"
 TEXT_COLUMN = "Tweet"
 UNLABELLED = "NONE"
+NOT_LABELS = ("output",)
+"""Columns that are never labels when the labels are read from the header (a predictions file's outputs)."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a data file hold the ID, the text and the labels (names matched as the header's are)."""
+
+    id: str = ID_COLUMN
+    text: str = TEXT_COLUMN
+    labels: tuple[str, ...] | None = LABELS
+    """The label columns, in order; ``None``: every other column of the header, in its order."""
+
+
+SEMEVAL_COLUMNS = Columns()
 
 _MAX_FIELD = 2**31 - 1
 """The largest field limit the csv module takes everywhere (it is a C ``long``: 32 bits on Windows)."""
@@ -52,21 +71,19 @@ def _fold(name: str) -> str:
     return name.replace("\ufeff", "").strip().casefold()
 
 
-_KNOWN_COLUMNS = {_fold(name): name for name in (ID_COLUMN, TEXT_COLUMN, *LABELS)}
-
-
 class DataError(GenEmotionError):
     """A data file is missing, unreadable or malformed."""
 
 
 @dataclass
 class EmotionData:
-    """Tweets in file order: string IDs, texts, and an ``(n, 11)`` 0/1 array or ``None``."""
+    """Texts in file order: string IDs, texts, and an ``(n, len(label_names))`` 0/1 array or ``None``."""
 
     ids: list[str]
     texts: list[str]
     labels: np.ndarray | None
     source: str = ""
+    label_names: tuple[str, ...] = LABELS
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -80,6 +97,7 @@ class EmotionData:
             texts=[self.texts[i] for i in idx],
             labels=labels,
             source=self.source,
+            label_names=self.label_names,
         )
 
 
@@ -104,12 +122,14 @@ def _where(row: int, line: int) -> str:
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where the known columns are: the header's width, ``ID``, ``Tweet`` (or None), the labels (or [])."""
+    """Where the known columns are: the header's width, the ID, the text (or None), the labels (or [])."""
 
     width: int
     id_at: int
     text_at: int | None
     label_at: list[int]
+    names: tuple[str, ...]
+    """The label names, in column order."""
 
 
 def _read_text(path: Path) -> str:
@@ -194,11 +214,19 @@ def _parse(path: Path, text: str) -> list[_Record]:
     return records
 
 
-def _layout(path: Path, header: _Record, require_labels: bool, require_text: bool) -> _Layout:
+def _header_labels(header: _Record, columns: Columns) -> tuple[str, ...]:
+    """The label columns when they come from the header: every column but the ID, the text and ``NOT_LABELS``."""
+    others = {_fold(columns.id), _fold(columns.text), *(_fold(name) for name in NOT_LABELS)}
+    return tuple(name.replace("\ufeff", "").strip() for name in header.fields if _fold(name) not in others)
+
+
+def _layout(path: Path, header: _Record, require_labels: bool, require_text: bool, columns: Columns) -> _Layout:
     """Find the known columns in the header (names folded by ``_fold``); a missing or repeated one is an error."""
+    labels = columns.labels if columns.labels is not None else _header_labels(header, columns)
+    known = {_fold(name): name for name in (columns.id, columns.text, *labels)}
     at: dict[str, int] = {}
     for position, name in enumerate(header.fields):
-        column = _KNOWN_COLUMNS.get(_fold(name))
+        column = known.get(_fold(name))
         if column in at:
             first = at[column]
             raise DataError(
@@ -207,14 +235,14 @@ def _layout(path: Path, header: _Record, require_labels: bool, require_text: boo
             )
         if column is not None:
             at[column] = position
-    for column in (ID_COLUMN, TEXT_COLUMN) if require_text else (ID_COLUMN,):
+    for column in (columns.id, columns.text) if require_text else (columns.id,):
         if column not in at:
             raise DataError(f"{path}: {header.where}: missing column {column!r} (header: {','.join(header.fields)!r})")
-    missing = [label for label in LABELS if label not in at]
-    if missing and (require_labels or len(missing) < NUM_LABELS):
-        raise DataError(f"{path}: {header.where}: missing label column(s) {', '.join(missing)}")
-    label_at = [] if missing else [at[label] for label in LABELS]
-    return _Layout(len(header.fields), at[ID_COLUMN], at.get(TEXT_COLUMN), label_at)
+    missing = [label for label in labels if label not in at]
+    if (missing and (require_labels or len(missing) < len(labels))) or (require_labels and not labels):
+        raise DataError(f"{path}: {header.where}: missing label column(s) {', '.join(missing) or '(none found)'}")
+    label_at = [] if missing else [at[label] for label in labels]
+    return _Layout(len(header.fields), at[columns.id], at.get(columns.text), label_at, tuple(labels))
 
 
 def _check_width(path: Path, record: _Record, width: int) -> None:
@@ -237,12 +265,12 @@ def _row_id(path: Path, record: _Record, id_at: int, first_row: dict[str, int]) 
     return row_id
 
 
-def _row_labels(path: Path, record: _Record, label_at: list[int], require_labels: bool) -> list[int] | None:
+def _row_labels(path: Path, record: _Record, layout: _Layout, require_labels: bool) -> list[int] | None:
     """The row's 0/1 labels, or None for a file without label columns or a row of ``NONE``."""
-    values = [record.fields[i].strip() for i in label_at]
-    if not values or (not require_labels and all(v.upper() == UNLABELLED for v in values)):
+    values = [record.fields[i].strip() for i in layout.label_at]
+    if not values or (not require_labels and all(v.upper() in (UNLABELLED, "") for v in values)):
         return None
-    for label, value in zip(LABELS, values):
+    for label, value in zip(layout.names, values):
         if value not in {"0", "1"}:
             raise DataError(f"{path}: {record.where}: label {label!r} is {value!r}, expected 0 or 1")
     return [int(v) for v in values]
@@ -270,51 +298,80 @@ def _rows(
         _check_width(path, record, layout.width)
         ids.append(_row_id(path, record, layout.id_at, first_row))
         texts.append("" if layout.text_at is None else record.fields[layout.text_at])
-        vectors.append(_row_labels(path, record, layout.label_at, require_labels))
+        vectors.append(_row_labels(path, record, layout, require_labels))
         _check_kind(path, record, vectors[-1] is not None, records[0], vectors[0] is not None)
     labels = None if vectors[0] is None else np.asarray(vectors, dtype=np.int64)
     return ids, texts, labels
 
 
-def read_emotion_file(path: str | Path, *, require_labels: bool = False, require_text: bool = True) -> EmotionData:
-    """Read a Kaggle CSV or SemEval TSV file of tweets.
+def _all_records(path: Path) -> list[_Record]:
+    """The file's records: delimited text, or a JSON Lines, Parquet or datasets table (``formats``)."""
+    from gen_emotion.formats import is_table, table_rows
+
+    if not is_table(path):
+        return _parse(path, _read_text(path))
+    return [_Record(row, line, fields) for row, (line, fields) in enumerate(table_rows(path), start=1)]
+
+
+def read_emotion_file(
+    path: str | Path, *, require_labels: bool = False, require_text: bool = True, columns: Columns = SEMEVAL_COLUMNS
+) -> EmotionData:
+    """Read a file of texts (CSV, TSV, JSON Lines, Parquet, or a datasets folder).
 
     With ``require_labels`` every label column must exist and hold 0 or 1. Otherwise label
     columns may be absent or hold ``NONE`` (a test file), and the result has ``labels=None``.
-    Without ``require_text`` the ``Tweet`` column may be absent (a predictions file); texts are
+    Without ``require_text`` the text column may be absent (a predictions file); texts are
     then empty strings. Header names and row numbers follow the module's rules.
     """
     path = Path(path)
-    records = _parse(path, _read_text(path))
+    records = _all_records(path)
     if not records:
         raise DataError(f"{path}: file is empty")
-    layout = _layout(path, records[0], require_labels, require_text)
+    layout = _layout(path, records[0], require_labels, require_text, columns)
     if len(records) == 1:
         raise DataError(f"{path}: file has a header but no rows")
     ids, texts, labels = _rows(path, records[1:], layout, require_labels)
-    return EmotionData(ids=ids, texts=texts, labels=labels, source=str(path))
+    return EmotionData(ids=ids, texts=texts, labels=labels, source=str(path), label_names=layout.names)
 
 
-def read_train(path: str | Path) -> EmotionData:
+def read_train(path: str | Path, columns: Columns = SEMEVAL_COLUMNS) -> EmotionData:
     """Read a labelled training file; every label must be 0 or 1."""
-    return read_emotion_file(path, require_labels=True)
+    return read_emotion_file(path, require_labels=True, columns=columns)
 
 
-def read_test(path: str | Path) -> EmotionData:
+def read_test(path: str | Path, columns: Columns = SEMEVAL_COLUMNS) -> EmotionData:
     """Read a file to predict; its labels, if any, are ignored."""
-    data = read_emotion_file(path, require_labels=False)
+    data = read_emotion_file(path, require_labels=False, columns=columns)
     data.labels = None
     return data
 
 
-def read_label_file(path: str | Path) -> EmotionData:
-    """Read ``ID`` + 11 label columns of 0/1 (predictions or gold labels); ``Tweet`` is optional."""
-    return read_emotion_file(path, require_labels=True, require_text=False)
+def read_label_file(path: str | Path, columns: Columns = SEMEVAL_COLUMNS) -> EmotionData:
+    """Read an ID column and the label columns of 0/1 (predictions or gold labels); the text is optional."""
+    return read_emotion_file(path, require_labels=True, require_text=False, columns=columns)
 
 
-def label_counts(labels: np.ndarray) -> dict[str, int]:
+def data_file(data_dir: Path, split: str) -> Path:
+    """The ``split`` (``train`` or ``test``) file of a data folder: ``SPLIT.csv``, ``.tsv``, ``.jsonl``,
+    ``.parquet``, or a ``datasets`` folder ``SPLIT/``; exactly one of them."""
+    from gen_emotion.formats import TABLE_SUFFIXES
+
+    candidates = [data_dir / f"{split}{suffix}" for suffix in (".csv", ".tsv", *TABLE_SUFFIXES)]
+    found = [path for path in candidates if path.is_file()]
+    if (data_dir / split).is_dir():
+        found.append(data_dir / split)
+    if not found:
+        raise DataError(
+            f"{data_dir}: no {split} file in this folder ({split}.csv, .tsv, .jsonl, .parquet or a datasets folder)"
+        )
+    if len(found) > 1:
+        raise DataError(f"{data_dir}: holds {' and '.join(p.name for p in found)}; keep one {split} file")
+    return found[0]
+
+
+def label_counts(labels: np.ndarray, names: tuple[str, ...] = LABELS) -> dict[str, int]:
     """The number of positive rows per label."""
-    return {label: int(count) for label, count in zip(LABELS, np.asarray(labels).sum(axis=0))}
+    return {label: int(count) for label, count in zip(names, np.asarray(labels).sum(axis=0))}
 
 
 def fold_indices(labels: np.ndarray, n_splits: int = 10, seed: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:

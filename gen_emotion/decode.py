@@ -1,4 +1,4 @@
-"""Turn generated text back into an 11-way 0/1 label vector.
+"""Turn generated text back into a 0/1 label vector (the SemEval 11 labels, or any ``LabelSet``).
 
 Constrained generation always writes the canonical form (``anger, disgust`` or ``none``), but
 the parser also reads what unconstrained models write: any order or case, lists in Python or
@@ -22,13 +22,13 @@ count: it does not cancel another, un-negated mention of the same label (``joy, 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 
-from gen_emotion.labels import LABELS, NUM_LABELS
+from gen_emotion.labels import LABELS, SEMEVAL, LabelSet
 
 END_OF_TURN_TOKENS: tuple[str, ...] = (
     "<|im_end|>",
@@ -228,8 +228,9 @@ def is_negator(word: str) -> bool:
     return word in NEGATORS or word.endswith(("n't", "n\u2019t"))
 
 
-def asserted_labels(text: str) -> set[str]:
-    """The labels that ``text`` names outside the reach of a negation (see the module docstring)."""
+def asserted_labels(text: str, word_label: Callable[[str], str | None] = word_to_label) -> set[str]:
+    """The labels that ``text`` names outside the reach of a negation (see the module docstring); ``word_label``
+    says which label a word names (the SemEval default: names, word forms and misspellings)."""
     found: set[str] = set()
     reach = 0  # how many more words the last negator reaches
     for word in _tokens(text):
@@ -240,27 +241,44 @@ def asserted_labels(text: str) -> set[str]:
         elif reach == NEGATION_REACH and word in NOT_NEGATING_NEXT:
             reach = 0
         else:
-            label = word_to_label(word)
+            label = word_label(word)
             if label is not None and reach == 0:
                 found.add(label)
             reach = max(reach - 1, 0)
     return found
 
 
-def parse(text: str | None) -> np.ndarray:
-    """Parse one generation into an int vector of 11 zeros and ones. Never raises.
+def parse(text: str | None, labels: LabelSet = SEMEVAL) -> np.ndarray:
+    """Parse one generation into an int vector of one 0/1 per label. Never raises.
 
-    ``none``, ``neutral``, ``no emotion``, empty text and text naming no label all give zeros.
+    ``none``, ``neutral``, ``no emotion``, empty text and text naming no label give zeros (with a
+    ``none_label``: that label alone). For a label set other than the SemEval default, a string of the
+    output grammar is read exactly, and free text by the set's names and aliases (no misspellings).
     """
-    out = np.zeros(NUM_LABELS, dtype=np.int64)
+    out = np.zeros(len(labels), dtype=np.int64)
     if not isinstance(text, str):
-        return out
-    for label in asserted_labels(strip_end_of_turn(text)):
-        out[_INDEX[label]] = 1
-    return out
+        return labels.with_none(out)
+    text = strip_end_of_turn(text)
+    if labels is SEMEVAL:
+        found = asserted_labels(text)
+    else:
+        exact = labels.from_canonical(text.strip()) if text.strip() else None
+        if exact is not None:
+            return exact
+        found = asserted_labels(text, _lookup(labels).get)
+    index = {name: i for i, name in enumerate(labels.names)}
+    for label in found:
+        out[index[label]] = 1
+    return labels.with_none(out)
 
 
-def parse_many(texts: Iterable[str | None]) -> np.ndarray:
-    """Parse each text; returns an int array of shape ``(n, 11)``."""
-    rows = [parse(text) for text in texts]
-    return np.stack(rows) if rows else np.zeros((0, NUM_LABELS), dtype=np.int64)
+@lru_cache(maxsize=16)
+def _lookup(labels: LabelSet) -> dict[str, str]:
+    """The lower-case words that name a label of ``labels`` (one-word names and aliases)."""
+    return labels.alias_map()
+
+
+def parse_many(texts: Iterable[str | None], labels: LabelSet = SEMEVAL) -> np.ndarray:
+    """Parse each text; returns an int array of shape ``(n, len(labels))``."""
+    rows = [parse(text, labels) for text in texts]
+    return np.stack(rows) if rows else np.zeros((0, len(labels)), dtype=np.int64)

@@ -10,6 +10,7 @@ probability files when it averaged or stacked probabilities), so it can be repor
 
 from __future__ import annotations
 
+import csv
 import itertools
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from gen_emotion.cv import METRICS
-from gen_emotion.data import read_label_file
+from gen_emotion.data import Columns, read_label_file
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.files import make_folder, read_json, write_json
@@ -42,21 +43,24 @@ class Member:
     test_pred: np.ndarray
     oof_probs: np.ndarray | None = None
     test_probs: np.ndarray | None = None
+    label_names: tuple[str, ...] = LABELS
+    id_column: str = "ID"
+    """The ID column of its submission (the data's)."""
 
     @property
     def has_probs(self) -> bool:
         return self.oof_probs is not None and self.test_probs is not None
 
 
-def _labels(path: Path) -> tuple[list[str], np.ndarray]:
-    data = read_label_file(path)
-    return data.ids, data.labels
+def _labels(path: Path) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+    data = read_label_file(path, Columns(labels=None))  # the label columns as the file has them
+    return data.ids, data.labels, data.label_names
 
 
 NUMBERS = ("macro_f1", "macro_f1_thresholds_cv", "per_fold_macro_f1_std", "micro_f1", "jaccard", "wall_s")
 
 
-def check_metrics(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
+def check_metrics(metrics: dict[str, Any], path: Path, names: tuple[str, ...] = LABELS) -> dict[str, Any]:
     """The fields of an ``oof_metrics.json`` that ensembles and reports read, checked: a damaged or foreign file
     is a one-line error naming the file and the field."""
     expected = "expected the oof_metrics.json of gen-emotion cv or ensemble"
@@ -75,9 +79,11 @@ def check_metrics(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
     per_label = metrics.get("per_label")
     if not isinstance(per_label, dict) or any(
         not isinstance(per_label.get(label), dict) or not isinstance(per_label[label].get("f1"), (int, float))
-        for label in LABELS
+        for label in names
     ):
-        raise damaged("per_label", "a mapping of each of the 11 labels to its precision, recall, f1 and support")
+        raise damaged(
+            "per_label", f"a mapping of each of the {len(names)} labels to its precision, recall, f1 and support"
+        )
     return metrics
 
 
@@ -87,19 +93,33 @@ def load_member(run_dir: Path) -> Member:
     metrics_path = run_dir / METRICS
     if not metrics_path.is_file():
         raise GenEmotionError(f"{run_dir}: no {METRICS}; pass finished gen-emotion cv or ensemble folders")
-    metrics = check_metrics(read_json(metrics_path, f"the {METRICS} of a gen-emotion cv or ensemble run"), metrics_path)
-    ids, labels = _labels(run_dir / "oof_labels.csv")
-    pred_ids, oof_pred = _labels(run_dir / "oof_predictions.csv")
-    test_ids, test_pred = _labels(run_dir / "test_predictions.csv")
+    metrics = read_json(metrics_path, f"the {METRICS} of a gen-emotion cv or ensemble run")
+    ids, labels, names = _labels(run_dir / "oof_labels.csv")
+    check_metrics(metrics, metrics_path, names)
+    pred_ids, oof_pred, pred_names = _labels(run_dir / "oof_predictions.csv")
+    test_ids, test_pred, test_names = _labels(run_dir / "test_predictions.csv")
     if pred_ids != ids:
         raise GenEmotionError(f"{run_dir}: oof_predictions.csv and oof_labels.csv list different IDs")
+    if pred_names != names or test_names != names:
+        raise GenEmotionError(f"{run_dir}: its prediction files have other label columns than oof_labels.csv")
     member = Member(run_dir, metrics.get("name") or run_dir.name, metrics, ids, labels, oof_pred, test_ids, test_pred)
+    member.label_names = names
+    member.id_column = _submission_id_column(run_dir / "submission.csv")
     if metrics.get("has_probabilities") and (run_dir / "oof_probs.csv").is_file():
-        prob_ids, member.oof_probs = read_probabilities(run_dir / "oof_probs.csv")
-        test_prob_ids, member.test_probs = read_probabilities(run_dir / "test_probs.csv")
+        prob_ids, member.oof_probs = read_probabilities(run_dir / "oof_probs.csv", names)
+        test_prob_ids, member.test_probs = read_probabilities(run_dir / "test_probs.csv", names)
         if prob_ids != ids or test_prob_ids != test_ids:
             raise GenEmotionError(f"{run_dir}: the probability files list other IDs than the prediction files")
     return member
+
+
+def _submission_id_column(path: Path) -> str:
+    """The first column of a run's submission (its data's ID column), ``ID`` where there is none."""
+    if not path.is_file():
+        return "ID"
+    with path.open(encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), None)
+    return header[0] if header else "ID"
 
 
 def _reorder(values: np.ndarray | None, ids: list[str], order: list[str]) -> np.ndarray | None:
@@ -116,6 +136,11 @@ def align_members(members: list[Member]) -> None:
         raise GenEmotionError("an ensemble needs at least two run folders")
     first = members[0]
     for m in members[1:]:
+        if m.label_names != first.label_names:
+            raise GenEmotionError(
+                f"{m.run_dir} and {first.run_dir} have other label columns ({', '.join(m.label_names)} against "
+                f"{', '.join(first.label_names)}); ensemble runs of the same labels"
+            )
         for what, mine, theirs in (("training", m.ids, first.ids), ("test", m.test_ids, first.test_ids)):
             missing, extra = set(theirs) - set(mine), set(mine) - set(theirs)
             if missing or extra:
@@ -228,16 +253,17 @@ def write_ensemble(
     make_folder(out_dir, "--out")
     first = members[0]
     y, oof, thresholds, stacked = first.labels, result["oof"], result["thresholds"], result["mode"] == "stack"
+    labels = first.label_names
     if result["mode"] in ("average", "stack"):
-        write_probabilities(out_dir / "oof_probs.csv", first.ids, oof)
-        write_probabilities(out_dir / "test_probs.csv", first.test_ids, result["test"])
-    write_predictions(out_dir / "oof_labels.csv", first.ids, y)
-    write_predictions(out_dir / "oof_predictions.csv", first.ids, result["oof_pred"])
-    write_predictions(out_dir / "test_predictions.csv", first.test_ids, result["test_pred"])
-    write_submission(out_dir / "submission.csv", first.test_ids, result["test_pred"])
-    write_json(out_dir / "thresholds.json", thresholds_to_dict(thresholds))
+        write_probabilities(out_dir / "oof_probs.csv", first.ids, oof, labels)
+        write_probabilities(out_dir / "test_probs.csv", first.test_ids, result["test"], labels)
+    write_predictions(out_dir / "oof_labels.csv", first.ids, y, names=labels)
+    write_predictions(out_dir / "oof_predictions.csv", first.ids, result["oof_pred"], names=labels)
+    write_predictions(out_dir / "test_predictions.csv", first.test_ids, result["test_pred"], names=labels)
+    write_submission(out_dir / "submission.csv", first.test_ids, result["test_pred"], labels, first.id_column)
+    write_json(out_dir / "thresholds.json", thresholds_to_dict(thresholds, labels))
     names = unique_names(members)
-    scores = score(y, result["oof_pred"])
+    scores = score(y, result["oof_pred"], labels)
     members_info = [
         {
             "name": name,
@@ -256,11 +282,11 @@ def write_ensemble(
         "has_probabilities": result["mode"] in ("average", "stack"),
         "members": members_info,
         **{k: scores[k] for k in ("macro_f1", "micro_f1", "jaccard", "rows")},
-        "macro_f1_at_0_5": macro_f1(y, apply_thresholds(oof, np.full(len(LABELS), 0.5))),
+        "macro_f1_at_0_5": macro_f1(y, apply_thresholds(oof, np.full(len(labels), 0.5))),
         "macro_f1_thresholds_cv": cross_validated_macro_f1(y, oof),
         "best_member_macro_f1": max(float(m.metrics.get("macro_f1", 0.0)) for m in members),
         "per_label": scores["per_label"],
-        "thresholds": thresholds_to_dict(thresholds),
+        "thresholds": thresholds_to_dict(thresholds, labels),
         "test_rows": len(first.test_ids),
         "wall_s": round(sum(float(m.metrics.get("wall_s") or 0.0) for m in members) + time.perf_counter() - started, 1),
         "peak_rss_mib": max(float(m.metrics.get("peak_rss_mib") or 0.0) for m in members),

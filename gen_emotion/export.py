@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from gen_emotion.data import EmotionData, read_label_file, read_test
+from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, read_label_file, read_test
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import open_output
 from gen_emotion.labels import LABELS
@@ -33,13 +34,18 @@ def write_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequence
 
 
 def write_predictions(
-    path: str | Path, ids: Sequence[str], labels: np.ndarray, outputs: Sequence[str] | None = None
+    path: str | Path,
+    ids: Sequence[str],
+    labels: np.ndarray,
+    outputs: Sequence[str] | None = None,
+    names: Sequence[str] = LABELS,
+    id_column: str = "ID",
 ) -> None:
-    """Write ``ID`` + 11 label columns (+ ``output`` with the raw generations, if given)."""
-    labels = check_label_matrix(labels, "labels")
+    """Write ``ID`` + one 0/1 column per label of ``names`` (+ ``output`` with the raw generations, if given)."""
+    labels = check_label_matrix(labels, "labels", len(names))
     if len(ids) != len(labels) or (outputs is not None and len(outputs) != len(ids)):
         raise ValueError("ids, labels and outputs must have the same length")
-    header = ["ID", *LABELS] + (["output"] if outputs is not None else [])
+    header = [id_column, *names] + (["output"] if outputs is not None else [])
     rows = [
         [row_id, *map(int, vector)] + ([outputs[i]] if outputs is not None else [])
         for i, (row_id, vector) in enumerate(zip(ids, labels))
@@ -47,25 +53,25 @@ def write_predictions(
     write_table(path, header, rows)
 
 
-def write_probabilities(path: str | Path, ids: Sequence[str], probs: np.ndarray) -> None:
-    """``ID`` + 11 probabilities in [0, 1], with ``PROBABILITY_DECIMALS`` decimals."""
-    probs = check_probabilities(probs)
+def write_probabilities(path: str | Path, ids: Sequence[str], probs: np.ndarray, names: Sequence[str] = LABELS) -> None:
+    """``ID`` + one probability in [0, 1] per label of ``names``, with ``PROBABILITY_DECIMALS`` decimals."""
+    probs = check_probabilities(probs, width=len(names))
     if len(ids) != len(probs):
         raise ValueError(f"{len(ids)} ids but {len(probs)} rows of probabilities")
     rows = ([row_id, *(f"{value:.{PROBABILITY_DECIMALS}f}" for value in row)] for row_id, row in zip(ids, probs))
-    write_table(path, ["ID", *LABELS], rows)
+    write_table(path, ["ID", *names], rows)
 
 
-def read_probabilities(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """IDs and the ``(n, 11)`` probabilities of a file written by ``write_probabilities``."""
+def read_probabilities(path: str | Path, names: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray]:
+    """IDs and the ``(n, len(names))`` probabilities of a file written by ``write_probabilities``."""
     path = Path(path)
     if not path.is_file():
         raise GenEmotionError(f"{path}: no such file")
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
-        if header != ["ID", *LABELS]:
-            raise GenEmotionError(f"{path}: row 1: expected the header ID,{','.join(LABELS)}")
+        if header != ["ID", *names]:
+            raise GenEmotionError(f"{path}: row 1: expected the header ID,{','.join(names)}")
         ids, rows = [], []
         for number, row in enumerate(reader, start=2):
             if len(row) != len(header):
@@ -76,7 +82,7 @@ def read_probabilities(path: str | Path) -> tuple[list[str], np.ndarray]:
             except ValueError:
                 raise GenEmotionError(f"{path}: row {number}: a probability is not a number") from None
     try:
-        return ids, check_probabilities(np.asarray(rows, dtype=np.float64).reshape(-1, len(LABELS)))
+        return ids, check_probabilities(np.asarray(rows, dtype=np.float64).reshape(-1, len(names)), width=len(names))
     except ValueError as err:
         raise GenEmotionError(f"{path}: {err}") from None
 
@@ -102,20 +108,30 @@ def align(reference_ids: Sequence[str], predictions: EmotionData, what: str = "t
     return predictions.labels[[position[row_id] for row_id in reference_ids]]
 
 
-def write_submission(path: str | Path, ids: Sequence[str], labels: np.ndarray) -> None:
-    """Write a Kaggle submission: ``ID`` + 11 integer columns, one row per ID, in the given order."""
+def write_submission(
+    path: str | Path,
+    ids: Sequence[str],
+    labels: np.ndarray,
+    names: Sequence[str] = LABELS,
+    id_column: str = "ID",
+) -> None:
+    """Write a submission: the test file's ID column + one integer column per label, one row per ID, in the
+    given order (Kaggle's: ``ID`` + the 11 SemEval labels)."""
     if len(set(ids)) != len(ids):
         raise GenEmotionError("a submission needs exactly one row per ID; the IDs repeat")
-    write_predictions(path, ids, labels)
+    write_predictions(path, ids, labels, names=names, id_column=id_column)
 
 
-def export_submission(predictions_path: str | Path, test_path: str | Path, out_path: str | Path) -> int:
-    """Check predictions against the test file's IDs and write them as a submission in test order.
+def export_submission(
+    predictions_path: str | Path, test_path: str | Path, out_path: str | Path, columns: Columns = SEMEVAL_COLUMNS
+) -> int:
+    """Check predictions against the test file's IDs and write them as a submission in test order; the label
+    columns are the predictions file's (in its order), the ID column the test file's (``columns.id``).
 
     Returns the number of rows written.
     """
-    test = read_test(test_path)
-    predictions = read_label_file(predictions_path)
+    predictions = read_label_file(predictions_path, Columns(labels=columns.labels))
+    test = read_test(test_path, replace(columns, labels=predictions.label_names))
     labels = align(test.ids, predictions)
-    write_submission(out_path, test.ids, labels)
+    write_submission(out_path, test.ids, labels, predictions.label_names, columns.id)
     return len(test.ids)

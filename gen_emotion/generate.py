@@ -23,9 +23,8 @@ from typing import Any, Protocol, TypeVar
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json, write_text
-from gen_emotion.labels import grammar_max_new_tokens, output_regex
 from gen_emotion.models import free_gpu_memory, load_tokenizer, merged_model_dir
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import Recipe, label_set
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +49,7 @@ class Generator(Protocol):
 
 def max_new_tokens(recipe: Recipe) -> int:
     """The recipe's cap on new tokens, or just enough for the longest string of the output grammar."""
-    return recipe.generate.max_new_tokens or grammar_max_new_tokens(recipe.prompt.target_format)
+    return recipe.generate.max_new_tokens or label_set(recipe).max_new_tokens(recipe.prompt.target_format)
 
 
 def batch_inputs(tokenizer: Any, prompts: list[list[int]]) -> Any:
@@ -89,7 +88,7 @@ class TransformersGenerator:
                 self.tokenizer, vocab_size=self.model.config.vocab_size, stop_token_ids=self.stop_ids
             )
             self.compiled_grammar = xgr.GrammarCompiler(info).compile_regex(
-                output_regex(target_format=recipe.prompt.target_format)
+                label_set(recipe).output_regex(recipe.prompt.target_format)
             )
 
     def _logits_processors(self) -> list[Any]:

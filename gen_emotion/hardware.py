@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import Recipe, read_yaml, shipped_folders
 
 GB = 1e9
 
@@ -266,3 +266,23 @@ def check_gpu_plan(recipe: Recipe, task_multi_gpu: bool, gpus: int, strategy: st
 def volume_gb(shape: ModelShape, merged_copies: int = 1) -> int:
     """Disk for the hub download (2P GB of bf16), the merged bf16 copies generation serves, the run and slack."""
     return max(50, int(math.ceil((2 * shape.params_b * (1 + merged_copies) + 20) / 10) * 10))
+
+
+def accelerate_config_path(name: str) -> Path:
+    """An accelerate config: a path, or the name of one shipped in ``recipes/accelerate/`` (``ddp``, ``fsdp``,
+    ``zero3``)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    for folder in shipped_folders():
+        candidate = folder / "accelerate" / f"{path.name.removesuffix('.yaml')}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise GenEmotionError(f"accelerate config {name!r}: no such file (shipped: ddp, fsdp, zero3)")
+
+
+def accelerate_sharding(config: Path) -> str:
+    """How an accelerate config trains: ``fsdp``, ``zero3`` (DeepSpeed) or ``ddp`` (replicas)."""
+    values = read_yaml(config) or {}
+    kind = str(values.get("distributed_type", "")).upper() if isinstance(values, dict) else ""
+    return {"FSDP": "fsdp", "DEEPSPEED": "zero3"}.get(kind, "ddp")

@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.data import EmotionData, read_train
+from gen_emotion.data import EmotionData, data_file, read_train
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.generate import batch_inputs
 from gen_emotion.models import load_tokenizer, resolve_model
 from gen_emotion.prompts import make_encoder
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import Recipe, columns, with_header_labels
 from gen_emotion.train import encode_rows
 from gen_emotion.vllm_backend import engine_inputs
 
@@ -109,10 +109,12 @@ def describe(views: list[RowView], tokenizer_name: str) -> str:
 
 
 def run_inspect(recipe: Recipe, data_dir: Path, rows: int, as_json: bool) -> tuple[str, bool]:
-    """The report for the first ``rows`` rows of ``data_dir/train.csv``, and whether every row is consistent."""
+    """The report for the first ``rows`` rows of the data folder's training file, and whether every row is
+    consistent."""
     if rows < 1:
         raise GenEmotionError(f"--rows must be at least 1, got {rows}")
-    data = read_train(data_dir / "train.csv")
+    data = read_train(data_file(data_dir, "train"), columns(recipe))
+    recipe = with_header_labels(recipe, data.label_names)
     data = data.subset(list(range(min(rows, len(data)))))
     views = inspect_rows(recipe, data)
     consistent = not any(view.problems for view in views)

@@ -3,29 +3,33 @@ per-label precision/recall/F1/support and the sample-averaged Jaccard of SemEval
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score, jaccard_score, precision_recall_fscore_support
 
-from gen_emotion.labels import LABELS, NUM_LABELS
+from gen_emotion.labels import LABELS
 
 
-def check_label_matrix(y: Any, name: str = "y") -> np.ndarray:
-    """Return ``y`` as an ``(n, 11)`` int array of zeros and ones, or raise ``ValueError``."""
+def check_label_matrix(y: Any, name: str = "y", width: int | None = None) -> np.ndarray:
+    """Return ``y`` as an ``(n, width)`` int array of zeros and ones (any width of at least 1 when ``width`` is
+    ``None``), or raise ``ValueError``."""
+    shown = "labels" if width is None else width
     try:
         arr = np.asarray(y)
     except ValueError:  # ragged rows
-        raise ValueError(f"{name} must have shape (n, {NUM_LABELS}); its rows have different lengths") from None
-    if arr.ndim != 2 or arr.shape[1] != NUM_LABELS:
-        raise ValueError(f"{name} must have shape (n, {NUM_LABELS}), got {arr.shape}")
+        raise ValueError(f"{name} must have shape (n, {shown}); its rows have different lengths") from None
+    if arr.ndim != 2 or arr.shape[1] < 1 or (width is not None and arr.shape[1] != width):
+        raise ValueError(f"{name} must have shape (n, {shown}), got {arr.shape}")
     if not np.isin(arr, (0, 1)).all():
         raise ValueError(f"{name} must hold only 0 and 1")
     return arr.astype(np.int64)
 
 
-def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    t, p = check_label_matrix(y_true, "y_true"), check_label_matrix(y_pred, "y_pred")
+def _pair(y_true: Any, y_pred: Any, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    t = check_label_matrix(y_true, "y_true", width)
+    p = check_label_matrix(y_pred, "y_pred", t.shape[1])
     if t.shape != p.shape:
         raise ValueError(f"y_true has {len(t)} rows but y_pred has {len(p)}")
     if len(t) == 0:
@@ -51,24 +55,25 @@ def jaccard(y_true: Any, y_pred: Any) -> float:
     return float(jaccard_score(t, p, average="samples", zero_division=1.0))
 
 
-def per_label(y_true: Any, y_pred: Any) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support of each label."""
-    t, p = _pair(y_true, y_pred)
+def per_label(y_true: Any, y_pred: Any, names: Sequence[str] = LABELS) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of each label (the columns are ``names``, in order)."""
+    t, p = _pair(y_true, y_pred, len(names))
     precision, recall, f1, support = precision_recall_fscore_support(t, p, average=None, zero_division=0)
     return {
         label: {"precision": float(pr), "recall": float(rc), "f1": float(f), "support": int(s)}
-        for label, pr, rc, f, s in zip(LABELS, precision, recall, f1, support)
+        for label, pr, rc, f, s in zip(names, precision, recall, f1, support)
     }
 
 
-def score(y_true: Any, y_pred: Any) -> dict[str, Any]:
-    """All scores in one dict with keys ``macro_f1``, ``micro_f1``, ``jaccard``, ``per_label``, ``rows``."""
-    t, p = _pair(y_true, y_pred)
+def score(y_true: Any, y_pred: Any, names: Sequence[str] = LABELS) -> dict[str, Any]:
+    """All scores in one dict with keys ``macro_f1``, ``micro_f1``, ``jaccard``, ``per_label``, ``rows``; the
+    columns are the labels ``names`` (the SemEval 11 by default)."""
+    t, p = _pair(y_true, y_pred, len(names))
     return {
         "macro_f1": macro_f1(t, p),
         "micro_f1": micro_f1(t, p),
         "jaccard": jaccard(t, p),
-        "per_label": per_label(t, p),
+        "per_label": per_label(t, p, names),
         "rows": int(len(t)),
     }
 

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import EmotionData, read_test
+from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, read_test
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import write_predictions, write_probabilities, write_submission
 from gen_emotion.files import read_json, write_json
-from gen_emotion.labels import NUM_LABELS, is_canonical
+from gen_emotion.labels import LabelSet
 from gen_emotion.metrics import macro_f1, score
-from gen_emotion.recipes import Recipe, apply_override, recipe_from_dict
+from gen_emotion.recipes import Recipe, apply_override, columns, label_set, recipe_from_dict, with_header_labels
 from gen_emotion.runs import load_run_recipe, machine, prepare_run_dir, read_data, sample_data_dir, setup_logging
 from gen_emotion.steps import Fold, FoldResult, Launcher, fit_predict
 from gen_emotion.tasks import Task, get_task
@@ -48,7 +49,8 @@ def run_recipe(
     task = task or get_task(recipe.task)
     data_dir = data_dir or sample_data_dir()
     started = time.perf_counter()
-    data = read_data(data_dir)
+    data = read_data(data_dir, None, columns(recipe))
+    recipe = with_header_labels(recipe, data[0].label_names)
     fold = Fold.load(data_dir, None, recipe.data.folds, recipe.data.fold, recipe.data.seed, data=data)
     data_s = round(time.perf_counter() - started, 2)
     prepare_run_dir(recipe, run_dir)
@@ -74,17 +76,19 @@ def finish_run(
     """Score the held-out fold, decide between the task's own labels and tuned thresholds (``choose_thresholds``),
     and write the predictions, the submission and ``metrics.json`` (one layout for every task)."""
     held, test, val, tst = fold.held_out, fold.test, result.val, result.test
-    held_scores = score(held.labels, val.labels)
+    labels = label_set(recipe)
+    names = labels.names
+    held_scores = score(held.labels, val.labels, names)
     decision, val_final, test_final = task.base_decision, val.labels, tst.labels
     probabilities = None
     if val.probs is not None and tst.probs is not None:
         choice = choose_thresholds(held.labels, val.probs, held_scores["macro_f1"], seed=recipe.data.seed)
-        write_json(run_dir / THRESHOLDS, thresholds_to_dict(choice.thresholds))
-        write_probabilities(run_dir / "val_probs.csv", held.ids, val.probs)
-        write_probabilities(run_dir / "test_probs.csv", test.ids, tst.probs)
+        write_json(run_dir / THRESHOLDS, thresholds_to_dict(choice.thresholds, names))
+        write_probabilities(run_dir / "val_probs.csv", held.ids, val.probs, names)
+        write_probabilities(run_dir / "test_probs.csv", test.ids, tst.probs, names)
         probabilities = {
             "method": task.probability_method(recipe),
-            "thresholds": thresholds_to_dict(choice.thresholds),
+            "thresholds": thresholds_to_dict(choice.thresholds, names),
             "base": task.base_decision,
             "base_macro_f1": held_scores["macro_f1"],
             "thresholded_macro_f1_in_sample": choice.in_sample,
@@ -97,9 +101,9 @@ def finish_run(
             decision = "thresholds"
             val_final = apply_thresholds(val.probs, choice.thresholds)
             test_final = apply_thresholds(tst.probs, choice.thresholds)
-    write_predictions(run_dir / "val_predictions.csv", held.ids, val_final, val.outputs)
-    write_predictions(run_dir / "test_predictions.csv", test.ids, test_final, tst.outputs)
-    write_submission(run_dir / "submission.csv", test.ids, test_final)
+    write_predictions(run_dir / "val_predictions.csv", held.ids, val_final, val.outputs, names)
+    write_predictions(run_dir / "test_predictions.csv", test.ids, test_final, tst.outputs, names)
+    write_submission(run_dir / "submission.csv", test.ids, test_final, names, recipe.data.id_column)
     metrics = {
         "recipe": recipe.name,
         "task": recipe.task,
@@ -108,7 +112,7 @@ def finish_run(
         "decision": decision,
         "held_out_final_macro_f1": macro_f1(held.labels, val_final),
         "probabilities": probabilities,
-        "outputs": output_counts(val.outputs, tst.outputs, recipe.prompt.target_format),
+        "outputs": output_counts(val.outputs, tst.outputs, recipe.prompt.target_format, labels),
         "test_rows": len(test),
         "training": result.training,
         "timings": timings,
@@ -130,17 +134,19 @@ def finish_run(
     return metrics
 
 
-def output_counts(val: list[str] | None, test: list[str] | None, target_format: str) -> dict[str, Any] | None:
+def output_counts(
+    val: list[str] | None, test: list[str] | None, target_format: str, labels: LabelSet
+) -> dict[str, Any] | None:
     """How many generated outputs are strings of the output grammar (``None`` for tasks that generate none)."""
     if val is None or test is None:
         return None
     outputs = val + test
-    canonical = sum(is_canonical(o, target_format) for o in outputs)
+    canonical = sum(labels.is_canonical(o, target_format) for o in outputs)
     return {"total": len(outputs), "canonical": canonical, "canonical_share": canonical / max(len(outputs), 1)}
 
 
-def read_inputs(path: Path) -> EmotionData:
-    """Texts to predict: a Kaggle/SemEval file with ``ID`` and ``Tweet``, or a ``.txt`` file with one
+def read_inputs(path: Path, columns: Columns = SEMEVAL_COLUMNS) -> EmotionData:
+    """Texts to predict: a data file with the run's ID and text columns, or a ``.txt`` file with one
     text per line (IDs are the line numbers, from 1; blank lines are texts too, never dropped)."""
     if path.suffix.lower() == ".txt":
         try:
@@ -150,7 +156,7 @@ def read_inputs(path: Path) -> EmotionData:
         if not lines:
             raise GenEmotionError(f"{path}: file is empty")
         return EmotionData(ids=[str(i) for i in range(1, len(lines) + 1)], texts=lines, labels=None, source=str(path))
-    return read_test(path)
+    return read_test(path, columns)
 
 
 def _run_for_prediction(run_dir: Path, overrides: list[str] | tuple[str, ...], backend: str | None) -> Recipe:
@@ -166,7 +172,7 @@ def _run_for_prediction(run_dir: Path, overrides: list[str] | tuple[str, ...], b
     return recipe_from_dict(values, where=str(run_dir / "recipe.yaml"))
 
 
-def run_thresholds(run_dir: Path, task: Task, with_probs: bool) -> np.ndarray | None:
+def run_thresholds(run_dir: Path, task: Task, with_probs: bool, names: tuple[str, ...]) -> np.ndarray | None:
     """The cut a prediction of this run applies to probabilities: the run's tuned thresholds where it chose
     them (a generation run: whenever ``--probs`` asks), 0.5 where it kept the 0.5 cut, ``None`` for greedy."""
     if task.base_decision == "greedy":
@@ -176,17 +182,17 @@ def run_thresholds(run_dir: Path, task: Task, with_probs: bool) -> np.ndarray | 
             raise GenEmotionError(
                 f"{run_dir}: has no {THRESHOLDS}; train it with generate.probabilities=true to use --probs"
             )
-        return _read_thresholds(run_dir)
+        return _read_thresholds(run_dir, names)
     if not (run_dir / METRICS).is_file():
         raise GenEmotionError(f"{run_dir}: the run did not finish (no {METRICS}); run it again to finish it")
     metrics = read_json(run_dir / METRICS, "the run's metrics written by gen-emotion run")
-    return _read_thresholds(run_dir) if metrics.get("decision") == "thresholds" else np.full(NUM_LABELS, 0.5)
+    return _read_thresholds(run_dir, names) if metrics.get("decision") == "thresholds" else np.full(len(names), 0.5)
 
 
-def _read_thresholds(run_dir: Path) -> np.ndarray:
+def _read_thresholds(run_dir: Path, names: tuple[str, ...]) -> np.ndarray:
     values = read_json(run_dir / THRESHOLDS, "one threshold per label")
     try:
-        return thresholds_from_dict(values)
+        return thresholds_from_dict(values, names)
     except (ValueError, TypeError) as err:
         raise GenEmotionError(f"{run_dir / THRESHOLDS}: damaged ({err}); expected one threshold per label") from None
 
@@ -207,15 +213,16 @@ def predict_file(
     recipe = _run_for_prediction(run_dir, overrides, backend)
     if not task.is_fitted(run_dir):
         raise GenEmotionError(f"{run_dir}: not a trained run folder (no finished training in it)")
-    cut = run_thresholds(run_dir, task, with_probs)
+    names = label_set(recipe).names
+    cut = run_thresholds(run_dir, task, with_probs, names)
     setup_logging(None)
-    data = read_inputs(input_path)
+    data = read_inputs(input_path, replace(columns(recipe), labels=names))
     shard_root = out_path.parent / f".{out_path.name}.shards" / recipe.generate.backend
     options = {"shard_root": shard_root, "with_probs": with_probs}
     prediction = task.predict(recipe, run_dir, {"predict": data}, **options)["predict"]
     labels = prediction.labels
     if cut is not None and prediction.probs is not None:
         labels = apply_thresholds(prediction.probs, cut)
-        write_probabilities(out_path.with_name(f"{out_path.stem}_probs.csv"), data.ids, prediction.probs)
-    write_predictions(out_path, data.ids, labels, prediction.outputs)
+        write_probabilities(out_path.with_name(f"{out_path.stem}_probs.csv"), data.ids, prediction.probs, names)
+    write_predictions(out_path, data.ids, labels, prediction.outputs, names)
     return {"rows": len(data), "seconds": prediction.seconds, "thresholds": cut is not None}

@@ -23,7 +23,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.labels import LABELS, render
+from gen_emotion.labels import SEMEVAL, LabelSet
 
 if TYPE_CHECKING:
     from gen_emotion.recipes import Recipe
@@ -40,6 +40,8 @@ class PromptTemplates:
     system: jinja2.Template | None = None
     chat: bool = True
     """False for base models: the turns are joined as plain text (``template.yaml``: ``chat: false``)."""
+    labels: LabelSet = SEMEVAL
+    """The labels the templates list (``labels``, ``descriptions``, ``none``) and the targets name."""
 
 
 def template_dir(name: str) -> Path:
@@ -55,8 +57,8 @@ def template_dir(name: str) -> Path:
     )
 
 
-def load_templates(name: str = "default") -> PromptTemplates:
-    """Load and compile prompt variant ``name``."""
+def load_templates(name: str = "default", labels: LabelSet = SEMEVAL) -> PromptTemplates:
+    """Load and compile prompt variant ``name`` for ``labels``."""
     folder = template_dir(name)
     env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
@@ -74,22 +76,28 @@ def load_templates(name: str = "default") -> PromptTemplates:
         import yaml
 
         chat = bool((yaml.safe_load((folder / "template.yaml").read_text(encoding="utf-8")) or {}).get("chat", True))
-    return PromptTemplates(name=name, user=compile_file("user.j2"), system=compile_file("system.j2"), chat=chat)
+    user, system = compile_file("user.j2"), compile_file("system.j2")
+    return PromptTemplates(name=name, user=user, system=system, chat=chat, labels=labels)
 
 
-def _render(template: jinja2.Template, **values: Any) -> str:
+def _render(template: jinja2.Template, labels: LabelSet, **values: Any) -> str:
+    """A template rendered with ``labels`` (the target labels, in order), ``descriptions`` (label to its
+    description, empty where none), ``none_text`` (what the model writes for no label) and ``values``."""
+    descriptions = {name: labels.description(name) for name in labels.names}
     try:
-        return template.render(labels=list(LABELS), **values).strip()
+        return template.render(
+            labels=list(labels.targets), descriptions=descriptions, none_text=labels.none_text, **values
+        ).strip()
     except (jinja2.UndefinedError, SecurityError) as err:
         raise GenEmotionError(f"prompt template {template.name or ''}: {err.message}") from None
 
 
 def build_messages(text: str, templates: PromptTemplates) -> list[dict[str, str]]:
-    """The system (if any) and user messages for one tweet."""
+    """The system (if any) and user messages for one text."""
     messages = []
     if templates.system is not None:
-        messages.append({"role": "system", "content": _render(templates.system)})
-    messages.append({"role": "user", "content": _render(templates.user, text=text)})
+        messages.append({"role": "system", "content": _render(templates.system, templates.labels)})
+    messages.append({"role": "user", "content": _render(templates.user, templates.labels, text=text)})
     return messages
 
 
@@ -177,13 +185,14 @@ class Encoder:
 
     def completion_ids(self, vector: np.ndarray) -> list[int]:
         """The target's token ids and the end-of-turn token: what the loss is on."""
-        target = render(vector, self.target_format)
+        target = self.templates.labels.render(vector, self.target_format)
         return [*self.tokenizer(target, add_special_tokens=False)["input_ids"], self.end_of_turn_id]
 
 
 def make_encoder(tokenizer: Any, recipe: Recipe) -> Encoder:
     """The recipe's encoder over ``tokenizer``, which it prepares first (``prepare_tokenizer``)."""
-    templates = load_templates(recipe.prompt.template)
+    labels = LabelSet.from_spec(recipe.data.labels, recipe.data.none_label)
+    templates = load_templates(recipe.prompt.template, labels)
     prepare_tokenizer(tokenizer, templates, recipe.prompt.template_date)
     return Encoder(tokenizer, templates, recipe.prompt.max_text_tokens, recipe.prompt.target_format)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, read_json, write_json, write_text
-from gen_emotion.labels import LABELS, grammar_max_new_tokens, output_regex
+from gen_emotion.labels import LABELS
 from gen_emotion.models import ADAPTER_DIR, load_tokenizer, merged_model_dir, resolve_model
 from gen_emotion.prompts import build_messages, load_templates, make_encoder
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import Recipe, label_set
 from gen_emotion.runs import load_run_recipe
 from gen_emotion.tasks import get_task
 
@@ -60,7 +60,7 @@ def export_model(run_dir: Path, out_dir: Path, merged: bool = False) -> dict[str
             "repetition_penalty": 1.0,
             "eos_token_id": encoder.stop_ids,
             "pad_token_id": encoder.tokenizer.pad_token_id,
-            "max_new_tokens": grammar_max_new_tokens(recipe.prompt.target_format),
+            "max_new_tokens": label_set(recipe).max_new_tokens(recipe.prompt.target_format),
         }
         write_json(out_dir / "generation_config.json", generation)
         description = describe(recipe, metrics, merged=merged, generation=generation)
@@ -78,17 +78,18 @@ def describe(recipe: Recipe, metrics: dict[str, Any], merged: bool, generation: 
         "task": recipe.task,
         "base_model": recipe.model.name,
         "weights": "merged" if merged else "LoRA adapter",
-        "labels": list(LABELS),
+        "labels": list(label_set(recipe).names),
+        "none_label": recipe.data.none_label,
         "decision": metrics.get("decision"),
         "held_out": {key: held.get(key) for key in ("fold", "folds", "rows", "macro_f1", "micro_f1", "jaccard")},
         "held_out_final_macro_f1": metrics.get("held_out_final_macro_f1"),
         "recipe": recipe.to_dict(),
     }
     if generation is not None:
-        templates = load_templates(recipe.prompt.template)
+        templates = load_templates(recipe.prompt.template, label_set(recipe))
         description.update(
             target_format=recipe.prompt.target_format,
-            output_regex=output_regex(target_format=recipe.prompt.target_format),
+            output_regex=label_set(recipe).output_regex(recipe.prompt.target_format),
             chat_template=templates.chat,
             prompt_messages=build_messages("{tweet}", templates),
             template_date=recipe.prompt.template_date,
@@ -110,16 +111,10 @@ def model_card(d: dict[str, Any]) -> str:
         "",
         f"# Emotion detection: {d['base_model']} ({d['weights']})",
         "",
-        f"Fine-tuned with gen-emotion (task: {d['task']}) to detect the 11 emotions of SemEval-2018 "
-        f"Task 1 E-c in a short text: {', '.join(d['labels'])}. A text can have several or none.",
+        f"Fine-tuned with gen-emotion (task: {d['task']}) to detect {len(d['labels'])} labels in a short text: "
+        f"{', '.join(d['labels'])}. A text can have several or none.",
         "",
-        "## Data",
-        "",
-        'The Kaggle "Emotion Detection Fall 2024" release of SemEval-2018 Task 1 E-c (English tweets). '
-        "The data is not redistributed here. Cite:",
-        "",
-        f"> {CITATION}",
-        "",
+        *_data_section(d),
         "## Held-out figures",
         "",
         f"Fold {held.get('fold')} of {held.get('folds')} of the training file ({held.get('rows')} rows), never "
@@ -145,6 +140,20 @@ def model_card(d: dict[str, Any]) -> str:
             "```",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _data_section(d: dict[str, Any]) -> list[str]:
+    if tuple(d["labels"]) != LABELS:
+        return ["## Data", "", "The user's own labelled texts (the recipe in `gen_emotion.json` says which).", ""]
+    return [
+        "## Data",
+        "",
+        'The Kaggle "Emotion Detection Fall 2024" release of SemEval-2018 Task 1 E-c (English tweets): the 11 '
+        "emotions of that task. The data is not redistributed here. Cite:",
+        "",
+        f"> {CITATION}",
+        "",
+    ]
 
 
 def _generation_card(d: dict[str, Any]) -> list[str]:

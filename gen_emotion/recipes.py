@@ -14,14 +14,16 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gen_emotion.data import Columns
 from gen_emotion.errors import GenEmotionError
+from gen_emotion.labels import LabelSet
 
 SECRET_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "WANDB_API_KEY")
 """Environment variables that hold secrets: they never belong in a recipe."""
@@ -51,6 +53,7 @@ OPTIMIZERS = (
     "schedule_free_adamw",
 )
 """The optimizers a recipe may name (a subset of transformers' ``OptimizerNames``; a test checks it stays one)."""
+FROM_HEADER = "from_header"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -117,6 +120,16 @@ class DataArgs:
     seed: int = arg(42, "seed of the fold split", low=0)
     max_train_rows: int | None = arg(None, "train on at most this many rows (a seeded subset); None for all", low=1)
     eval_rows: int = arg(200, "training rows kept aside for validation loss and checkpoint choice (0: none)", low=0)
+    labels: str | list[Any] | None = arg(
+        None,
+        "the label columns in order: names, or {name, aliases, description} entries; from_header: every column "
+        "but the ID and text ones; None: the 11 SemEval-2018 E-c labels",
+    )
+    none_label: str | None = arg(
+        None, "a label meaning no other label (GoEmotions' neutral): what the model writes for none"
+    )
+    id_column: str = arg("ID", "the ID column of the data files")
+    text_column: str = arg("Tweet", "the text column of the data files")
 
 
 @dataclass
@@ -197,6 +210,7 @@ class ClassifierArgs:
     group_by_length: bool = arg(True, "batch tweets of similar length together")
     logreg_c: float = arg(4.0, "TF-IDF baseline: inverse regularisation C of each label's regression", above=0)
     char_ngrams: bool = arg(True, "TF-IDF baseline: add character 2-5-grams to the word 1-2-grams")
+    demojize: bool = arg(False, "emojis as their names (😂 -> face with tears of joy) for tokenizers without them")
 
 
 @dataclass
@@ -245,6 +259,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             except RecipeError as err:
                 errors.append(str(err))
         raise RecipeError(errors[0])
+    if tp is Any:
+        return value
     if origin is list:
         (item_type,) = typing.get_args(tp)
         if isinstance(value, str):
@@ -330,10 +346,46 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         raise RecipeError(
             f"{where}: model.load_in_4bit needs classifier.use_lora: true (4-bit weights cannot be fine-tuned in full)"
         )
+    _check_labels(recipe, where)
     if recipe.generate.probabilities and recipe.generate.num_samples < 2:
         raise RecipeError(f"{where}: generate.probabilities needs generate.num_samples of at least 2")
     if recipe.task != "tfidf":
         _check_template(recipe, where)
+
+
+def _check_labels(recipe: Recipe, where: str) -> None:
+    spec = recipe.data.labels
+    if isinstance(spec, str):
+        if spec != FROM_HEADER:
+            raise RecipeError(f"{where}: data.labels must be a list of labels or {FROM_HEADER}, got {spec!r}")
+        return
+    try:
+        LabelSet.from_spec(spec, recipe.data.none_label)
+    except ValueError as err:
+        raise RecipeError(f"{where}: data.labels: {err}") from None
+
+
+def label_set(recipe: Recipe) -> LabelSet:
+    """The recipe's labels (its ``from_header`` resolved first: ``with_header_labels``)."""
+    if recipe.data.labels == FROM_HEADER:
+        raise ValueError("data.labels is from_header: resolve it from the data first (with_header_labels)")
+    return LabelSet.from_spec(recipe.data.labels, recipe.data.none_label)
+
+
+def columns(recipe: Recipe) -> Columns:
+    """Which columns of the recipe's data files hold the ID, the text and the labels."""
+    spec = recipe.data.labels
+    names = None if spec == FROM_HEADER else LabelSet.from_spec(spec, None).names
+    return Columns(recipe.data.id_column, recipe.data.text_column, names)
+
+
+def with_header_labels(recipe: Recipe, names: Sequence[str]) -> Recipe:
+    """The recipe with ``data.labels: from_header`` replaced by the training file's label columns (checked)."""
+    if recipe.data.labels != FROM_HEADER:
+        return recipe
+    values = recipe.to_dict()
+    values["data"]["labels"] = list(names)
+    return recipe_from_dict(values, where=f"recipe {recipe.name!r} with the labels of the data's header")
 
 
 def _check_template(recipe: Recipe, where: str) -> None:
@@ -429,26 +481,6 @@ def find_recipe(name_or_path: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     raise RecipeError(f"{name_or_path}: no such recipe file")
-
-
-def accelerate_config_path(name: str) -> Path:
-    """An accelerate config: a path, or the name of one shipped in ``recipes/accelerate/`` (``ddp``, ``fsdp``,
-    ``zero3``)."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    for folder in shipped_folders():
-        candidate = folder / "accelerate" / f"{path.name.removesuffix('.yaml')}.yaml"
-        if candidate.is_file():
-            return candidate
-    raise RecipeError(f"accelerate config {name!r}: no such file (shipped: ddp, fsdp, zero3)")
-
-
-def accelerate_sharding(config: Path) -> str:
-    """How an accelerate config trains: ``fsdp``, ``zero3`` (DeepSpeed) or ``ddp`` (replicas)."""
-    values = read_yaml(config) or {}
-    kind = str(values.get("distributed_type", "")).upper() if isinstance(values, dict) else ""
-    return {"FSDP": "fsdp", "DEEPSPEED": "zero3"}.get(kind, "ddp")
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

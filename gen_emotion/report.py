@@ -13,7 +13,6 @@ import numpy as np
 from gen_emotion.ensemble import Member, load_member, unique_names
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, open_output, write_text
-from gen_emotion.labels import LABELS
 
 F1_CHART = "per_label_f1.png"
 LOSS_CHART = "training_loss.png"
@@ -35,19 +34,20 @@ def _figure(width: float, height: float) -> Any:
 def per_label_f1(member: Member) -> np.ndarray:
     """The 11 per-label F1 scores of a run's out-of-fold predictions."""
     table = member.metrics.get("per_label") or {}
-    return np.array([float(table.get(label, {}).get("f1", 0.0)) for label in LABELS])
+    return np.array([float(table.get(label, {}).get("f1", 0.0)) for label in member.label_names])
 
 
 def f1_chart(members: list[Member], names: list[str], path: Path) -> None:
     """Grouped bars: per-label out-of-fold F1 of each run, macro-F1 in the legend."""
-    figure = _figure(max(10.0, 0.9 * len(LABELS) + 0.4 * len(members)), 5.5 + 0.25 * ((len(members) + 1) // 2))
+    labels = members[0].label_names
+    figure = _figure(max(10.0, 0.9 * len(labels) + 0.4 * len(members)), 5.5 + 0.25 * ((len(members) + 1) // 2))
     axes = figure.add_subplot()
-    x = np.arange(len(LABELS))
+    x = np.arange(len(labels))
     width = 0.8 / len(members)
     for i, (member, name) in enumerate(zip(members, names)):
         label = f"{name} (macro-F1 {float(member.metrics.get('macro_f1', 0.0)):.3f})"
         axes.bar(x - 0.4 + width * (i + 0.5), per_label_f1(member), width, label=label)
-    axes.set_xticks(x, LABELS, rotation=30, ha="right")
+    axes.set_xticks(x, labels, rotation=30, ha="right")
     axes.set_ylim(0, 1)
     axes.set_ylabel("out-of-fold F1")
     axes.set_title("Per-label F1 (out-of-fold, tuned thresholds)")
@@ -58,12 +58,12 @@ def f1_chart(members: list[Member], names: list[str], path: Path) -> None:
         figure.savefig(handle, format="png")
 
 
-def support_chart(labels: np.ndarray, path: Path) -> None:
+def support_chart(labels: np.ndarray, path: Path, names: tuple[str, ...]) -> None:
     """Bars: how many training rows carry each label (share of rows on top)."""
     counts = labels.sum(axis=0)
-    figure = _figure(10.0, 4.0)
+    figure = _figure(max(10.0, 0.6 * len(names)), 4.0)
     axes = figure.add_subplot()
-    bars = axes.bar(LABELS, counts, color="#4c72b0")
+    bars = axes.bar(names, counts, color="#4c72b0")
     for bar, count in zip(bars, counts):
         axes.annotate(
             f"{count / len(labels):.0%}",
@@ -165,7 +165,7 @@ def label_rows(members: list[Member], support: np.ndarray) -> list[list[str]]:
     """One row per label: support, then each run's F1 (the best in bold)."""
     f1 = np.stack([per_label_f1(m) for m in members])
     rows = []
-    for j, label in enumerate(LABELS):
+    for j, label in enumerate(members[0].label_names):
         best = f1[:, j].max()
         cells = [f"**{v:.3f}**" if v == best and len(members) > 1 else f"{v:.3f}" for v in f1[:, j]]
         rows.append([label, str(int(support[j])), *cells])
@@ -201,11 +201,13 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
         raise GenEmotionError(
             f"the runs cover different numbers of training rows ({sorted(rows)}); compare runs of one data set"
         )
+    if len({m.label_names for m in members}) > 1:
+        raise GenEmotionError("the runs have different label columns; compare runs of one label set")
     names = unique_names(members)
     make_folder(out_dir, "--out")
     support = members[0].labels.sum(axis=0)
     f1_chart(members, names, out_dir / F1_CHART)
-    support_chart(members[0].labels, out_dir / SUPPORT_CHART)
+    support_chart(members[0].labels, out_dir / SUPPORT_CHART, members[0].label_names)
     has_losses = loss_chart(members, names, out_dir / LOSS_CHART)
     loss_md = [f"![training loss]({LOSS_CHART})"] if has_losses else []
     loss_html = (

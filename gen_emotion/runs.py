@@ -13,6 +13,7 @@ import platform
 import re
 import resource
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from gen_emotion.data import EmotionData, read_test, read_train
+from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, data_file, read_test, read_train
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, write_text
 from gen_emotion.recipes import SECRET_NAMES, Recipe, recipe_from_dict
@@ -139,11 +140,14 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path) -> None:
         write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
 
 
-def read_data(data_dir: Path, rows: int | None = None) -> tuple[EmotionData, EmotionData]:
-    """``train.csv`` and ``test.csv`` of ``data_dir``, cut to their first ``rows`` rows when given."""
-    if not (data_dir / "train.csv").is_file():
-        raise GenEmotionError(f"{data_dir}: no train.csv in this folder")
-    full, test = read_train(data_dir / "train.csv"), read_test(data_dir / "test.csv")
+def read_data(
+    data_dir: Path, rows: int | None = None, columns: Columns = SEMEVAL_COLUMNS
+) -> tuple[EmotionData, EmotionData]:
+    """The ``train`` and ``test`` files of ``data_dir`` (``data.data_file``: CSV, TSV, JSON Lines, Parquet or a
+    datasets folder), cut to their first ``rows`` rows when given; the test file's label columns, if any, are
+    the training file's."""
+    full = read_train(data_file(data_dir, "train"), columns)
+    test = read_test(data_file(data_dir, "test"), replace(columns, labels=full.label_names))
     if rows is not None:
         if rows < 2:
             raise GenEmotionError(f"--rows must be at least 2, got {rows}")

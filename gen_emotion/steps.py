@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import EmotionData, fold_indices
+from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, fold_indices
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.recipes import Recipe, accelerate_config_path
+from gen_emotion.hardware import accelerate_config_path
+from gen_emotion.recipes import Recipe
 from gen_emotion.runs import read_data
 from gen_emotion.tasks import Prediction, PredictionsNotSaved, Task, get_task
 
@@ -61,10 +62,11 @@ class Fold:
         seed: int,
         data: tuple[EmotionData, EmotionData] | None = None,
         split: tuple[np.ndarray, np.ndarray] | None = None,
+        columns: Columns = SEMEVAL_COLUMNS,
     ) -> Fold:
-        """The fold, reading the data folder unless ``data`` (train, test) is given, and splitting unless
-        ``split`` (train indices, held-out indices) is."""
-        full, test = data if data is not None else read_data(data_dir, rows)
+        """The fold, reading the data folder (its ``columns``) unless ``data`` (train, test) is given, and
+        splitting unless ``split`` (train indices, held-out indices) is."""
+        full, test = data if data is not None else read_data(data_dir, rows, columns)
         if not 0 <= index < folds:
             raise GenEmotionError(f"fold must be in 0..{folds - 1}, got {index}")
         train_idx, val_idx = split if split is not None else fold_indices(full.labels, folds, seed)[index]

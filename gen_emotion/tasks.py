@@ -23,8 +23,8 @@ import numpy as np
 from gen_emotion.data import EmotionData
 from gen_emotion.decode import parse_many
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.labels import NUM_LABELS
-from gen_emotion.recipes import Recipe
+from gen_emotion.labels import SEMEVAL, LabelSet
+from gen_emotion.recipes import Recipe, label_set
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +198,11 @@ class LazyGenerator:
             release_gpu_memory()
 
 
-def sample_probabilities(samples: list[list[str]]) -> np.ndarray:
+def sample_probabilities(samples: list[list[str]], labels: LabelSet = SEMEVAL) -> np.ndarray:
     """Per-label probability of each row: the share of its sampled outputs that name the label."""
     if not samples:
-        return np.zeros((0, NUM_LABELS))
-    return np.stack([parse_many(outs).mean(axis=0) for outs in samples])
+        return np.zeros((0, len(labels)))
+    return np.stack([parse_many(outs, labels).mean(axis=0) for outs in samples])
 
 
 class GenerateTask(Task):
@@ -325,7 +325,8 @@ class GenerateTask(Task):
             shard_size=settings.shard_size,
             desc=None if quiet else f"{name} (greedy)",
         )
-        result = Prediction(ids=list(data.ids), labels=parse_many(outputs), outputs=outputs)
+        labels = label_set(recipe)
+        result = Prediction(ids=list(data.ids), labels=parse_many(outputs, labels), outputs=outputs)
         result.seconds["greedy_s"] = round(time.perf_counter() - started, 2)
         if with_probs:
             started = time.perf_counter()
@@ -343,7 +344,7 @@ class GenerateTask(Task):
                 shard_size=settings.shard_size,
                 desc=None if quiet else f"{name} ({settings.num_samples} samples)",
             )
-            result.probs = sample_probabilities(samples)
+            result.probs = sample_probabilities(samples, labels)
             result.seconds["samples_s"] = round(time.perf_counter() - started, 2)
         return result
 

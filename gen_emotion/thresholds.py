@@ -6,20 +6,22 @@ probability per label, one threshold per label trades precision for recall where
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gen_emotion.labels import LABELS, NUM_LABELS
+from gen_emotion.labels import LABELS
 from gen_emotion.metrics import check_label_matrix, macro_f1
 
 
-def check_probabilities(probs: Any, name: str = "probs") -> np.ndarray:
-    """Return ``probs`` as an ``(n, 11)`` float array in [0, 1], or raise ``ValueError``."""
+def check_probabilities(probs: Any, name: str = "probs", width: int | None = None) -> np.ndarray:
+    """Return ``probs`` as an ``(n, width)`` float array in [0, 1] (any width of at least 1 when ``width`` is
+    ``None``), or raise ``ValueError``."""
     arr = np.asarray(probs, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != NUM_LABELS:
-        raise ValueError(f"{name} must have shape (n, {NUM_LABELS}), got {arr.shape}")
+    if arr.ndim != 2 or arr.shape[1] < 1 or (width is not None and arr.shape[1] != width):
+        raise ValueError(f"{name} must have shape (n, {'labels' if width is None else width}), got {arr.shape}")
     if not np.isfinite(arr).all() or (arr < 0).any() or (arr > 1).any():
         raise ValueError(f"{name} must hold probabilities in [0, 1]")
     return arr
@@ -53,11 +55,11 @@ def tune_thresholds(y_true: Any, probs: Any, default: float = 0.5) -> np.ndarray
     F1 go to the one closest to ``default``; a label with no positive row keeps ``default``.
     """
     y = check_label_matrix(y_true, "y_true")
-    p = check_probabilities(probs)
+    p = check_probabilities(probs, width=y.shape[1])
     if len(y) != len(p):
         raise ValueError(f"y_true has {len(y)} rows but probs has {len(p)}")
-    out = np.full(NUM_LABELS, default, dtype=np.float64)
-    for j in range(NUM_LABELS):
+    out = np.full(y.shape[1], default, dtype=np.float64)
+    for j in range(y.shape[1]):
         if y[:, j].sum() == 0:
             continue
         candidates = candidate_thresholds(p[:, j])
@@ -71,8 +73,8 @@ def apply_thresholds(probs: Any, thresholds: Any) -> np.ndarray:
     """0/1 predictions: ``probs >= thresholds`` per label."""
     p = check_probabilities(probs)
     t = np.asarray(thresholds, dtype=np.float64)
-    if t.shape != (NUM_LABELS,):
-        raise ValueError(f"thresholds must have {NUM_LABELS} values, got shape {t.shape}")
+    if t.shape != (p.shape[1],):
+        raise ValueError(f"thresholds must have {p.shape[1]} values, got shape {t.shape}")
     return (p >= t).astype(np.int64)
 
 
@@ -116,12 +118,12 @@ def choose_thresholds(y_true: Any, probs: Any, baseline_macro_f1: float, seed: i
     )
 
 
-def thresholds_to_dict(thresholds: np.ndarray) -> dict[str, float]:
-    return {label: float(t) for label, t in zip(LABELS, thresholds)}
+def thresholds_to_dict(thresholds: np.ndarray, names: Sequence[str] = LABELS) -> dict[str, float]:
+    return {label: float(t) for label, t in zip(names, thresholds)}
 
 
-def thresholds_from_dict(values: dict[str, float]) -> np.ndarray:
-    missing = [label for label in LABELS if label not in values]
+def thresholds_from_dict(values: dict[str, float], names: Sequence[str] = LABELS) -> np.ndarray:
+    missing = [label for label in names if label not in values]
     if missing:
         raise ValueError(f"thresholds missing for {', '.join(missing)}")
-    return np.array([float(values[label]) for label in LABELS])
+    return np.array([float(values[label]) for label in names])

@@ -17,9 +17,8 @@ from typing import Any
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.generate import NO_CUTS, NO_PENALTY, max_new_tokens
 from gen_emotion.hardware import vllm_lora_rank
-from gen_emotion.labels import output_regex
 from gen_emotion.models import cuda_available, free_gpu_memory, merged_model_dir
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import Recipe, label_set
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class VLLMGenerator:
         self.llm = LLM(**kwargs)
         self.start_seconds = round(time.perf_counter() - started, 2)
         structured = (
-            StructuredOutputsParams(regex=regex or output_regex(target_format=recipe.prompt.target_format))
+            StructuredOutputsParams(regex=regex or label_set(recipe).output_regex(recipe.prompt.target_format))
             if settings.constrained
             else None
         )

@@ -38,6 +38,7 @@ def is_main_process() -> bool:
 
 
 def run_step(args: argparse.Namespace) -> None:
+    from gen_emotion.recipes import columns
     from gen_emotion.runs import load_run_recipe, setup_logging
     from gen_emotion.steps import Fold, import_task
 
@@ -45,7 +46,7 @@ def run_step(args: argparse.Namespace) -> None:
     setup_logging(args.run_dir if main else None, verbose=main)
     recipe = load_run_recipe(args.run_dir)
     task = import_task(args.task)
-    fold = Fold.load(args.data, args.rows, args.folds, args.fold, recipe.data.seed)
+    fold = Fold.load(args.data, args.rows, args.folds, args.fold, recipe.data.seed, columns=columns(recipe))
     log.info(
         "%s step of fold %d/%d in process %d (parent %d)", args.step, args.fold, args.folds, os.getpid(), os.getppid()
     )

@@ -34,8 +34,9 @@ def test_pos_weight_by_hand() -> None:
     assert weights[3:] == pytest.approx([3.0] * 8)  # sqrt(10 / 1) = 3.16, capped at 3
     assert pos_weight(labels, power=1.0, cap=None)[:4] == pytest.approx([4.0, 1.0, 1 / 9, 10.0])
     assert pos_weight(labels, power=0.0) == pytest.approx(np.ones(NUM_LABELS))
+    assert pos_weight(labels[:, :3], power=1.0, cap=None) == pytest.approx([4.0, 1.0, 1 / 9])  # any label count
     with pytest.raises(ValueError):
-        pos_weight(labels[:, :3])
+        pos_weight(labels[0])  # one row, not a matrix
 
 
 def test_a_model_that_needs_remote_code_fails_clearly(tmp_path: Path) -> None:

@@ -107,8 +107,12 @@ def test_overrides_are_taken_after_the_flags_too(capsys, tmp_path):
 
 
 def test_run_and_cv_refuse_a_data_folder_without_train_csv(capsys, tmp_path):
-    one_error(capsys, ["run", TFIDF, "--data", str(tmp_path), "--out", str(tmp_path / "r")], "no train.csv")
-    one_error(capsys, ["cv", TFIDF, "--data", str(tmp_path), "--folds", "1"], "no train.csv")
+    one_error(capsys, ["run", TFIDF, "--data", str(tmp_path), "--out", str(tmp_path / "r")], "no train file")
+    one_error(capsys, ["cv", TFIDF, "--data", str(tmp_path), "--folds", "1"], "no train file")
+    one_error(capsys, ["run", TFIDF, "--data", str(tmp_path / "nope")], "not a folder")
+    (tmp_path / "train.csv").write_text("x")
+    (tmp_path / "train.jsonl").write_text("{}")
+    one_error(capsys, ["run", TFIDF, "--data", str(tmp_path)], "keep one train file")
     one_error(capsys, ["cv", TFIDF, "--folds", "1"], "--folds must be at least 2")
     one_error(capsys, ["cv", TFIDF, "--rows", "1", "--out", str(tmp_path / "c")], "--rows must be at least 2")
     one_error(capsys, ["run", TFIDF, "--gpus", "0"], "--gpus must be at least 1")

@@ -144,7 +144,7 @@ def test_command(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert "out-of-fold macro-F1" in printed and str(out) in printed
     assert not (out / "folds" / "fold-0" / "tfidf_logreg.pkl").exists()
     assert main(["cv", "tfidf-logreg", "--data", str(tmp_path / "nowhere")]) == 2
-    assert "no train.csv" in capsys.readouterr().err
+    assert "not a folder" in capsys.readouterr().err
     assert main(["cv", "tfidf-logreg", "train.nope=1", "--out", str(tmp_path / "x")]) == 2
     assert main(["cv", "tfidf-logreg", "task=banana", "--out", str(tmp_path / "y")]) == 2
 

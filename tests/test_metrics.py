@@ -117,12 +117,25 @@ def test_accepts_lists_and_bool_arrays():
     assert macro_f1(gold, pred) == pytest.approx(2 / 11)  # anger and joy F1 = 1, nine labels 0
 
 
+@pytest.mark.parametrize("func", [per_label, score])
+@pytest.mark.parametrize(
+    ("gold", "pred", "message"),
+    [
+        (np.zeros((3, 10)), np.zeros((3, 10)), r"shape \(n, 11\)"),  # the SemEval labels: 11 columns
+        (np.zeros((3, 12)), np.zeros((3, 11)), r"y_true must have shape"),
+    ],
+)
+def test_named_scores_need_one_column_per_label(func, gold, pred, message):
+    with pytest.raises(ValueError, match=message):
+        func(gold, pred)
+    assert func(np.ones((2, 3)), np.ones((2, 3)), ("a", "b", "c")) is not None  # another label set
+
+
 @pytest.mark.parametrize("func", [macro_f1, micro_f1, jaccard, per_label, score])
 @pytest.mark.parametrize(
     ("gold", "pred", "message"),
     [
-        (np.zeros((3, 10)), np.zeros((3, 10)), r"shape \(n, 11\)"),
-        (np.zeros((3, 12)), np.zeros((3, 11)), r"y_true must have shape"),
+        (np.zeros((3, 11)), np.zeros((3, 12)), r"y_pred must have shape"),
         (np.zeros((3, 11)), np.zeros(11), r"y_pred must have shape"),
         (np.zeros((3, 11)), np.zeros((3, 11, 1)), r"y_pred must have shape"),
         (np.full((3, 11), 2), np.zeros((3, 11)), r"y_true must hold only 0 and 1"),

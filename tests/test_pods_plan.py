@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO_ROOT
 
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.hardware import estimate_memory, model_shape
+from gen_emotion.hardware import accelerate_config_path, estimate_memory, model_shape
 from gen_emotion.pods.gpus import (
     ACCELERATE_CONFIGS,
     GPU_TYPES,
@@ -33,7 +33,7 @@ from gen_emotion.pods.plan import (
     pod_env,
     run_name,
 )
-from gen_emotion.recipes import accelerate_config_path, load_recipe, recipe_from_dict
+from gen_emotion.recipes import load_recipe, recipe_from_dict
 from gen_emotion.runs import MASK, mask_url, redact
 
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))

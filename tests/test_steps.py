@@ -144,7 +144,7 @@ def test_in_process_tasks_return_their_predictions(tmp_path: Path) -> None:
 
 
 def test_training_on_several_gpus_runs_under_accelerate_launch():
-    from gen_emotion.recipes import accelerate_config_path
+    from gen_emotion.hardware import accelerate_config_path
     from gen_emotion.steps import WORKER, Launcher
 
     one = Launcher().command("fit")
