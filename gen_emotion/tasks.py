@@ -318,13 +318,12 @@ class GenerateTask(Task):
             return lazy.get().generate(prompts(data.texts[start:stop]), desc=None)
 
         quiet = not lazy.allow_load  # reading saved shards back: no progress to show
-        outputs = run_in_shards(
-            greedy,
-            data.ids,
-            shard_dir / "greedy",
-            shard_size=settings.shard_size,
-            desc=None if quiet else f"{name} (greedy)",
-        )
+
+        def in_shards(fn: Callable[[int, int, int], list[Any]], kind: str, what: str) -> list[Any]:
+            desc = None if quiet else f"{name} ({what})"
+            return run_in_shards(fn, data.ids, shard_dir / kind, shard_size=settings.shard_size, desc=desc)
+
+        outputs = in_shards(greedy, "greedy", "greedy")
         labels = label_set(recipe)
         result = Prediction(ids=list(data.ids), labels=parse_many(outputs, labels), outputs=outputs)
         result.seconds["greedy_s"] = round(time.perf_counter() - started, 2)
@@ -337,13 +336,7 @@ class GenerateTask(Task):
                     prompts(texts), settings.num_samples, seed=recipe.train.seed + index, desc=None
                 )
 
-            samples = run_in_shards(
-                sampled,
-                data.ids,
-                shard_dir / "samples",
-                shard_size=settings.shard_size,
-                desc=None if quiet else f"{name} ({settings.num_samples} samples)",
-            )
+            samples = in_shards(sampled, "samples", f"{settings.num_samples} samples")
             result.probs = sample_probabilities(samples, labels)
             result.seconds["samples_s"] = round(time.perf_counter() - started, 2)
         return result
