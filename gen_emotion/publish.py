@@ -30,9 +30,13 @@ CITATION = (
 )
 
 
+NOT_EXPORTED = ("training_args.bin",)
+"""Files of a trained folder that a model folder does not need (the trainer's pickled arguments)."""
+
+
 def _copy(source: Path, target: Path) -> None:
     for item in source.iterdir():
-        if item.is_file():
+        if item.is_file() and item.name not in NOT_EXPORTED:
             shutil.copy2(item, target / item.name)
 
 

@@ -60,6 +60,7 @@ def test_exported_generation_run_loads_and_predicts_what_the_run_did(tmp_path, q
     assert main(["export-model", str(run_dir), "--out", str(out), "--merged"]) == 0
     card = (out / "README.md").read_text()
     assert "SemEval-2018 Task 1" in card and "structured_outputs" in card and "macro_f1" in card
+    assert not (out / "training_args.bin").exists()
     description = json.loads((out / "gen_emotion.json").read_text())
     assert description["generation"]["repetition_penalty"] == 1.0
     recipe = load_run_recipe(run_dir)
