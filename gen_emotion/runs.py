@@ -157,13 +157,15 @@ def read_data(
 
 def peak_memory() -> dict[str, float]:
     """Peak resident memory of this process and its finished children (MiB) and, where CUDA was used in this
-    process, its peak GPU memory (MiB)."""
+    process, its peak GPU memory (MiB): allocated by tensors, and reserved by PyTorch's caching allocator (what
+    the GPU must hold)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     peak = {"peak_rss_mib": round(max(own, children) / 1024, 1)}
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        peak["peak_cuda_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
     return peak
 
 

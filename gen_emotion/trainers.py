@@ -21,6 +21,7 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json, write_json, write_text
 from gen_emotion.models import cuda_available
 from gen_emotion.recipes import Recipe
+from gen_emotion.runs import peak_memory
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def train_and_save(
         **({"train_tokens": int(trainer._total_train_tokens)} if hasattr(trainer, "_total_train_tokens") else {}),
         "processes": int(trainer.accelerator.num_processes),
         "seconds": round(time.perf_counter() - started, 1),
+        **{key: value for key, value in peak_memory().items() if "cuda" in key},  # this process's GPU peak
     }
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(target))

@@ -13,8 +13,9 @@ from ``.gpu-site/tokenizers.tar.gz``). Checks, each printed with its figures, th
    model: LoRA steps in bf16 with Liger's kernels, the fit and predict steps in processes of their own, the
    free GPU memory logged when generation starts, constrained generation (xgrammar) on CUDA, greedy and sampled;
 3. the same run with LoRA on bf16 weights;
-4. memory: a Llama-3.2-3B-shaped model, LoRA r=128 on the 7 projections, training steps at batch 16 x 256
-   tokens, peak GPU memory against ``hardware.estimate_memory``, without and with gradient checkpointing.
+4. memory: the fit step of the two main recipes (Llama-3.2-3B LoRA; Qwen2.5-14B QLoRA with checkpointing) on
+   random-weight models of their real shapes, two steps at full batch and ``train.max_length``; the peak GPU
+   memory of the real code path against ``hardware.estimate_memory``.
 """
 
 from __future__ import annotations
@@ -93,14 +94,20 @@ def build_llama(target: Path, tokenizer_dir: Path, **sizes) -> Path:
     return target
 
 
-def run_cli(env: dict, out: Path, work: Path, name: str, model: Path, overrides: list[str]) -> dict:
+def run_cli(
+    env: dict, out: Path, work: Path, name: str, model: Path, overrides: list[str], timeout: float = 240
+) -> dict:
     """``gen-emotion run`` on the shipped sample (its run folder in ``work``; its logs and metrics copied to
     ``out``); returns its figures and the log lines that prove the path."""
     run_dir = work / name
     command = [sys.executable, "-m", "gen_emotion.cli", "run", RECIPE, f"model.name={model}", *overrides]
     command += ["--backend", "transformers", "--out", str(run_dir)]
     started = time.perf_counter()
-    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+    try:
+        result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as stopped:
+        (out / f"{name}.log").write_text(f"{stopped.stdout!s}{stopped.stderr!s}")
+        return {"ok": False, "seconds": timeout, "error": f"stopped after {timeout} s"}
     seconds = time.perf_counter() - started
     (out / f"{name}.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
@@ -123,18 +130,21 @@ def run_cli(env: dict, out: Path, work: Path, name: str, model: Path, overrides:
     }
 
 
-def measure_memory(checkpointing: bool) -> dict:
-    """Peak GPU memory of LoRA training steps on a Llama-3.2-3B-shaped model, and the toolkit's estimate."""
+def build_full_size(family: str, shape_key: str, target: Path, tokenizer_dir: Path) -> Path:
+    """A model of the real shape of ``shape_key`` (``hardware.KNOWN_SHAPES``), random bf16 weights built on the
+    GPU, saved with the real tokenizer: what ``gen-emotion run`` would download, but for its weights."""
+    import shutil
+
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from gen_emotion.hardware import CUDA_OVERHEAD_GB, KNOWN_SHAPES, estimate_memory
-    from gen_emotion.recipes import load_recipe
+    from gen_emotion.hardware import KNOWN_SHAPES
 
-    recipe = load_recipe(RECIPE, ["train.liger_kernel=false", f"train.gradient_checkpointing={checkpointing}"])
-    shape = KNOWN_SHAPES["llama-3.2-3b-instruct"]
-    config = LlamaConfig(
+    shape = KNOWN_SHAPES[shape_key]
+    config_class, model_class = (
+        (LlamaConfig, LlamaForCausalLM) if family == "llama" else (Qwen2Config, Qwen2ForCausalLM)
+    )
+    config = config_class(
         vocab_size=shape.vocab,
         hidden_size=shape.hidden,
         num_hidden_layers=shape.layers,
@@ -142,46 +152,110 @@ def measure_memory(checkpointing: bool) -> dict:
         num_key_value_heads=shape.kv_heads,
         head_dim=shape.head_dim,
         intermediate_size=shape.intermediate,
-        tie_word_embeddings=True,
-        attn_implementation="sdpa",
+        tie_word_embeddings=shape.tied_embeddings,
+        max_position_embeddings=4096,
     )
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
-    if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    lora = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, target_modules=recipe.lora.target_modules)
-    model = get_peft_model(model, lora)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    batch, length = recipe.train.batch_size, recipe.train.max_length
-    ids = torch.randint(0, shape.vocab, (batch, length), device="cuda")
-    labels = ids.clone()
-    labels[:, : length - 8] = -100  # the loss on the answer only, as in training
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            model = model_class(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.save_pretrained(target)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tokenizer_dir / name, target / name)
+    return target
+
+
+def long_rows(folder: Path, rows: int = 64) -> Path:
+    """Training rows whose every example, once cut to ``prompt.max_text_tokens``, fills ``train.max_length``:
+    the longest tweets carrying all labels (the longest target), so each batch is the estimate's worst case."""
+    from gen_emotion.labels import SEMEVAL
+
+    folder.mkdir(parents=True, exist_ok=True)
+    text = " ".join(["so happy and scared about tomorrow's results and honestly can't sleep at all"] * 40)
+    header = ",".join(["ID", "Tweet", *SEMEVAL.names])
+    lines = [f"2018-{i:05d},{text},{','.join('1' * len(SEMEVAL.names))}" for i in range(rows)]
+    (folder / "train.csv").write_text("\n".join([header, *lines]) + "\n")
+    test = [f"2018-9{i:04d},{text},{','.join(['NONE'] * len(SEMEVAL.names))}" for i in range(2)]
+    (folder / "test.csv").write_text("\n".join([header, *test]) + "\n")
+    return folder
+
+
+def fill_length(recipe_path: str, overrides: list[str], data) -> list[str]:
+    """The overrides plus the largest ``prompt.max_text_tokens`` whose examples still fit ``train.max_length``."""
+    from gen_emotion.models import load_tokenizer
+    from gen_emotion.prompts import make_encoder
+    from gen_emotion.recipes import load_recipe
+    from gen_emotion.train import encode_rows
+
+    def length(n: int) -> int:
+        recipe = load_recipe(recipe_path, [*overrides, f"prompt.max_text_tokens={n}"])
+        encoder = make_encoder(load_tokenizer(recipe.model.name, recipe), recipe)
+        return len(encode_rows(data.subset([0]), encoder)[0]["input_ids"])
+
+    limit = load_recipe(recipe_path, overrides).train.max_length
+    low, high = 8, limit
+    while low < high:  # the largest n with length(n) <= limit
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if length(middle) <= limit else (low, middle - 1)
+    return [*overrides, f"prompt.max_text_tokens={low}"]
+
+
+def measure_fit(
+    work: Path, recipe_path: str, family: str, shape_key: str, tokenizer_dir: Path, extra: list[str]
+) -> dict:
+    """The recipe's real fit step (``train.train``: its loading, quantisation, Liger, checkpointing, collator) on
+    a full-size random-weight model, two steps at full batch and ``max_length``; peak GPU memory against
+    ``hardware.estimate_memory``."""
+    import torch
+
+    from gen_emotion.hardware import CUDA_OVERHEAD_GB, KNOWN_SHAPES, estimate_memory
+    from gen_emotion.recipes import load_recipe
+    from gen_emotion.runs import read_data
+    from gen_emotion.train import train
+
     started = time.perf_counter()
-    for _ in range(2):  # Adam's moments exist from the first step on
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    torch.cuda.synchronize()
-    step_s = (time.perf_counter() - started) / 2
-    allocated = torch.cuda.max_memory_allocated() / 1e9
-    reserved = torch.cuda.max_memory_reserved() / 1e9
-    estimate = estimate_memory(recipe, shape)
-    del model, optimizer, loss
-    torch.cuda.empty_cache()
+    model_dir = build_full_size(family, shape_key, work / shape_key, tokenizer_dir)
+    built = time.perf_counter() - started
+    data, _ = read_data(long_rows(work / "long-rows"))
+    overrides = [
+        f"model.name={model_dir}",
+        "train.max_steps=2",
+        "train.eval_steps=2",
+        "train.save_steps=2",
+        "train.warmup_steps=0",
+        "data.eval_rows=16",
+        *extra,
+    ]
+    overrides = fill_length(recipe_path, overrides, data)
+    recipe = load_recipe(recipe_path, overrides)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    summary = train(recipe, data, work / f"fit-{shape_key}")
+    import shutil
+
+    shutil.rmtree(model_dir, ignore_errors=True)
+    estimate = estimate_memory(recipe, KNOWN_SHAPES[shape_key])
+    reserved_gb = summary.get("peak_cuda_reserved_mib", 0.0) * 2**20 / 1e9
     return {
-        "gradient_checkpointing": checkpointing,
-        "tokens": batch * length,
-        "peak_allocated_gb": round(allocated, 2),
-        "peak_reserved_gb": round(reserved, 2),
-        "estimate_train_gb": round(estimate.train_gb, 2),
-        "estimate_without_overhead_gb": round(estimate.train_gb - CUDA_OVERHEAD_GB, 2),
-        "estimate_over_reserved": round((estimate.train_gb - CUDA_OVERHEAD_GB) / reserved, 3),
-        "seconds_per_step": round(step_s, 2),
+        "recipe": recipe_path,
+        "overrides": [o for o in overrides if not o.startswith("model.name=")],
+        "tokens_per_step": recipe.train.batch_size * recipe.train.max_length,
+        "peak_allocated_gb": round(summary.get("peak_cuda_mib", 0.0) * 2**20 / 1e9, 2),
+        "peak_reserved_gb": round(reserved_gb, 2),
+        "estimate": {k: round(v, 2) for k, v in estimate.__dict__.items()},
+        "estimate_without_overhead_over_reserved": round((estimate.train_gb - CUDA_OVERHEAD_GB) / reserved_gb, 3)
+        if reserved_gb
+        else None,
+        "train_runtime_s": summary["train_runtime_s"],
+        "build_and_save_s": round(built, 1),
+        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
@@ -189,7 +263,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--site", type=Path, default=REPO / ".gpu-site", help="the folder scripts/gpu_wheels.sh made")
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="gpu-check-")))
-    parser.add_argument("--skip", nargs="*", default=[], choices=("qlora", "lora", "memory"), help="checks to skip")
+    parser.add_argument("--fit-overrides", nargs="*", default=[], help="recipe overrides for the memory checks")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=("qlora", "lora", "fit-3b", "fit-14b"), help="checks to skip"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-work-"))
@@ -227,12 +304,24 @@ def main() -> int:
         say(f"gen-emotion run, {name}: training and generating on CUDA")
         report[name] = run_cli(env, args.out, work, name, model, [*common, *extra])
         say(f"{name}: {report[name]}")
-    if "memory" not in args.skip:
-        report["memory"] = []
-        for checkpointing in (False, True):
-            say(f"memory, Llama-3.2-3B shape, LoRA r=128, batch 16 x 256, checkpointing {checkpointing}")
-            report["memory"].append(measure_memory(checkpointing))
-            say(f"memory: {report['memory'][-1]}")
+    fits = (
+        ("fit-3b", RECIPE, "llama", "llama-3.2-3b-instruct", "llama-3.2-instruct", []),
+        ("fit-14b", "recipes/qwen2.5-14b-instruct-qlora.yaml", "qwen", "qwen2.5-14b-instruct", "qwen2.5-instruct", []),
+    )
+    report["memory"] = []
+    for name, recipe_path, family, shape_key, tokenizer, extra in fits:
+        if name in args.skip:
+            continue
+        say(f"memory: {recipe_path}'s fit step on a {shape_key}-shaped model at full batch and length")
+        try:
+            tokenizer_dir = work / "site" / "tokenizers" / tokenizer
+            extra = [*extra, *args.fit_overrides]
+            figures = measure_fit(work, recipe_path, family, shape_key, tokenizer_dir, extra)
+        except Exception as error:  # report it and go on to the next check
+            figures = {"recipe": recipe_path, "error": f"{type(error).__name__}: {error}"[:2000]}
+        report["memory"].append(figures)
+        say(f"memory: {json.dumps(figures)}")
+        (args.out / "report.json").write_text(json.dumps(report, indent=1))
     ok = all(report[k]["ok"] for k in ("qlora", "lora") if k in report)
     report["ok"] = ok
     (args.out / "report.json").write_text(json.dumps(report, indent=1))

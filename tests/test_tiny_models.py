@@ -164,26 +164,3 @@ def test_models_load_and_generate_with_transformers_on_cpu(model_dir: Path) -> N
         output = model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
     new = output[0, inputs["input_ids"].shape[1] :]
     assert len(new) == 4 and int(new.max()) < model.config.vocab_size
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("fixture", ["llama_instruct_dir", "qwen_instruct_dir", "qwen_base_dir"])
-def test_vllm_cpu_loads_the_tiny_model_and_generates(
-    fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    model_dir: Path = request.getfixturevalue(fixture)
-    vllm = pytest.importorskip("vllm")
-    monkeypatch.setenv("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")  # the engine's processes read these (vllm_backend.py)
-    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; a 256-token context needs far less
-    llm = vllm.LLM(
-        model=str(model_dir), dtype="bfloat16", max_model_len=256, enforce_eager=True, gpu_memory_utilization=0.1
-    )
-    try:
-        prompt = load_tokenizer(model_dir)("what a day :)", add_special_tokens=False)["input_ids"]
-        params = vllm.SamplingParams(temperature=0.0, max_tokens=4, ignore_eos=True)
-        [result] = llm.generate([{"prompt_token_ids": prompt}], params, use_tqdm=False)
-    finally:
-        del llm
-    assert list(result.prompt_token_ids) == prompt
-    tokens = list(result.outputs[0].token_ids)
-    assert len(tokens) == 4 and all(0 <= token < 151936 for token in tokens)
