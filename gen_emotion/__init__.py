@@ -6,14 +6,17 @@ In a notebook or a script: ``EmotionModel.load(run_dir).predict(texts)`` (``gen_
 
 from typing import Any
 
-from gen_emotion.labels import LABELS
-
 __version__ = "0.1.0"
 __all__ = ["LABELS", "EmotionModel", "TextPredictions", "score", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """The API's heavier parts, imported on first use (``import gen_emotion`` stays light)."""
+    """The API's parts, imported on first use (``import gen_emotion`` stays light: the command's entry point,
+    ``gen_emotion.console``, must be running before anything slow is imported)."""
+    if name == "LABELS":
+        from gen_emotion.labels import LABELS
+
+        return LABELS
     if name in ("EmotionModel", "TextPredictions"):
         from gen_emotion import api
 

@@ -8,15 +8,16 @@ import errno
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.errors import GenEmotionError
+from gen_emotion.errors import EXIT_INTERRUPTED, GenEmotionError
 
 EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 
@@ -483,6 +484,8 @@ def finish_output() -> None:
 def main(argv: list[str] | None = None) -> int:
     command = "gen-emotion"
     try:
+        if threading.current_thread() is threading.main_thread():  # Ctrl-C as KeyboardInterrupt from here on
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         args = parse_arguments(build_parser(), argv)
         command = args.command
         status = args.func(args)

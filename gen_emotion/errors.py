@@ -1,4 +1,7 @@
-"""The one exception type the command line turns into a one-line message."""
+"""The one exception type the command line turns into a one-line message, and the exit status of a Ctrl-C."""
+
+EXIT_INTERRUPTED = 130
+"""The exit status after a Ctrl-C (128 + SIGINT), whenever it comes."""
 
 
 class GenEmotionError(Exception):

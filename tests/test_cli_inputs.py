@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -283,6 +285,23 @@ def test_standard_output_on_a_full_disk_is_one_line():
     assert result.stderr.decode().strip() == (
         "gen-emotion: error: cannot write to standard output (No space left on device)"
     )
+
+
+def test_ctrl_c_while_the_command_is_still_importing_is_one_line():
+    # The entry point's first act: a SIGINT that arrives before any command runs (here, at once) ends quietly.
+    code = "import gen_emotion.console, os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(30)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, cwd=REPO_ROOT, timeout=60)
+    assert (result.returncode, result.stderr.decode()) == (130, "gen-emotion: interrupted\n")
+
+
+def test_ctrl_c_inside_a_command_is_one_line():
+    console = Path(sys.executable).with_name("gen-emotion")
+    command = [str(console)] if console.exists() else [sys.executable, "-m", "gen_emotion"]
+    process = subprocess.Popen(command + ["parse"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    time.sleep(2.0)  # parse is waiting on its standard input by then
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err.decode()) == (130, "gen-emotion: interrupted\n")
 
 
 def test_version():

@@ -20,6 +20,7 @@ LAYERS = [  # lowest first, as in README.md
     ["steps", "worker"],
     ["pipeline", "cv", "ensemble", "report", "inspection", "api", "publish", "catalog", "pods"],
     ["cli"],
+    ["console", "__main__"],
 ]
 TRAINING = {"train", "classify", "baseline", "trainers"}
 GENERATION = {"generate", "vllm_backend"}

@@ -1,0 +1,7 @@
+"""``python -m gen_emotion``: the ``gen-emotion`` command."""
+
+import sys
+
+from gen_emotion.console import main
+
+sys.exit(main())
