@@ -26,9 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 RECIPES = ("tfidf-logreg", "minilm-l6-cpu", "smollm2-135m-cls-cpu")
-ESTIMATE_MIN = {"tfidf-logreg": 1.0, "minilm-l6-cpu": 28.0, "smollm2-135m-cls-cpu": 18.0}
+ESTIMATE_MIN = {"tfidf-logreg": 1.0, "minilm-l6-cpu": 20.0, "smollm2-135m-cls-cpu": 14.0}
 """Minutes for 5-fold CV on the Kaggle data (7,724 rows, 3,259 test rows) on 2 cores, measured by a full
-run of this script on 2026-11-26 (0.5, 13.2 and 17.2 minutes), rounded up. Scaled linearly with folds
+run of this script on 2026-11-27 (0.3, 19.0 and 12.5 minutes), rounded up. Scaled linearly with folds
 and rows."""
 FULL_ROWS = 7724
 SMOKE = {"folds": 2, "rows": 200, "overrides": ["train.max_steps=3", "train.batch_size=8", "classifier.max_length=48"]}

@@ -81,8 +81,8 @@ class EmotionModel:
 
     def predict(self, texts: Sequence[str]) -> TextPredictions:
         """The labels of ``texts`` as the run decided (``metrics.json``'s ``decision``): a generation run's greedy
-        outputs, or its sampled probabilities cut at its tuned thresholds; a classifier's probabilities cut at
-        0.5 or at its thresholds."""
+        outputs, or its probabilities (branches or samples) cut at its tuned thresholds; a classifier's
+        probabilities cut at 0.5 or at its thresholds."""
         decided = self.task.base_decision == "greedy" and self._decision() == "thresholds"
         return self._predict(texts, with_probs=decided)
 
@@ -93,8 +93,8 @@ class EmotionModel:
         return read_json(path, "the run's metrics").get("decision") if path.is_file() else None
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Per-label probabilities of ``texts``: a classifier's, or the sampled shares of a generation run
-        trained with ``generate.probabilities: true``."""
+        """Per-label probabilities of ``texts``: a classifier's, or those of a generation run trained with
+        ``generate.probabilities: true`` (``generate.probability_source``: sampled shares or greedy branches)."""
         if self.task.base_decision == "greedy" and not (self.run_dir / "thresholds.json").is_file():
             raise GenEmotionError(
                 f"{self.run_dir}: this generation run has no probabilities; train it with generate.probabilities=true"

@@ -26,7 +26,7 @@ def shipped_recipes() -> list[dict[str, str]]:
     if folder is None:
         raise GenEmotionError("no shipped recipes found (is the package installed whole?)")
     rows = []
-    for path in sorted(folder.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml"), key=lambda p: p.stem):
         recipe = load_recipe(path)
         local = recipe.task == "tfidf" or recipe.model.name in EMBEDDED_MODELS or recipe.model.name in WHEEL_MODELS
         where = "CPU" if local else f"GPU {estimate_memory(recipe, model_shape(recipe.model.name)).need_gb:.0f} GB"

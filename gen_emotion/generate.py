@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from gen_emotion.branches import Step
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json, write_text
 from gen_emotion.models import free_gpu_memory, load_tokenizer, merged_model_dir
@@ -36,9 +38,14 @@ NO_CUTS = {"top_k": 0, "top_p": 1.0, "min_p": 0.0}
 
 
 class Generator(Protocol):
-    """What every backend offers: greedy outputs, and ``n`` sampled outputs per prompt, in input order."""
+    """What every backend offers: greedy outputs (alone, or with each step's ``top_k`` likeliest tokens), and
+    ``n`` sampled outputs per prompt, in input order."""
 
     def generate(self, prompts: list[list[int]], *, desc: str | None = "generate") -> list[str]: ...
+
+    def generate_steps(
+        self, prompts: list[list[int]], top_k: int, *, desc: str | None = "generate"
+    ) -> list[tuple[str, list[Step]]]: ...
 
     def sample(
         self, prompts: list[list[int]], n: int, *, seed: int, desc: str | None = "sample"
@@ -50,6 +57,44 @@ class Generator(Protocol):
 def max_new_tokens(recipe: Recipe) -> int:
     """The recipe's cap on new tokens, or just enough for the longest string of the output grammar."""
     return recipe.generate.max_new_tokens or label_set(recipe).max_new_tokens(recipe.prompt.target_format)
+
+
+def decode_steps(tokenizer: Any, token_ids: list[int], tops: list[list[tuple[int, float]]]) -> list[Step]:
+    """Greedy steps as text: each chosen token and each of its step's top tokens decoded after the token chosen
+    before it (so a SentencePiece word keeps its leading space); special tokens are empty."""
+    pieces, contexts = [], []
+    tops = [[(token, logprob) for token, logprob in top if logprob > -math.inf] for top in tops]  # masked: none
+    for step, (chosen, top) in enumerate(zip(token_ids, tops)):
+        context = token_ids[step - 1 : step]
+        contexts.append(context)
+        pieces.extend(context + [token] for token in (chosen, *(token for token, _ in top)))
+    texts = iter(tokenizer.batch_decode(pieces, skip_special_tokens=True))
+    bases = tokenizer.batch_decode(contexts, skip_special_tokens=True)
+    steps = []
+    for base, top in zip(bases, tops):
+        after = [_after(base, next(texts)) for _ in range(len(top) + 1)]
+        steps.append(Step(after[0], [(text, logprob) for text, (_, logprob) in zip(after[1:], top)]))
+    return steps
+
+
+def _step_top(logits: Any, chosen: Any, top_k: int) -> list[list[tuple[int, float]]]:
+    """Per row of a batch: the ``top_k`` likeliest tokens of one step with their log-probabilities, and the
+    chosen token's when it is not among them."""
+    logprobs = logits.float().log_softmax(-1)
+    values, indices = logprobs.topk(top_k, dim=-1)
+    chosen_logprobs = logprobs.gather(-1, chosen[:, None])[:, 0]
+    rows = []
+    for row in range(logprobs.shape[0]):
+        top = list(zip(indices[row].tolist(), values[row].tolist()))
+        token = int(chosen[row])
+        if all(t != token for t, _ in top):
+            top.append((token, float(chosen_logprobs[row])))
+        rows.append(top)
+    return rows
+
+
+def _after(base: str, text: str) -> str:
+    return text[len(base) :] if text.startswith(base) else text
 
 
 def batch_inputs(tokenizer: Any, prompts: list[list[int]]) -> Any:
@@ -114,33 +159,55 @@ class TransformersGenerator:
             **sampling,
         )
 
-    def _run(self, prompts: list[list[int]], n: int, sample: bool, desc: str | None) -> list[list[str]]:
-        import torch
+    def _batches(self, prompts: list[list[int]], size: int, desc: str | None) -> Iterator[tuple[list[int], Any]]:
+        """Length-sorted batches of ``size`` prompts (less padding), as indices and the padded inputs."""
         from tqdm.auto import tqdm
 
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # less padding per batch
-        outputs: list[list[str]] = [[] for _ in prompts]
-        size = max(1, self.recipe.generate.batch_size // n)
-        config = self.decoding(sample)
-        config.num_return_sequences = n
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         with tqdm(total=len(prompts), desc=desc, unit="tweet", disable=desc is None) as bar:
             for start in range(0, len(order), size):
                 batch = order[start : start + size]
-                enc = batch_inputs(self.tokenizer, [prompts[i] for i in batch]).to(self.device)
-                with torch.inference_mode():
-                    out = self.model.generate(
-                        **enc,
-                        generation_config=config,
-                        logits_processor=self._logits_processors(),
-                    )
-                texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                for k, i in enumerate(batch):
-                    outputs[i] = [text.strip() for text in texts[k * n : (k + 1) * n]]
+                yield batch, batch_inputs(self.tokenizer, [prompts[i] for i in batch]).to(self.device)
                 bar.update(len(batch))
+
+    def _generate(self, enc: Any, config: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.model.generate(**enc, generation_config=config, logits_processor=self._logits_processors())
+
+    def _run(self, prompts: list[list[int]], n: int, sample: bool, desc: str | None) -> list[list[str]]:
+        outputs: list[list[str]] = [[] for _ in prompts]
+        config = self.decoding(sample)
+        config.num_return_sequences = n
+        for batch, enc in self._batches(prompts, max(1, self.recipe.generate.batch_size // n), desc):
+            out = self._generate(enc, config)
+            texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            for k, i in enumerate(batch):
+                outputs[i] = [text.strip() for text in texts[k * n : (k + 1) * n]]
         return outputs
 
     def generate(self, prompts: list[list[int]], *, desc: str | None = "generate") -> list[str]:
         return [outs[0] for outs in self._run(prompts, 1, False, desc)]
+
+    def generate_steps(
+        self, prompts: list[list[int]], top_k: int, *, desc: str | None = "generate"
+    ) -> list[tuple[str, list[Step]]]:
+        """Greedy outputs and, per step, the ``top_k`` likeliest tokens of the distribution greedy chose from (the
+        model's, under the grammar's mask) and the chosen one, from the same pass."""
+        results: list[tuple[str, list[Step]]] = [("", [])] * len(prompts)
+        config = self.decoding(False)
+        config.output_scores, config.return_dict_in_generate = True, True
+        for batch, enc in self._batches(prompts, max(1, self.recipe.generate.batch_size), desc):
+            out = self._generate(enc, config)
+            new = out.sequences[:, enc["input_ids"].shape[1] :]
+            tops = [_step_top(scores, new[:, k], top_k) for k, scores in enumerate(out.scores)]
+            for row, i in enumerate(batch):
+                ids = new[row].tolist()
+                length = next((k + 1 for k, token in enumerate(ids) if token in self.stop_ids), len(ids))
+                steps = decode_steps(self.tokenizer, ids[:length], [tops[k][row] for k in range(length)])
+                results[i] = (self.tokenizer.decode(ids[:length], skip_special_tokens=True).strip(), steps)
+        return results
 
     def sample(self, prompts: list[list[int]], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
         import torch

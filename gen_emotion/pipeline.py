@@ -169,7 +169,13 @@ def _run_for_prediction(run_dir: Path, overrides: list[str] | tuple[str, ...], b
         apply_override(values, override)
     if backend:
         apply_override(values, f"generate.backend={backend}")
-    return recipe_from_dict(values, where=str(run_dir / "recipe.yaml"))
+    changed = recipe_from_dict(values, where=str(run_dir / "recipe.yaml"))
+    if recipe.generate.probabilities and changed.generate.probability_source != recipe.generate.probability_source:
+        raise GenEmotionError(
+            f"{run_dir}: its thresholds were tuned on {recipe.generate.probability_source} probabilities; "
+            "predict keeps generate.probability_source"
+        )
+    return changed
 
 
 def run_thresholds(run_dir: Path, task: Task, with_probs: bool, names: tuple[str, ...]) -> np.ndarray | None:

@@ -190,7 +190,14 @@ class GenerateArgs:
     gpu_memory_utilization: float = arg(
         0.9, "vLLM on a GPU: share of its memory for weights and KV cache", above=0, high=1
     )
-    probabilities: bool = arg(False, "also estimate per-label probabilities from sampled outputs and tune thresholds")
+    probabilities: bool = arg(False, "also estimate per-label probabilities and tune thresholds on them")
+    probability_source: str = arg(
+        "branches",
+        "samples: the share of num_samples sampled outputs naming a label; branches: a label's probability at its "
+        "place in the greedy output (top-k log-probabilities of the greedy pass, no extra decoding)",
+        choices=("samples", "branches"),
+    )
+    branch_top_k: int = arg(20, "branches: likeliest tokens kept per greedy step", low=2, high=100)
     num_samples: int = arg(8, "sampled outputs per tweet for the probabilities", low=1)
     temperature: float = arg(1.0, "sampling temperature for the probabilities", above=0)
     shard_size: int = arg(256, "rows per saved shard of predictions (a resumed run restarts at the last one)", low=1)
@@ -347,8 +354,11 @@ def check_recipe(recipe: Recipe, where: str) -> None:
             f"{where}: model.load_in_4bit needs classifier.use_lora: true (4-bit weights cannot be fine-tuned in full)"
         )
     _check_labels(recipe, where)
-    if recipe.generate.probabilities and recipe.generate.num_samples < 2:
+    g = recipe.generate
+    if g.probabilities and g.probability_source == "samples" and g.num_samples < 2:
         raise RecipeError(f"{where}: generate.probabilities needs generate.num_samples of at least 2")
+    if g.probabilities and g.probability_source == "branches" and recipe.prompt.target_format != "labels":
+        raise RecipeError(f"{where}: generate.probability_source: branches needs prompt.target_format: labels")
     if recipe.task != "tfidf":
         _check_template(recipe, where)
 

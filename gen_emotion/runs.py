@@ -125,6 +125,9 @@ def load_run_recipe(run_dir: Path) -> Recipe:
         raise GenEmotionError(f"{path}: damaged, not readable YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise GenEmotionError(f"{path}: damaged, holds {type(values).__name__}; expected a mapping of sections")
+    generate = values.get("generate")
+    if isinstance(generate, dict) and generate.get("probabilities") and "probability_source" not in generate:
+        generate["probability_source"] = "samples"  # a run from before branches: its probabilities were sampled
     return recipe_from_dict(values, where=str(path))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gen_emotion.branches import branch_probabilities
 from gen_emotion.data import EmotionData
 from gen_emotion.decode import parse_many
 from gen_emotion.errors import GenEmotionError
@@ -224,6 +225,8 @@ class GenerateTask(Task):
 
     def probability_method(self, recipe: Recipe) -> str:
         g = recipe.generate
+        if g.probability_source == "branches":
+            return f"each label's probability at its place in the greedy output (top {g.branch_top_k} tokens a step)"
         return f"share of {g.num_samples} grammar-constrained samples (temperature {g.temperature}) naming each label"
 
     def is_fitted(self, out_dir: Path) -> bool:
@@ -323,11 +326,23 @@ class GenerateTask(Task):
             desc = None if quiet else f"{name} ({what})"
             return run_in_shards(fn, data.ids, shard_dir / kind, shard_size=settings.shard_size, desc=desc)
 
-        outputs = in_shards(greedy, "greedy", "greedy")
         labels = label_set(recipe)
+        branches = with_probs and settings.probability_source == "branches"
+        if branches:
+
+            def greedy_branches(start: int, stop: int, index: int) -> list[list[Any]]:
+                rows = lazy.get().generate_steps(prompts(data.texts[start:stop]), settings.branch_top_k, desc=None)
+                return [[text, branch_probabilities(steps, labels).round(6).tolist()] for text, steps in rows]
+
+            pairs = in_shards(greedy_branches, "greedy-branches", "greedy and branches")
+            outputs = [text for text, _ in pairs]
+        else:
+            outputs = in_shards(greedy, "greedy", "greedy")
         result = Prediction(ids=list(data.ids), labels=parse_many(outputs, labels), outputs=outputs)
         result.seconds["greedy_s"] = round(time.perf_counter() - started, 2)
-        if with_probs:
+        if branches:
+            result.probs = np.array([probs for _, probs in pairs], dtype=float).reshape(len(pairs), len(labels))
+        elif with_probs:
             started = time.perf_counter()
 
             def sampled(start: int, stop: int, index: int) -> list[list[str]]:

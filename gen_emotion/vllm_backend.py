@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gen_emotion.branches import Step
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.generate import NO_CUTS, NO_PENALTY, max_new_tokens
+from gen_emotion.generate import NO_CUTS, NO_PENALTY, decode_steps, max_new_tokens
 from gen_emotion.hardware import vllm_lora_rank
 from gen_emotion.models import cuda_available, free_gpu_memory, merged_model_dir
 from gen_emotion.recipes import Recipe, label_set
@@ -96,6 +97,7 @@ class VLLMGenerator:
             "gpu_memory_utilization": settings.gpu_memory_utilization if cuda_available() else 0.3,
             "max_model_len": recipe.train.max_length + 64,
             "seed": recipe.train.seed,
+            "max_logprobs": max(20, settings.branch_top_k),
             "trust_remote_code": recipe.model.trust_remote_code,
         }
         if not cuda_available() and VLLM_CPU_BLOCK_SIZE:
@@ -128,6 +130,24 @@ class VLLMGenerator:
             engine_inputs(prompts), self.sampling, lora_request=self.lora_request, use_tqdm=desc is not None
         )
         return [result.outputs[0].text.strip() for result in results]
+
+    def generate_steps(
+        self, prompts: list[list[int]], top_k: int, *, desc: str | None = "generate"
+    ) -> list[tuple[str, list[Step]]]:
+        """Greedy outputs with each step's ``top_k`` likeliest tokens and the chosen one (vLLM's "raw"
+        log-probabilities are the sampler's input: the model's, under the grammar's mask)."""
+        params = self.sampling.clone()
+        params.logprobs = top_k
+        results = self.llm.generate(
+            engine_inputs(prompts), params, lora_request=self.lora_request, use_tqdm=desc is not None
+        )
+        tokenizer = self.llm.get_tokenizer()
+        scored = []
+        for result in results:
+            out = result.outputs[0]
+            tops = [[(token, item.logprob) for token, item in step.items()] for step in out.logprobs or []]
+            scored.append((out.text.strip(), decode_steps(tokenizer, list(out.token_ids), tops)))
+        return scored
 
     def sample(self, prompts: list[list[int]], n: int, *, seed: int, desc: str | None = "sample") -> list[list[str]]:
         """``n`` completions per prompt at ``generate.temperature``; the prompt is prefilled once."""

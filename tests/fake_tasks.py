@@ -9,12 +9,14 @@ The step processes import this module by its file's folder (``steps._child_env``
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
+from gen_emotion.branches import Step
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import write_json
@@ -44,7 +46,8 @@ class ByteEncoder:
 
 class KeywordGenerator:
     """Greedy: the labels whose keyword the tweet holds, in label order; sampled: each label of the greedy answer
-    kept with probability 0.7, plus a random one with probability 0.2 (seeded)."""
+    kept with probability 0.7, plus a random one with probability 0.2 (seeded); greedy steps: each label chosen
+    at 0.7 against a random one."""
 
     def __init__(self, out_dir: Path) -> None:
         record(out_dir, "generator loaded")
@@ -69,6 +72,23 @@ class KeywordGenerator:
                     chosen.add(rng.choice(LABELS))
                 outs.append(", ".join(label for label in LABELS if label in chosen) or "none")
             result.append(outs)
+        return result
+
+    def generate_steps(
+        self, prompts: list[list[int]], top_k: int, *, desc: str | None = None
+    ) -> list[tuple[str, list[Step]]]:
+        """The greedy answer, each label chosen at 0.7 against one other label at 0.3 (seeded by the prompt)."""
+        result = []
+        for ids in prompts:
+            rng = random.Random(sum(ids))
+            answer = self.answer(ids)
+            steps = [Step("none", [("none", math.log(0.7)), (rng.choice(LABELS), math.log(0.3))])] if not answer else []
+            for index, label in enumerate(answer):
+                sep = ", " if index else ""
+                steps.append(
+                    Step(sep + label, [(sep + label, math.log(0.7)), (sep + rng.choice(LABELS), math.log(0.3))])
+                )
+            result.append((", ".join(answer) or "none", [*steps, Step("", [("", 0.0)])]))
         return result
 
     def close(self) -> None:

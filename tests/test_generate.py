@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from gen_emotion import labels
+from gen_emotion.branches import branch_probabilities
 from gen_emotion.data import read_train
 from gen_emotion.generate import TransformersGenerator, batch_inputs, run_in_shards
 from gen_emotion.labels import is_canonical
@@ -136,3 +138,30 @@ def test_run_in_shards_resumes_and_checks_ids(tmp_path):
     (tmp_path / "shard-00002.json").write_text("[1, 2", encoding="utf-8")
     with pytest.raises(GenEmotionError, match="damaged"):
         run_in_shards(fake, ids, tmp_path, shard_size=4, desc=None)
+
+
+def test_greedy_steps_are_the_greedy_pass_with_its_log_probabilities(family, sample_dir):
+    import torch
+    import xgrammar as xgr
+
+    recipe, encoder, generator = family_setup(family, dtype="float32")
+    texts = read_train(sample_dir / "train.csv").texts[:6]
+    prompts = [encoder.prompt_ids(text) for text in texts]
+    greedy = generator.generate(prompts, desc=None)
+    scored = generator.generate_steps(prompts, 5, desc=None)
+    assert [text for text, _ in scored] == greedy
+    for prompt, (text, steps) in zip(prompts, scored):
+        assert "".join(step.chosen for step in steps).strip() == text
+        with torch.inference_mode():  # a forward over the prompt alone, under the grammar: the first step's
+            logits = generator.model(torch.tensor([prompt])).logits[:, -1].float()
+        bitmask = xgr.allocate_token_bitmask(1, logits.shape[-1])
+        xgr.GrammarMatcher(generator.compiled_grammar).fill_next_token_bitmask(bitmask)
+        xgr.apply_token_bitmask_inplace(logits, bitmask)
+        expected = logits[0].log_softmax(-1)
+        top = sorted((logprob for _, logprob in steps[0].top), reverse=True)[:5]
+        assert top == pytest.approx(expected.topk(5).values.tolist(), abs=1e-3)
+        assert steps[0].chosen in dict(steps[0].top)
+        probs = branch_probabilities(steps, labels.SEMEVAL)
+        chosen = labels.SEMEVAL.from_canonical(text)
+        assert ((probs > 0) | (chosen == 0)).all()  # every label written has a share of its slot
+    generator.close()

@@ -12,7 +12,7 @@ from conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "gen_emotion"
 LAYERS = [  # lowest first, as in README.md
     ["labels", "files", "errors"],
-    ["export", "thresholds", "metrics", "data", "formats", "decode"],
+    ["export", "thresholds", "metrics", "data", "formats", "decode", "branches"],
     ["recipes", "prompts"],
     ["models", "runs", "hardware"],
     ["train", "classify", "baseline", "trainers", "generate", "vllm_backend"],

@@ -36,6 +36,7 @@ TINY = [
     "generate.backend=transformers",
     "generate.batch_size=32",
     "generate.probabilities=true",
+    "generate.probability_source=samples",  # branches: test_label_sets, test_generate, test_vllm_backend
     "generate.num_samples=3",
     "generate.shard_size=32",
 ]

@@ -4,6 +4,7 @@ and ``predict`` write their files. The real models run the same path in ``test_p
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -16,9 +17,13 @@ from fake_tasks import FakeGenerateTask
 
 from gen_emotion.cv import run_cv
 from gen_emotion.data import read_label_file, read_test
+from gen_emotion.decode import parse
 from gen_emotion.errors import GenEmotionError
+from gen_emotion.export import read_probabilities
+from gen_emotion.labels import LABELS
 from gen_emotion.pipeline import predict_file, run_recipe
 from gen_emotion.recipes import load_recipe
+from gen_emotion.runs import load_run_recipe
 from gen_emotion.steps import Fold, StepFailed, fit_predict
 from gen_emotion.tasks import TASKS, get_task
 
@@ -65,8 +70,46 @@ def test_run_writes_every_file_and_one_metrics_layout(tmp_path: Path) -> None:
     assert tfidf["outputs"] is None and tfidf["probabilities"]["base"] == "0.5"
 
 
+def test_branch_probabilities_come_with_the_greedy_pass_and_resume(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPE, ["generate.probabilities=true", "generate.probability_source=branches"])
+    run_dir = tmp_path / "run"
+    metrics = run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    assert "greedy output" in metrics["probabilities"]["method"]
+    shards = run_dir / "shards" / "val"
+    assert sorted(p.name for p in shards.iterdir()) == ["greedy-branches"]  # one pass: no greedy, no samples
+    ids, probs = read_probabilities(run_dir / "val_probs.csv", LABELS)
+    with (run_dir / "val_predictions.csv").open(newline="", encoding="utf-8") as handle:
+        outputs = [row["output"] for row in csv.DictReader(handle)]
+    greedy = np.stack([parse(output) for output in outputs])
+    assert (probs[greedy == 1] >= 0.7 - 1e-6).all()  # a written label has at least its slot's 0.7
+    assert 0 < (probs[greedy == 0] > 0).sum() < (greedy == 0).sum()  # some others got the 0.3 branch
+    first = (run_dir / "val_probs.csv").read_text()
+    (shards / "greedy-branches" / "shard-00000.json").unlink()
+    run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    assert (run_dir / "val_probs.csv").read_text() == first
+    # the thresholds were tuned on branch probabilities: predict does not swap in sampled ones
+    with pytest.raises(GenEmotionError, match="tuned on branches probabilities"):
+        predict_file(
+            run_dir, SAMPLE_DIR / "test.csv", tmp_path / "p.csv", overrides=["generate.probability_source=samples"]
+        )
+
+
+def test_a_run_written_before_branches_existed_keeps_its_sampled_probabilities(tmp_path: Path) -> None:
+    overrides = ["generate.probabilities=true", "generate.probability_source=samples", "generate.num_samples=4"]
+    recipe = load_recipe(RECIPE, overrides)
+    run_dir = tmp_path / "run"
+    run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    assert sorted(p.name for p in (run_dir / "shards" / "val").iterdir()) == ["greedy", "samples"]
+    saved = (run_dir / "recipe.yaml").read_text()
+    (run_dir / "recipe.yaml").write_text(
+        "".join(line for line in saved.splitlines(True) if "probability_source" not in line)
+    )
+    assert load_run_recipe(run_dir).generate.probability_source == "samples"
+    run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())  # the same recipe: it resumes
+
+
 def test_rerun_trains_nothing_and_generates_only_missing_shards(tmp_path: Path) -> None:
-    recipe = load_recipe(RECIPE, ["generate.shard_size=32"])
+    recipe = load_recipe(RECIPE, ["generate.shard_size=32", "generate.probabilities=false"])
     run_dir = tmp_path / "run"
     run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
     first = (run_dir / "test_predictions.csv").read_text()

