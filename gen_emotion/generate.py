@@ -82,13 +82,14 @@ def _step_top(logits: Any, chosen: Any, top_k: int) -> list[list[tuple[int, floa
     chosen token's when it is not among them."""
     logprobs = logits.float().log_softmax(-1)
     values, indices = logprobs.topk(top_k, dim=-1)
-    chosen_logprobs = logprobs.gather(-1, chosen[:, None])[:, 0]
+    chosen_logprobs = logprobs.gather(-1, chosen[:, None])[:, 0].tolist()
     rows = []
-    for row in range(logprobs.shape[0]):
-        top = list(zip(indices[row].tolist(), values[row].tolist()))
-        token = int(chosen[row])
-        if all(t != token for t, _ in top):
-            top.append((token, float(chosen_logprobs[row])))
+    for token, tokens, row_values, chosen_logprob in zip(
+        chosen.tolist(), indices.tolist(), values.tolist(), chosen_logprobs
+    ):
+        top = list(zip(tokens, row_values))
+        if token not in tokens:
+            top.append((token, chosen_logprob))
         rows.append(top)
     return rows
 

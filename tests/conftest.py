@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tiny_models
@@ -102,3 +103,17 @@ def family(request: pytest.FixtureRequest) -> tuple[str, str, str]:
 
         path = resolve_model(source)
     return request.param, path, template
+
+
+def masked_first_step(generator: Any, prompt: list[int]) -> Any:
+    """Log-probabilities of the first answer token under the output grammar, from one forward pass of a
+    ``TransformersGenerator``'s model over ``prompt`` and its compiled grammar's first mask."""
+    import torch
+    import xgrammar as xgr
+
+    with torch.inference_mode():
+        logits = generator.model(torch.tensor([prompt])).logits[:, -1].float()
+    bitmask = xgr.allocate_token_bitmask(1, logits.shape[-1])
+    xgr.GrammarMatcher(generator.compiled_grammar).fill_next_token_bitmask(bitmask)
+    xgr.apply_token_bitmask_inplace(logits, bitmask)
+    return logits[0].log_softmax(-1)

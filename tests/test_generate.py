@@ -5,6 +5,7 @@ and nothing of the model's ``generation_config.json`` (Qwen2.5's repetition pena
 from __future__ import annotations
 
 import pytest
+from conftest import masked_first_step
 
 from gen_emotion import labels
 from gen_emotion.branches import branch_probabilities
@@ -141,9 +142,6 @@ def test_run_in_shards_resumes_and_checks_ids(tmp_path):
 
 
 def test_greedy_steps_are_the_greedy_pass_with_its_log_probabilities(family, sample_dir):
-    import torch
-    import xgrammar as xgr
-
     recipe, encoder, generator = family_setup(family, dtype="float32")
     texts = read_train(sample_dir / "train.csv").texts[:6]
     prompts = [encoder.prompt_ids(text) for text in texts]
@@ -152,12 +150,7 @@ def test_greedy_steps_are_the_greedy_pass_with_its_log_probabilities(family, sam
     assert [text for text, _ in scored] == greedy
     for prompt, (text, steps) in zip(prompts, scored):
         assert "".join(step.chosen for step in steps).strip() == text
-        with torch.inference_mode():  # a forward over the prompt alone, under the grammar: the first step's
-            logits = generator.model(torch.tensor([prompt])).logits[:, -1].float()
-        bitmask = xgr.allocate_token_bitmask(1, logits.shape[-1])
-        xgr.GrammarMatcher(generator.compiled_grammar).fill_next_token_bitmask(bitmask)
-        xgr.apply_token_bitmask_inplace(logits, bitmask)
-        expected = logits[0].log_softmax(-1)
+        expected = masked_first_step(generator, prompt)  # a forward over the prompt alone, under the grammar
         top = sorted((logprob for _, logprob in steps[0].top), reverse=True)[:5]
         assert top == pytest.approx(expected.topk(5).values.tolist(), abs=1e-3)
         assert steps[0].chosen in dict(steps[0].top)

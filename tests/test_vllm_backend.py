@@ -7,9 +7,11 @@ per model (about half a minute each here)."""
 from __future__ import annotations
 
 import pytest
+from conftest import masked_first_step
 
 from gen_emotion.branches import branch_probabilities
 from gen_emotion.data import read_train
+from gen_emotion.generate import TransformersGenerator
 from gen_emotion.labels import SEMEVAL, is_canonical
 from gen_emotion.models import load_tokenizer
 from gen_emotion.prompts import make_encoder
@@ -43,33 +45,15 @@ def test_vllm_sends_training_ids_stops_on_end_of_turn_and_keeps_the_grammar(fixt
         assert all(len(outs) == 3 and all(is_canonical(o) for o in outs) for outs in samples)
         scored = generator.generate_steps(prompts[:6], 5, desc=None)
         assert [text for text, _ in scored] == generator.generate(prompts[:6], desc=None)
+        reference = TransformersGenerator(path, None, recipe, encoder.stop_ids)  # fp32, as the engine
         for prompt, (text, steps) in zip(prompts, scored):
             assert "".join(step.chosen for step in steps).strip() == text
             assert all(step.chosen in dict(step.top) for step in steps)
             # the first step's distribution is the model's under the grammar: as transformers computes it
             top = sorted((logprob for _, logprob in steps[0].top), reverse=True)[:5]
-            assert top == pytest.approx(masked_first_step(path, prompt, recipe).topk(5).values.tolist(), abs=2e-2)
+            expected = masked_first_step(reference, prompt).topk(5).values.tolist()
+            assert top == pytest.approx(expected, abs=2e-2)
             chosen = SEMEVAL.from_canonical(text)
             assert ((branch_probabilities(steps, SEMEVAL) > 0) | (chosen == 0)).all()
     finally:
         generator.close()
-
-
-def masked_first_step(path: str, prompt: list[int], recipe):
-    """Log-probabilities of the first answer token under the output grammar, from a transformers forward."""
-    import torch
-    import xgrammar as xgr
-    from transformers import AutoModelForCausalLM
-
-    from gen_emotion.recipes import label_set
-
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    with torch.inference_mode():
-        logits = model(torch.tensor([prompt])).logits[:, -1].float()
-    tokenizer = load_tokenizer(path, recipe)
-    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=model.config.vocab_size)
-    grammar = xgr.GrammarCompiler(info).compile_regex(label_set(recipe).output_regex())
-    bitmask = xgr.allocate_token_bitmask(1, logits.shape[-1])
-    xgr.GrammarMatcher(grammar).fill_next_token_bitmask(bitmask)
-    xgr.apply_token_bitmask_inplace(logits, bitmask)
-    return logits[0].log_softmax(-1)
