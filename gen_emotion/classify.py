@@ -18,6 +18,7 @@ import numpy as np
 
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
+from gen_emotion.files import write_json
 from gen_emotion.models import (
     cuda_available,
     load_kwargs,
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 MODEL_DIR = "model"
 HEAD_NAMES = ("score", "classifier")
 """Attribute names of the classification head in transformers' ``*ForSequenceClassification`` models."""
+MEAN_POOLING_FILE = "mean_pooling.json"
+"""Marks a model folder whose weights are a ``MeanPoolingClassifier`` (encoder states plus a linear head)."""
 
 
 def pos_weight(labels: np.ndarray, power: float = 0.5, cap: float | None = 10.0) -> np.ndarray:
@@ -59,10 +62,44 @@ def _weights_dtype(recipe: Recipe, on_cuda: bool) -> Any:
     return torch_dtype(recipe.model.dtype, for_cuda=on_cuda)
 
 
+def mean_pooling_classifier(encoder: Any) -> Any:
+    """A linear head over the mean of ``encoder``'s token states (padding excluded), with the encoder's dropout;
+    the head's width is ``encoder.config.num_labels``. Returns logits like a ``*ForSequenceClassification``."""
+    import torch
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPoolingClassifier(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            config = encoder.config
+            self.config = config
+            self.encoder = encoder
+            dropout = getattr(config, "classifier_dropout", None)
+            self.dropout = torch.nn.Dropout(
+                dropout if dropout is not None else getattr(config, "hidden_dropout_prob", 0.1)
+            )
+            weight = next(encoder.parameters())
+            self.classifier = torch.nn.Linear(
+                config.hidden_size, config.num_labels, device=weight.device, dtype=weight.dtype
+            )
+
+        def forward(self, input_ids: Any, attention_mask: Any, **_: Any) -> Any:
+            states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+        def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
+            self.encoder.gradient_checkpointing_enable(**kwargs)
+
+    return MeanPoolingClassifier()
+
+
 def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any:
     """``AutoModelForSequenceClassification`` with one sigmoid output per label, a pad token id, and 4-bit
-    weights when the recipe asks for QLoRA."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    weights when the recipe asks for QLoRA; with ``classifier.pooling: mean``, the encoder under a
+    ``mean_pooling_classifier`` head."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     names = label_set(recipe).names
     common = {"revision": recipe.model.revision, "trust_remote_code": recipe.model.trust_remote_code}
@@ -78,6 +115,8 @@ def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any
         if getattr(config, "pad_token_id", None) is None:
             config.pad_token_id = tokenizer.pad_token_id
         kwargs = {**load_kwargs(recipe), "config": config, "dtype": _weights_dtype(recipe, cuda_available())}
+        if recipe.classifier.pooling == "mean":
+            return mean_pooling_classifier(AutoModel.from_pretrained(model_path, **kwargs))
         model = AutoModelForSequenceClassification.from_pretrained(model_path, **kwargs)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -242,6 +281,10 @@ def train_classifier(
         "lora": recipe.classifier.use_lora,
     }
     summary = train_and_save(trainer, tokenizer, out_dir, MODEL_DIR, summary, started)
+    if recipe.classifier.pooling == "mean" and trainer.accelerator.is_main_process:
+        model.config.save_pretrained(str(out_dir / MODEL_DIR))  # the Trainer saved the weights alone
+        write_json(out_dir / MODEL_DIR / MEAN_POOLING_FILE, {"pooling": "mean", "weights": "model.safetensors"})
+    trainer.accelerator.wait_for_everyone()
     del trainer, model
     log.info("classifier training done: %s", {k: v for k, v in summary.items() if k != "pos_weight"})
     return summary
@@ -261,6 +304,8 @@ def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
         model = PeftModel.from_pretrained(base, str(model_dir))
         if not recipe.model.load_in_4bit:
             model = model.merge_and_unload()
+    elif (model_dir / MEAN_POOLING_FILE).is_file():
+        model = _load_mean_pooling(model_dir, recipe)
     else:
         from transformers import AutoModelForSequenceClassification
 
@@ -274,6 +319,25 @@ def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
     if cuda_available() and not recipe.model.load_in_4bit and next(model.parameters()).device.type != "cuda":
         model = model.to("cuda")
     return model.eval(), tokenizer
+
+
+def _load_mean_pooling(model_dir: Path, recipe: Recipe) -> Any:
+    """The ``mean_pooling_classifier`` saved in ``model_dir``: its config, then every weight (none left random)."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
+
+    with remote_code_errors(recipe):
+        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=recipe.model.trust_remote_code)
+        encoder = AutoModel.from_config(config, trust_remote_code=recipe.model.trust_remote_code)
+    model = mean_pooling_classifier(encoder)
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise GenEmotionError(f"{model_dir}: {MEAN_POOLING_FILE} but no model.safetensors; train the model again")
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except RuntimeError as error:
+        raise GenEmotionError(f"{weights}: does not match its config.json ({str(error).splitlines()[0]})") from None
+    return model.to(_weights_dtype(recipe, cuda_available()))
 
 
 def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -> np.ndarray:

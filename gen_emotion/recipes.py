@@ -218,6 +218,13 @@ class ClassifierArgs:
     logreg_c: float = arg(4.0, "TF-IDF baseline: inverse regularisation C of each label's regression", above=0)
     char_ngrams: bool = arg(True, "TF-IDF baseline: add character 2-5-grams to the word 1-2-grams")
     demojize: bool = arg(False, "emojis as their names (😂 -> face with tears of joy) for tokenizers without them")
+    pooling: str = arg(
+        "model",
+        "model: the architecture's own classification head (the [CLS] pooler of BERT, the last token of a decoder); "
+        "mean: a linear head over the mean of the token states, what sentence-transformers checkpoints are trained "
+        "for (full fine-tuning only)",
+        choices=("model", "mean"),
+    )
 
 
 @dataclass
@@ -353,6 +360,8 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         raise RecipeError(
             f"{where}: model.load_in_4bit needs classifier.use_lora: true (4-bit weights cannot be fine-tuned in full)"
         )
+    if recipe.classifier.pooling == "mean" and recipe.classifier.use_lora:
+        raise RecipeError(f"{where}: classifier.pooling: mean needs classifier.use_lora: false (full fine-tuning)")
     _check_labels(recipe, where)
     g = recipe.generate
     if g.probabilities and g.probability_source == "samples" and g.num_samples < 2:

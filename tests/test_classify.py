@@ -79,7 +79,84 @@ def test_classifier_recipes_validate() -> None:
 def test_4bit_needs_lora() -> None:
     with pytest.raises(GenEmotionError, match="needs classifier.use_lora: true"):  # refused when the recipe loads
         load_recipe("minilm-l6-cpu", ["model.load_in_4bit=true", "model.dtype=bfloat16"])
-    load_recipe("minilm-l6-cpu", ["model.load_in_4bit=true", "model.dtype=bfloat16", "classifier.use_lora=true"])
+    lora = ["model.load_in_4bit=true", "model.dtype=bfloat16", "classifier.use_lora=true", "classifier.pooling=model"]
+    load_recipe("minilm-l6-cpu", lora)
+
+
+def test_mean_pooling_needs_full_fine_tuning() -> None:
+    with pytest.raises(GenEmotionError, match="pooling: mean needs classifier.use_lora: false"):
+        load_recipe("minilm-l6-cpu", ["classifier.pooling=mean", "classifier.use_lora=true"])
+    assert load_recipe("minilm-l6-cpu").classifier.pooling == "mean"  # the sentence-transformers checkpoint
+    assert load_recipe("roberta-base").classifier.pooling == "model"
+
+
+@pytest.fixture
+def tiny_bert(tmp_path: Path) -> Path:
+    """A one-layer random BERT with the embedded MiniLM's tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    source, target = wheel_model_dir("all-minilm-l6-v2"), tmp_path / "tiny-bert"
+    config = BertConfig.from_pretrained(
+        source, num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(target)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, target / name)
+    return target
+
+
+def test_mean_pooling_averages_the_token_states_and_ignores_padding(tiny_bert: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from gen_emotion.classify import mean_pooling_classifier
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    model = mean_pooling_classifier(AutoModel.from_pretrained(tiny_bert, num_labels=NUM_LABELS)).eval()
+    batch = tokenizer(["i am so happy today, really", "ok"], padding=True, return_tensors="pt")
+    assert batch["attention_mask"][1].sum() < batch["attention_mask"].shape[1]  # the second row is padded
+    with torch.no_grad():
+        logits = model(**batch).logits
+        alone = tokenizer(["ok"], return_tensors="pt")
+        states = model.encoder(**alone).last_hidden_state
+        by_hand = model.classifier(states.mean(dim=1))
+        cls_only = model.classifier(states[:, 0])
+    assert logits.shape == (2, NUM_LABELS)
+    assert torch.allclose(logits[1], by_hand[0], atol=1e-5)  # padding changes nothing
+    assert not torch.allclose(by_hand, cls_only, atol=1e-3)  # and it is not the [CLS] state
+
+
+def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from gen_emotion.classify import MEAN_POOLING_FILE, predict_probs, train_classifier
+    from gen_emotion.data import read_test, read_train
+
+    overrides = [f"model.name={tiny_bert}", *TINY, "train.eval_steps=1", "train.save_steps=1"]
+    recipe = load_recipe("minilm-l6-cpu", [*overrides, "classifier.pooling=mean"])
+    data = read_train(sample_dir / "train.csv")
+    out = tmp_path / "run"
+    summary = train_classifier(recipe, data.subset(np.arange(32)), data.subset(np.arange(32, 40)), out)
+    assert summary["steps"] == 2 and summary["best_eval_loss"] is not None
+    model_dir = out / "model"
+    assert (model_dir / MEAN_POOLING_FILE).is_file() and not (out / "checkpoints").exists()
+    saved = load_file(str(model_dir / "model.safetensors"))
+    assert {"classifier.weight", "classifier.bias"} <= set(saved) and saved["classifier.weight"].shape[0] == NUM_LABELS
+    test = read_test(sample_dir / "test.csv").subset(np.arange(10))
+    probs = predict_probs(model_dir, recipe, test)
+    assert probs.shape == (10, NUM_LABELS) and ((probs > 0) & (probs < 1)).all()
+    # the folder, not the recipe, says how the weights are read
+    other = load_recipe("minilm-l6-cpu", [*overrides, "classifier.pooling=model"])
+    assert np.allclose(predict_probs(model_dir, other, test), probs, atol=1e-6)
+    # a head missing from the weights is one line, never a random head
+    del saved["classifier.weight"]
+    save_file(saved, str(model_dir / "model.safetensors"))
+    with pytest.raises(GenEmotionError, match=r"model.safetensors: does not match its config.json"):
+        predict_probs(model_dir, recipe, test)
 
 
 @pytest.mark.slow
