@@ -18,7 +18,6 @@ import numpy as np
 
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.files import write_json
 from gen_emotion.models import (
     cuda_available,
     load_kwargs,
@@ -35,8 +34,9 @@ log = logging.getLogger(__name__)
 MODEL_DIR = "model"
 HEAD_NAMES = ("score", "classifier")
 """Attribute names of the classification head in transformers' ``*ForSequenceClassification`` models."""
-MEAN_POOLING_FILE = "mean_pooling.json"
-"""Marks a model folder whose weights are a ``MeanPoolingClassifier`` (encoder states plus a linear head)."""
+MEAN_POOLING_HEAD = "mean_pooling_head.safetensors"
+"""The linear head (``weight``, ``bias``) over the mean of the token states, beside the encoder's own
+``config.json`` and ``model.safetensors`` (which plain ``AutoModel.from_pretrained`` loads)."""
 
 
 def pos_weight(labels: np.ndarray, power: float = 0.5, cap: float | None = 10.0) -> np.ndarray:
@@ -282,8 +282,7 @@ def train_classifier(
     }
     summary = train_and_save(trainer, tokenizer, out_dir, MODEL_DIR, summary, started)
     if recipe.classifier.pooling == "mean" and trainer.accelerator.is_main_process:
-        model.config.save_pretrained(str(out_dir / MODEL_DIR))  # the Trainer saved the weights alone
-        write_json(out_dir / MODEL_DIR / MEAN_POOLING_FILE, {"pooling": "mean", "weights": "model.safetensors"})
+        split_mean_pooling(out_dir / MODEL_DIR, model.config)
     trainer.accelerator.wait_for_everyone()
     del trainer, model
     log.info("classifier training done: %s", {k: v for k, v in summary.items() if k != "pos_weight"})
@@ -304,16 +303,21 @@ def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
         model = PeftModel.from_pretrained(base, str(model_dir))
         if not recipe.model.load_in_4bit:
             model = model.merge_and_unload()
-    elif (model_dir / MEAN_POOLING_FILE).is_file():
+    elif (model_dir / MEAN_POOLING_HEAD).is_file():
         model = _load_mean_pooling(model_dir, recipe)
     else:
         from transformers import AutoModelForSequenceClassification
 
         on_cuda = cuda_available()
         with remote_code_errors(recipe):
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(model_dir), dtype=_weights_dtype(recipe, on_cuda), trust_remote_code=recipe.model.trust_remote_code
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir),
+                dtype=_weights_dtype(recipe, on_cuda),
+                trust_remote_code=recipe.model.trust_remote_code,
+                output_loading_info=True,
             )
+        if info.get("missing_keys"):  # a trained folder has every weight: none may start random
+            raise GenEmotionError(f"{model_dir}: its weights lack {sorted(info['missing_keys'])[0]}; train it again")
         if on_cuda:
             model = model.to("cuda")
     if cuda_available() and not recipe.model.load_in_4bit and next(model.parameters()).device.type != "cuda":
@@ -321,23 +325,45 @@ def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
+def split_mean_pooling(model_dir: Path, config: Any) -> None:
+    """Rewrite the state dict the Trainer saved for a ``mean_pooling_classifier`` (gathered from every process)
+    as the encoder's own checkpoint plus ``MEAN_POOLING_HEAD``, with the encoder's ``config.json``."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(model_dir / "model.safetensors"))
+    parts = {
+        prefix: {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        for prefix in ("encoder.", "classifier.")
+    }
+    save_file(parts["encoder."], str(model_dir / "model.safetensors"), metadata={"format": "pt"})
+    save_file(parts["classifier."], str(model_dir / MEAN_POOLING_HEAD), metadata={"format": "pt"})
+    config.save_pretrained(str(model_dir))
+
+
 def _load_mean_pooling(model_dir: Path, recipe: Recipe) -> Any:
-    """The ``mean_pooling_classifier`` saved in ``model_dir``: its config, then every weight (none left random)."""
+    """The ``mean_pooling_classifier`` saved in ``model_dir``, every weight read from it (none left random)."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     with remote_code_errors(recipe):
-        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=recipe.model.trust_remote_code)
-        encoder = AutoModel.from_config(config, trust_remote_code=recipe.model.trust_remote_code)
+        encoder, info = AutoModel.from_pretrained(
+            str(model_dir),
+            dtype=_weights_dtype(recipe, cuda_available()),
+            trust_remote_code=recipe.model.trust_remote_code,
+            output_loading_info=True,
+        )
+    if info.get("missing_keys"):
+        raise GenEmotionError(
+            f"{model_dir / 'model.safetensors'}: lacks {sorted(info['missing_keys'])[0]}; train again"
+        )
     model = mean_pooling_classifier(encoder)
-    weights = model_dir / "model.safetensors"
-    if not weights.is_file():
-        raise GenEmotionError(f"{model_dir}: {MEAN_POOLING_FILE} but no model.safetensors; train the model again")
     try:
-        model.load_state_dict(load_file(str(weights)), strict=True)
+        model.classifier.load_state_dict(load_file(str(model_dir / MEAN_POOLING_HEAD)), strict=True)
     except RuntimeError as error:
-        raise GenEmotionError(f"{weights}: does not match its config.json ({str(error).splitlines()[0]})") from None
-    return model.to(_weights_dtype(recipe, cuda_available()))
+        raise GenEmotionError(
+            f"{model_dir / MEAN_POOLING_HEAD}: not this model's head ({str(error).splitlines()[0]})"
+        ) from None
+    return model
 
 
 def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -> np.ndarray:

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from gen_emotion.classify import MEAN_POOLING_HEAD
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, read_json, write_json, write_text
 from gen_emotion.labels import LABELS
@@ -131,19 +132,44 @@ def model_card(d: dict[str, Any]) -> str:
     if d["task"] == "generate":
         lines += _generation_card(d)
     else:
+        lines += _classifier_card(d["recipe"].get("classifier", {}))
+    return "\n".join(lines) + "\n"
+
+
+def _classifier_card(options: dict[str, Any]) -> list[str]:
+    """How to use an exported classifier: its own head, or the encoder and the head over the mean of its states."""
+    lines = ["## Use", ""]
+    if options.get("demojize"):
         lines += [
-            "## Use",
+            "It was trained on texts with emojis written as their names: apply "
+            "`emoji.demojize(text, delimiters=(' ', ' ')).replace('_', ' ')` first.",
             "",
-            "A sequence classifier with 11 sigmoid outputs (`problem_type: multi_label_classification`):",
+        ]
+    if options.get("pooling") == "mean":
+        return lines + [
+            "The encoder, then a linear head with one sigmoid output per label over the mean of its token states:",
             "",
             "```python",
-            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-            "model = AutoModelForSequenceClassification.from_pretrained('PATH')",
-            "tokenizer = AutoTokenizer.from_pretrained('PATH')",
-            "probs = model(**tokenizer(['I can not wait!'], return_tensors='pt')).logits.sigmoid()",
+            "from safetensors.torch import load_file",
+            "from transformers import AutoModel, AutoTokenizer",
+            "encoder, tokenizer = AutoModel.from_pretrained('PATH'), AutoTokenizer.from_pretrained('PATH')",
+            f"head = load_file('PATH/{MEAN_POOLING_HEAD}')",
+            "batch = tokenizer(['I can not wait!'], return_tensors='pt')",
+            "mask = batch['attention_mask'].unsqueeze(-1)",
+            "pooled = (encoder(**batch).last_hidden_state * mask).sum(1) / mask.sum(1)",
+            "probs = (pooled @ head['weight'].T + head['bias']).sigmoid()",
             "```",
         ]
-    return "\n".join(lines) + "\n"
+    return lines + [
+        "A sequence classifier with one sigmoid output per label (`problem_type: multi_label_classification`):",
+        "",
+        "```python",
+        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+        "model = AutoModelForSequenceClassification.from_pretrained('PATH')",
+        "tokenizer = AutoTokenizer.from_pretrained('PATH')",
+        "probs = model(**tokenizer(['I can not wait!'], return_tensors='pt')).logits.sigmoid()",
+        "```",
+    ]
 
 
 def _data_section(d: dict[str, Any]) -> list[str]:

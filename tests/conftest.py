@@ -117,3 +117,24 @@ def masked_first_step(generator: Any, prompt: list[int]) -> Any:
     xgr.GrammarMatcher(generator.compiled_grammar).fill_next_token_bitmask(bitmask)
     xgr.apply_token_bitmask_inplace(logits, bitmask)
     return logits[0].log_softmax(-1)
+
+
+@pytest.fixture
+def tiny_bert(tmp_path: Path) -> Path:
+    """A one-layer random BERT with the embedded MiniLM's tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from gen_emotion.models import wheel_model_dir
+
+    source, target = wheel_model_dir("all-minilm-l6-v2"), tmp_path / "tiny-bert"
+    config = BertConfig.from_pretrained(
+        source, num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(target)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, target / name)
+    return target

@@ -90,25 +90,6 @@ def test_mean_pooling_needs_full_fine_tuning() -> None:
     assert load_recipe("roberta-base").classifier.pooling == "model"
 
 
-@pytest.fixture
-def tiny_bert(tmp_path: Path) -> Path:
-    """A one-layer random BERT with the embedded MiniLM's tokenizer."""
-    import shutil
-
-    import torch
-    from transformers import BertConfig, BertModel
-
-    source, target = wheel_model_dir("all-minilm-l6-v2"), tmp_path / "tiny-bert"
-    config = BertConfig.from_pretrained(
-        source, num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(target)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(source / name, target / name)
-    return target
-
-
 def test_mean_pooling_averages_the_token_states_and_ignores_padding(tiny_bert: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -132,8 +113,9 @@ def test_mean_pooling_averages_the_token_states_and_ignores_padding(tiny_bert: P
 
 def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file, save_file
+    from transformers import AutoModel
 
-    from gen_emotion.classify import MEAN_POOLING_FILE, predict_probs, train_classifier
+    from gen_emotion.classify import MEAN_POOLING_HEAD, predict_probs, train_classifier
     from gen_emotion.data import read_test, read_train
 
     overrides = [f"model.name={tiny_bert}", *TINY, "train.eval_steps=1", "train.save_steps=1"]
@@ -143,19 +125,32 @@ def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path
     summary = train_classifier(recipe, data.subset(np.arange(32)), data.subset(np.arange(32, 40)), out)
     assert summary["steps"] == 2 and summary["best_eval_loss"] is not None
     model_dir = out / "model"
-    assert (model_dir / MEAN_POOLING_FILE).is_file() and not (out / "checkpoints").exists()
-    saved = load_file(str(model_dir / "model.safetensors"))
-    assert {"classifier.weight", "classifier.bias"} <= set(saved) and saved["classifier.weight"].shape[0] == NUM_LABELS
+    assert not (out / "checkpoints").exists()
+    head = load_file(str(model_dir / MEAN_POOLING_HEAD))
+    assert set(head) == {"weight", "bias"} and head["weight"].shape == (NUM_LABELS, 32)
+    # the encoder is a plain checkpoint: transformers alone loads every weight of it
+    _, info = AutoModel.from_pretrained(model_dir, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
     test = read_test(sample_dir / "test.csv").subset(np.arange(10))
     probs = predict_probs(model_dir, recipe, test)
     assert probs.shape == (10, NUM_LABELS) and ((probs > 0) & (probs < 1)).all()
     # the folder, not the recipe, says how the weights are read
     other = load_recipe("minilm-l6-cpu", [*overrides, "classifier.pooling=model"])
     assert np.allclose(predict_probs(model_dir, other, test), probs, atol=1e-6)
-    # a head missing from the weights is one line, never a random head
-    del saved["classifier.weight"]
-    save_file(saved, str(model_dir / "model.safetensors"))
-    with pytest.raises(GenEmotionError, match=r"model.safetensors: does not match its config.json"):
+    # a head or an encoder weight missing is one line, never a random weight
+    save_file({"weight": head["weight"]}, str(model_dir / MEAN_POOLING_HEAD))
+    with pytest.raises(GenEmotionError, match=r"mean_pooling_head.safetensors: not this model's head"):
+        predict_probs(model_dir, recipe, test)
+    save_file(head, str(model_dir / MEAN_POOLING_HEAD))
+    encoder = load_file(str(model_dir / "model.safetensors"))
+    save_file(
+        {k: v for k, v in encoder.items() if "layer.0.output.dense" not in k}, str(model_dir / "model.safetensors")
+    )
+    with pytest.raises(GenEmotionError, match=r"model.safetensors: lacks encoder.layer.0.output.dense"):
+        predict_probs(model_dir, recipe, test)
+    # without its head file the folder reads as a plain classifier, and its missing head is refused too
+    (model_dir / MEAN_POOLING_HEAD).unlink()
+    with pytest.raises(GenEmotionError, match=r"its weights lack"):
         predict_probs(model_dir, recipe, test)
 
 

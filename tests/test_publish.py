@@ -39,6 +39,26 @@ def test_refusals(tfidf_run, tmp_path, capsys, monkeypatch):
     one_error(capsys, ["export-model", str(tfidf_run), "--out", str(tmp_path / "m"), "--private"], "--push-to-hub")
 
 
+def test_exported_mean_pooling_classifier_works_as_its_card_says(tmp_path, tiny_bert):
+    from gen_emotion.classify import load_trained, predict_with
+    from gen_emotion.runs import load_run_recipe
+
+    run_dir, out = tmp_path / "run", tmp_path / "model"
+    overrides = [f"model.name={tiny_bert}", "train.max_steps=2", "train.batch_size=8", "train.bf16=false"]
+    assert main(["run", "recipes/minilm-l6-cpu.yaml", *overrides, "--out", str(run_dir)]) == 0
+    assert main(["export-model", str(run_dir), "--out", str(out)]) == 0
+    card = (out / "README.md").read_text()
+    assert "emoji.demojize" in card  # the recipe names emojis before tokenizing
+    code = card.split("```python\n")[1].split("```")[0].replace("PATH", str(out))
+    scope: dict = {}
+    exec(code, scope)  # the card's own snippet, with plain transformers
+    recipe = load_run_recipe(run_dir)
+    model, tokenizer = load_trained(run_dir / "model", recipe)
+    expected = predict_with(model, tokenizer, ["I can not wait!"], recipe)
+    assert scope["probs"].shape == (1, len(expected[0]))
+    assert abs(scope["probs"].detach().numpy() - expected).max() < 1e-5
+
+
 @pytest.mark.slow
 def test_exported_generation_run_loads_and_predicts_what_the_run_did(tmp_path, qwen_instruct_dir):
     import torch
