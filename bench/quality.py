@@ -132,7 +132,9 @@ def main() -> int:
     from gen_emotion.ensemble import search_ensembles
     from gen_emotion.report import write_report
 
-    results = [{**json.loads((d / "oof_metrics.json").read_text()), "name": d.name[3:]} for d in finished]
+    results = [
+        {**json.loads((d / "oof_metrics.json").read_text()), "name": d.name.removeprefix("cv-")} for d in finished
+    ]
     ensemble = None
     if len(finished) >= 2:
         ensemble = search_ensembles(finished, out / "ensemble-best")

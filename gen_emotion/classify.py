@@ -316,13 +316,19 @@ def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
                 trust_remote_code=recipe.model.trust_remote_code,
                 output_loading_info=True,
             )
-        if info.get("missing_keys"):  # a trained folder has every weight: none may start random
-            raise GenEmotionError(f"{model_dir}: its weights lack {sorted(info['missing_keys'])[0]}; train it again")
+        _require_every_weight(info, model_dir)
         if on_cuda:
             model = model.to("cuda")
     if cuda_available() and not recipe.model.load_in_4bit and next(model.parameters()).device.type != "cuda":
         model = model.to("cuda")
     return model.eval(), tokenizer
+
+
+def _require_every_weight(loading_info: dict[str, Any], model_dir: Path) -> None:
+    """A trained folder has every weight: refuse one that transformers would start at random."""
+    missing = sorted(loading_info.get("missing_keys") or [])
+    if missing:
+        raise GenEmotionError(f"{model_dir}: its weights lack {missing[0]}; train it again")
 
 
 def split_mean_pooling(model_dir: Path, config: Any) -> None:
@@ -352,10 +358,7 @@ def _load_mean_pooling(model_dir: Path, recipe: Recipe) -> Any:
             trust_remote_code=recipe.model.trust_remote_code,
             output_loading_info=True,
         )
-    if info.get("missing_keys"):
-        raise GenEmotionError(
-            f"{model_dir / 'model.safetensors'}: lacks {sorted(info['missing_keys'])[0]}; train again"
-        )
+    _require_every_weight(info, model_dir)
     model = mean_pooling_classifier(encoder)
     try:
         model.classifier.load_state_dict(load_file(str(model_dir / MEAN_POOLING_HEAD)), strict=True)

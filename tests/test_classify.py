@@ -146,7 +146,7 @@ def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path
     save_file(
         {k: v for k, v in encoder.items() if "layer.0.output.dense" not in k}, str(model_dir / "model.safetensors")
     )
-    with pytest.raises(GenEmotionError, match=r"model.safetensors: lacks encoder.layer.0.output.dense"):
+    with pytest.raises(GenEmotionError, match=r"its weights lack encoder.layer.0.output.dense"):
         predict_probs(model_dir, recipe, test)
     # without its head file the folder reads as a plain classifier, and its missing head is refused too
     (model_dir / MEAN_POOLING_HEAD).unlink()
