@@ -1,142 +1,81 @@
-"""The notebook API: a finished run as a model that predicts any texts.
+"""The notebook API: a trained folder as a model that predicts any texts.
 
     from gen_emotion import EmotionModel
-    model = EmotionModel.load("runs/llama-3b")
-    result = model.predict(["I can't wait for the weekend!"])
+    with EmotionModel.load("runs/cv-minilm") as model:   # a run, cv or ensemble folder (or an export of one)
+        result = model.predict(["I can't wait for the weekend!"])
     result.label_names        # [['anticipation', 'joy']]
-    result.labels             # (n, 11) array of 0/1, the run's own decision (greedy or its thresholds)
+    result.labels             # (n, 11) array of 0/1: the folder's own decision (greedy or its thresholds)
 
-It goes through ``gen-emotion predict`` (``pipeline.predict_file``). A generation run's prediction runs in a
-process of its own, so it is safe to call from a notebook, or from a script without an ``if __name__ ==
-"__main__":`` guard (vLLM starts worker processes that would otherwise import the script again).
+The first call loads the model (``predictor.load_predictor``) and later calls reuse it; ``close()`` (or the end of
+the ``with`` block) frees it. A generation model lives in a process of its own, so this is safe in a notebook and
+in a script without an ``if __name__ == "__main__":`` guard (vLLM starts worker processes that would otherwise
+import the script again).
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import Columns, read_label_file
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import read_probabilities, write_table
-from gen_emotion.labels import LABELS
-from gen_emotion.recipes import label_set
-from gen_emotion.runs import load_run_recipe
-from gen_emotion.tasks import get_task
+from gen_emotion.predictor import Predictor, PredictSettings, TextPredictions, folder_kind, load_predictor
 
-
-@dataclass
-class TextPredictions:
-    """Predictions for a list of texts, in their order."""
-
-    texts: list[str]
-    labels: np.ndarray
-    """``(n, len(columns))`` 0/1, one column per label of ``columns``."""
-    outputs: list[str] | None = None
-    """The generated text, for a generation run."""
-    probs: np.ndarray | None = None
-    """``(n, len(columns))`` probabilities, where the run has them and they were asked for."""
-    columns: tuple[str, ...] = LABELS
-    """The run's labels, in column order."""
-
-    @property
-    def label_names(self) -> list[list[str]]:
-        return [[label for label, on in zip(self.columns, row) if on] for row in self.labels]
-
-    def to_frame(self) -> Any:
-        """A pandas DataFrame: the text, one 0/1 column per label, the output (pandas must be installed)."""
-        import pandas as pd
-
-        frame = pd.DataFrame(self.labels, columns=list(self.columns))
-        frame.insert(0, "text", self.texts)
-        if self.outputs is not None:
-            frame["output"] = self.outputs
-        return frame
+__all__ = ["EmotionModel", "TextPredictions"]
 
 
 class EmotionModel:
-    """A finished run folder (``gen-emotion run``), loaded for prediction."""
+    """A trained folder (``gen-emotion run``, ``cv`` or ``ensemble``), loaded for prediction on first use."""
 
-    def __init__(self, run_dir: Path, backend: str | None = None) -> None:
-        self.run_dir = Path(run_dir)
-        self.recipe = load_run_recipe(self.run_dir)
-        self.task = get_task(self.recipe.task)
-        if not self.task.is_fitted(self.run_dir):
-            raise GenEmotionError(f"{self.run_dir}: the run has no finished training; run it to the end first")
-        if backend is not None and self.task.base_decision != "greedy":
-            raise GenEmotionError(f"{self.run_dir}: a classifier run takes no backend")
+    def __init__(self, folder: Path, backend: str | None = None) -> None:
+        self.folder = Path(folder)
+        self.kind = folder_kind(self.folder)  # a wrong folder fails here, before any model loads
         self.backend = backend
+        self._predictor: Predictor | None = None
 
     @classmethod
-    def load(cls, run_dir: str | Path, backend: str | None = None) -> EmotionModel:
-        """The run in ``run_dir``; ``backend`` (``transformers`` or ``vllm``) overrides a generation run's."""
-        return cls(Path(run_dir), backend)
+    def load(cls, folder: str | Path, backend: str | None = None) -> EmotionModel:
+        """The folder ``folder``; ``backend`` (``transformers`` or ``vllm``) overrides a generation task's. The
+        model itself loads on the first ``predict``."""
+        return cls(Path(folder), backend)
+
+    @property
+    def predictor(self) -> Predictor:
+        """The loaded folder (loading it now if no call has yet)."""
+        if self._predictor is None:
+            # a generation run with probabilities gives them too (its labels stay its decision)
+            with_probs = True if self.kind == "run" and (self.folder / "thresholds.json").is_file() else None
+            self._predictor = load_predictor(self.folder, PredictSettings(backend=self.backend, with_probs=with_probs))
+        return self._predictor
 
     def predict(self, texts: Sequence[str]) -> TextPredictions:
-        """The labels of ``texts`` as the run decided (``metrics.json``'s ``decision``): a generation run's greedy
-        outputs, or its probabilities (branches or samples) cut at its tuned thresholds; a classifier's
-        probabilities cut at 0.5 or at its thresholds."""
-        decided = self.task.base_decision == "greedy" and self._decision() == "thresholds"
-        return self._predict(texts, with_probs=decided)
-
-    def _decision(self) -> str | None:
-        from gen_emotion.files import read_json
-
-        path = self.run_dir / "metrics.json"
-        return read_json(path, "the run's metrics").get("decision") if path.is_file() else None
+        """The labels of ``texts`` as the folder decided (``metrics.json``'s ``decision`` for a run, the tuned
+        thresholds of a cv or ensemble), with the probabilities where it has them."""
+        if isinstance(texts, str):
+            raise GenEmotionError("predict takes a list of texts; wrap one text in a list: predict([text])")
+        return self.predictor.predict(list(texts))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Per-label probabilities of ``texts``: a classifier's, or those of a generation run trained with
-        ``generate.probabilities: true`` (``generate.probability_source``: sampled shares or greedy branches)."""
-        if self.task.base_decision == "greedy" and not (self.run_dir / "thresholds.json").is_file():
+        """Per-label probabilities of ``texts``: a classifier's, a cv's or ensemble's averaged ones, or those of a
+        generation run trained with ``generate.probabilities: true``."""
+        if not self.predictor.has_probs:
             raise GenEmotionError(
-                f"{self.run_dir}: this generation run has no probabilities; train it with generate.probabilities=true"
+                f"{self.folder}: this folder has no probabilities (a generation model trained without "
+                "generate.probabilities=true, or an ensemble that votes)"
             )
-        result = self._predict(texts, with_probs=self.task.base_decision == "greedy")
+        result = self.predict(texts)
         assert result.probs is not None
         return result.probs
 
-    def _predict(self, texts: Sequence[str], with_probs: bool) -> TextPredictions:
-        texts = [str(text) for text in texts]
-        names = label_set(self.recipe).names
-        if not texts:
-            return TextPredictions([], np.zeros((0, len(names)), dtype=np.int64), columns=names)
-        with tempfile.TemporaryDirectory(prefix="gen-emotion-predict-") as tmp:
-            source, out = Path(tmp) / "texts.csv", Path(tmp) / "predictions.csv"
-            header = [self.recipe.data.id_column, self.recipe.data.text_column]
-            write_table(source, header, ([str(i), text] for i, text in enumerate(texts, start=1)))
-            if self.task.isolated(self.recipe):
-                self._predict_in_a_process(source, out, with_probs)
-            else:
-                from gen_emotion.pipeline import predict_file
+    def close(self) -> None:
+        """Free the model (a generation model's process ends); a later call loads it again."""
+        if self._predictor is not None:
+            self._predictor.close()
+            self._predictor = None
 
-                predict_file(self.run_dir, source, out)
-            predicted = read_label_file(out, Columns(labels=names))
-            outputs = _outputs(out) if self.task.base_decision == "greedy" else None
-            probs_path = out.with_name(f"{out.stem}_probs.csv")
-            probs = read_probabilities(probs_path, names)[1] if probs_path.is_file() else None
-        return TextPredictions(texts, predicted.labels, outputs, probs, names)
+    def __enter__(self) -> EmotionModel:
+        return self
 
-    def _predict_in_a_process(self, source: Path, out: Path, with_probs: bool) -> None:
-        command = [sys.executable, "-m", "gen_emotion.cli", "predict", str(self.run_dir), "--input", str(source)]
-        command += ["--out", str(out), *(["--probs"] if with_probs else [])]
-        command += ["--backend", self.backend] if self.backend else []
-        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if result.returncode != 0:
-            lines = [line for line in result.stderr.splitlines() if line.startswith("gen-emotion: error: ")]
-            message = lines[-1].removeprefix("gen-emotion: error: ") if lines else result.stderr.strip()[-500:]
-            raise GenEmotionError(message or f"prediction failed (exit status {result.returncode})")
-
-
-def _outputs(path: Path) -> list[str]:
-    import csv
-
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [row.get("output", "") for row in csv.DictReader(handle)]
+    def __exit__(self, *exc: object) -> None:
+        self.close()

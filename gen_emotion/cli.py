@@ -28,11 +28,13 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
         accelerate_config_path,
         accelerate_sharding,
         check_gpu_plan,
+        check_local_packages,
         model_shape,
     )
     from gen_emotion.steps import Launcher
     from gen_emotion.tasks import get_task
 
+    check_local_packages(recipe)
     task = get_task(recipe.task)
     if args.gpus < 1:
         raise GenEmotionError(f"--gpus must be at least 1, got {args.gpus}")
@@ -138,8 +140,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0 if consistent else 1
 
 
+def _predict_settings(args: argparse.Namespace) -> Any:
+    from gen_emotion.predictor import PredictSettings
+
+    return PredictSettings(backend=args.backend, with_probs=args.probs or None, overrides=tuple(args.overrides))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from gen_emotion.pipeline import predict_file
+    from gen_emotion.predictor import predict_file
 
     if sum(x is not None for x in (args.input, args.text)) != 1:
         raise GenEmotionError("predict takes one of --input FILE (- for standard input) or --text TEXT")
@@ -147,11 +155,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return predict_texts(args)
     if args.out is None:
         raise GenEmotionError("predict --input FILE needs --out PRED.csv")
-    result = predict_file(
-        args.run_dir, args.input, args.out, backend=args.backend, with_probs=args.probs, overrides=args.overrides
-    )
-    extra = f" and {args.out.stem}_probs.csv (the run's thresholds applied)" if result["thresholds"] else ""
-    print(f"wrote {args.out}: {result['rows']} rows{extra}")
+    result = predict_file(args.run_dir, args.input, args.out, _predict_settings(args))
+    extra = f" and {args.out.stem}_probs.csv" if result["probs"] else ""
+    print(f"wrote {args.out}: {result['rows']} rows{extra} (the {result['kind']} folder's decision)")
     return 0
 
 
@@ -160,22 +166,20 @@ def predict_texts(args: argparse.Namespace) -> int:
     standard output, one line per text (``anger, joy`` or ``none``), or a CSV with ``--out``."""
     import tempfile
 
-    from gen_emotion.pipeline import predict_file
+    from gen_emotion.predictor import folder_recipe, load_predictor, predict_file
     from gen_emotion.recipes import label_set
-    from gen_emotion.runs import load_run_recipe
 
     texts = args.text if args.text is not None else read_standard_input()
-    with tempfile.TemporaryDirectory(prefix="gen-emotion-texts-") as tmp:
-        source = Path(tmp) / "texts.txt"
-        source.write_text("".join(f"{text}\n" for text in texts), encoding="utf-8")
-        out = args.out or Path(tmp) / "predictions.csv"
-        predict_file(args.run_dir, source, out, backend=args.backend, with_probs=args.probs, overrides=args.overrides)
-        if args.out is None:
-            from gen_emotion.data import Columns, read_label_file
-
-            labels = label_set(load_run_recipe(args.run_dir))
-            for row in read_label_file(out, Columns(labels=labels.names)).labels:
-                print(labels.render(row))
+    if args.out is not None:
+        with tempfile.TemporaryDirectory(prefix="gen-emotion-texts-") as tmp:
+            source = Path(tmp) / "texts.txt"
+            source.write_text("".join(f"{text}\n" for text in texts), encoding="utf-8")
+            predict_file(args.run_dir, source, args.out, _predict_settings(args))
+        return 0
+    labels = label_set(folder_recipe(args.run_dir))
+    with load_predictor(args.run_dir, _predict_settings(args)) as predictor:
+        for row in predictor.predict(texts).labels:
+            print(labels.render(row))
     return 0
 
 
@@ -201,7 +205,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     if args.push_to_hub and not os.environ.get("HF_TOKEN", "").strip():
         raise GenEmotionError("--push-to-hub needs a write token in HF_TOKEN; nothing was written or uploaded")
     description = export_model(args.run_dir, args.out, merged=args.merged)
-    print(f"wrote {args.out}: {description['weights']} of {description['base_model']}, tokenizer, model card")
+    print(f"wrote {args.out}: {description['title']}, its gen_emotion.json and model card")
     if args.push_to_hub:
         print(f"pushed to {push_to_hub(args.out, args.push_to_hub, args.private)}")
     return 0
@@ -314,6 +318,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from gen_emotion.runs import setup_logging
+    from gen_emotion.serve import API_KEY_ENV, ServeOptions, serve
+
+    options = ServeOptions(**{item.name: getattr(args, item.name) for item in fields(ServeOptions)})
+    if options.api_key is None:
+        options.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
+    setup_logging()
+    serve(args.folder, options)
+    return 0
+
+
 def _recipe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=20")
@@ -355,8 +373,8 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per row instead of the report")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("predict", help="predict any file with a trained run folder")
-    p.add_argument("run_dir", type=Path, help="a run folder written by gen-emotion run")
+    p = sub.add_parser("predict", help="predict any file with a trained run, cv or ensemble folder")
+    p.add_argument("run_dir", type=Path, help="a folder written by gen-emotion run, cv, ensemble or export-model")
     p.add_argument("overrides", nargs="*", help="generate.* overrides, e.g. generate.batch_size=16")
     p.add_argument(
         "--input", type=Path, default=None, help="CSV/TSV with ID and Tweet, .txt with one text a line, or - (stdin)"
@@ -365,7 +383,9 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="predictions CSV to write (ID + 11 labels + output)")
     p.add_argument("--backend", choices=("transformers", "vllm"), default=None, help="generation backend")
     p.add_argument(
-        "--probs", action="store_true", help="also write per-label probabilities and apply the run's thresholds"
+        "--probs",
+        action="store_true",
+        help="a generation run: also make its per-label probabilities (OUT_probs.csv); the labels stay its decision",
     )
     p.set_defaults(func=cmd_predict)
 
@@ -434,6 +454,32 @@ def add_comparison_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def add_serve_command(sub: argparse._SubParsersAction) -> None:
+    """``serve``: its flags are ``serve.ServeOptions``' fields, with their help."""
+    from dataclasses import fields
+
+    from gen_emotion.serve import ServeOptions
+
+    p = sub.add_parser(
+        "serve",
+        help="serve a trained folder over HTTP: POST /predict, GET /health, docs at /docs",
+        description="Serve a run, cv or ensemble folder over HTTP. It listens on 127.0.0.1 (this machine only) "
+        "unless --host says otherwise: --host 0.0.0.0 lets every machine that can reach this one use the model, "
+        "so give it --api-key (or GEN_EMOTION_API_KEY) and a TLS proxy in front.",
+    )
+    p.add_argument("folder", type=Path, help="a run, cv or ensemble folder (or an export-model of one)")
+    for item in fields(ServeOptions):
+        default, text = item.default, item.metadata["help"]
+        p.add_argument(
+            f"--{item.name.replace('_', '-')}",
+            type=str if default is None else type(default),
+            default=default,
+            choices=item.metadata.get("choices"),
+            help=text if default is None else f"{text} (default: {default})",
+        )
+    p.set_defaults(func=cmd_serve)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the toolkit's one-line errors (its subcommands' parsers are of this class too)."""
 
@@ -452,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_file_commands(sub)
     add_comparison_commands(sub)
     add_model_commands(sub)
+    add_serve_command(sub)
     add_pod_commands(sub)
     return parser
 

@@ -57,6 +57,9 @@ def _labels(path: Path) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
     return data.ids, data.labels, data.label_names
 
 
+STACKER = "stacker.json"
+"""A stacked ensemble's fitted logistic regressions (``apply_stacker``)."""
+
 NUMBERS = ("macro_f1", "macro_f1_thresholds_cv", "per_fold_macro_f1_std", "micro_f1", "jaccard", "wall_s")
 
 
@@ -179,34 +182,54 @@ def combine(members: list[Member], weights: np.ndarray) -> tuple[str, np.ndarray
     return mode, np.clip(oof_scores, 0.0, 1.0), np.clip(test_scores, 0.0, 1.0)
 
 
-def stack(members: list[Member], c: float = 0.1, folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Stacked ``(oof_scores, test_scores)``: per label, a logistic regression over every member's 11
+def stack(
+    members: list[Member], c: float = 0.1, folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Stacked ``(oof_scores, test_scores, stacker)``: per label, a logistic regression over every member's 11
     log-odds (so one label's score can use the others', e.g. joy against sadness). Its out-of-fold scores
     come from ``folds``-fold cross-validation over the out-of-fold rows, so no row is scored by a
-    meta-model that saw it; the test scores from one fitted on all of them."""
+    meta-model that saw it; the test scores from one fitted on all of them, which ``stacker`` holds
+    (``apply_stacker`` scores new rows with it, as ``predict`` does)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold, cross_val_predict
     from sklearn.multioutput import MultiOutputClassifier
 
     if not all(m.has_probs for m in members):
         raise GenEmotionError("stacking needs probabilities from every run; use the average or a vote")
-
-    def features(probs: list[np.ndarray]) -> np.ndarray:
-        clipped = [np.clip(p, 1e-4, 1 - 1e-4) for p in probs]
-        return np.hstack([np.log(p / (1 - p)) for p in clipped])
-
-    x, x_test, y = (
-        features([m.oof_probs for m in members]),
-        features([m.test_probs for m in members]),
-        members[0].labels,
-    )
+    x, y = stacker_features([m.oof_probs for m in members]), members[0].labels
     if (y.sum(axis=0) < folds).any() or ((1 - y).sum(axis=0) < folds).any():
         raise GenEmotionError(f"stacking needs at least {folds} positive and negative rows of every label")
     model = MultiOutputClassifier(LogisticRegression(C=c, class_weight="balanced", max_iter=2000))
     split = KFold(folds, shuffle=True, random_state=seed)
     oof = np.column_stack([p[:, 1] for p in cross_val_predict(model, x, y, cv=split, method="predict_proba")])
-    test = np.column_stack([p[:, 1] for p in model.fit(x, y).predict_proba(x_test)])
-    return oof, test
+    model.fit(x, y)
+    stacker = {
+        "coef": [e.coef_[0].tolist() for e in model.estimators_],
+        "intercept": [float(e.intercept_[0]) for e in model.estimators_],
+        "note": "per label: sigmoid(log-odds of every member's probabilities, member by member, . coef + intercept)",
+    }
+    return oof, apply_stacker(stacker, [m.test_probs for m in members]), stacker
+
+
+def stacker_features(probs: list[np.ndarray]) -> np.ndarray:
+    """The stacker's input: every member's probabilities as log-odds (clipped to 1e-4 .. 1 - 1e-4), side by side."""
+    clipped = [np.clip(p, 1e-4, 1 - 1e-4) for p in probs]
+    return np.hstack([np.log(p / (1 - p)) for p in clipped])
+
+
+def apply_stacker(stacker: dict[str, Any], probs: list[np.ndarray]) -> np.ndarray:
+    """The stacked scores of rows whose members' probabilities are ``probs`` (one array per member)."""
+    from scipy.special import expit
+
+    x = stacker_features(probs)
+    try:
+        coef, intercept = np.asarray(stacker["coef"], dtype=np.float64), np.asarray(stacker["intercept"], np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise GenEmotionError("the stacker is damaged: expected its coef and intercept per label") from None
+    if coef.shape != (len(intercept), x.shape[1]):
+        raise GenEmotionError(f"the stacker expects {coef.shape[-1]} features per row, the members give {x.shape[1]}")
+    # the same operations as LogisticRegression.predict_proba, label by label
+    return np.column_stack([expit((x @ coef[j : j + 1].T + intercept[j]).ravel()) for j in range(len(intercept))])
 
 
 def unique_names(members: list[Member]) -> list[str]:
@@ -218,8 +241,9 @@ def evaluate(members: list[Member], weighted: bool, stacked: bool = False) -> di
     """Combine aligned members (``stacked``: with ``stack``) and tune thresholds on the combined out-of-fold
     scores (nothing written)."""
     weights = member_weights(members, weighted and not stacked)
+    stacker = None
     if stacked:
-        mode, (oof, test) = "stack", stack(members)
+        mode, (oof, test, stacker) = "stack", stack(members)
     else:
         mode, oof, test = combine(members, weights)
     y = members[0].labels
@@ -232,6 +256,7 @@ def evaluate(members: list[Member], weighted: bool, stacked: bool = False) -> di
         "thresholds": thresholds,
         "oof_pred": apply_thresholds(oof, thresholds),
         "test_pred": apply_thresholds(test, thresholds),
+        "stacker": stacker,
     }
 
 
@@ -262,6 +287,8 @@ def write_ensemble(
     write_predictions(out_dir / "test_predictions.csv", first.test_ids, result["test_pred"], names=labels)
     write_submission(out_dir / "submission.csv", first.test_ids, result["test_pred"], labels, first.id_column)
     write_json(out_dir / "thresholds.json", thresholds_to_dict(thresholds, labels))
+    if result["stacker"] is not None:
+        write_json(out_dir / STACKER, result["stacker"])
     names = unique_names(members)
     scores = score(y, result["oof_pred"], labels)
     members_info = [

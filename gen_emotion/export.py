@@ -62,6 +62,12 @@ def write_probabilities(path: str | Path, ids: Sequence[str], probs: np.ndarray,
     write_table(path, ["ID", *names], rows)
 
 
+def as_written(probs: np.ndarray) -> np.ndarray:
+    """The probabilities as ``read_probabilities`` gives them back after ``write_probabilities``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return np.array([float(f"{value:.{PROBABILITY_DECIMALS}f}") for value in probs.ravel()]).reshape(probs.shape)
+
+
 def read_probabilities(path: str | Path, names: Sequence[str] = LABELS) -> tuple[list[str], np.ndarray]:
     """IDs and the ``(n, len(names))`` probabilities of a file written by ``write_probabilities``."""
     path = Path(path)

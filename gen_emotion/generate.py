@@ -8,7 +8,8 @@ penalty. Nothing is inherited from a model's ``generation_config.json`` (Qwen2.5
 repetition penalty of 1.05 and sampling defaults, which would otherwise apply to the transformers backend
 only). Each backend keeps the input order.
 
-The transformers backend (here) loads a merged copy of the model, sorts prompts by length, left-pads
+The transformers backend (here) loads a merged copy of the model (or, with ``generate.quantized_base``, the
+4-bit base QLoRA trained against with the adapter unmerged), sorts prompts by length, left-pads
 batches and decodes under an xgrammar logits processor; the vLLM backend is ``vllm_backend``; the task
 that generates (``tasks.GenerateTask``) picks one by ``generate.backend``.
 """
@@ -25,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 from gen_emotion.branches import Step
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json, write_text
-from gen_emotion.models import free_gpu_memory, load_tokenizer, merged_model_dir
+from gen_emotion.models import free_gpu_memory, hub_revision, load_adapted_lm, load_tokenizer, merged_model_dir
 from gen_emotion.recipes import Recipe, label_set
 
 log = logging.getLogger(__name__)
@@ -108,23 +109,19 @@ class TransformersGenerator:
 
     def __init__(self, model_path: str, adapter_dir: Path | None, recipe: Recipe, stop_ids: list[int]) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, GenerationConfig
+        from transformers import GenerationConfig
 
         self.recipe = recipe
         self.stop_ids = list(stop_ids)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = load_tokenizer(str(adapter_dir) if adapter_dir is not None else model_path, recipe, "left")
-        serve_path = str(merged_model_dir(model_path, adapter_dir, recipe)) if adapter_dir is not None else model_path
         free_gpu_memory("transformers backend starting")
-        model = AutoModelForCausalLM.from_pretrained(
-            serve_path,
-            revision=None if adapter_dir is not None else recipe.model.revision,
-            trust_remote_code=recipe.model.trust_remote_code,
-            dtype=getattr(torch, recipe.generate.dtype),
-        )
-        # Global defaults only: the model's generation_config.json (penalties, sampling) is not inherited.
-        model.generation_config = GenerationConfig(pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
-        self.model = model.to(self.device).eval()
+        model = self._load(model_path, adapter_dir, recipe)
+        # Global defaults only: the model's generation_config.json (penalties, sampling) is not inherited. A peft
+        # model generates with its base model's.
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base.generation_config = GenerationConfig(pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
+        self.model = model.eval()
         self.max_new_tokens = max_new_tokens(recipe)
         self.compiled_grammar = None
         if recipe.generate.constrained:
@@ -136,6 +133,23 @@ class TransformersGenerator:
             self.compiled_grammar = xgr.GrammarCompiler(info).compile_regex(
                 label_set(recipe).output_regex(recipe.prompt.target_format)
             )
+
+    def _load(self, model_path: str, adapter_dir: Path | None, recipe: Recipe) -> Any:
+        """The merged copy (or the base alone) in ``generate.dtype`` on this device; with ``generate.quantized_base``
+        the 4-bit base with the adapter unmerged, placed on the GPU as it loads."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if adapter_dir is not None and recipe.generate.quantized_base:
+            return load_adapted_lm(model_path, adapter_dir, recipe)
+        serve_path = str(merged_model_dir(model_path, adapter_dir, recipe)) if adapter_dir is not None else model_path
+        model = AutoModelForCausalLM.from_pretrained(
+            serve_path,
+            revision=hub_revision(serve_path, recipe),
+            trust_remote_code=recipe.model.trust_remote_code,
+            dtype=getattr(torch, recipe.generate.dtype),
+        )
+        return model.to(self.device)
 
     def _logits_processors(self) -> list[Any]:
         if self.compiled_grammar is None:
@@ -223,13 +237,14 @@ class TransformersGenerator:
 def run_in_shards(
     fn: Callable[[int, int, int], list[T]],
     ids: list[str],
-    shard_dir: Path,
+    shard_dir: Path | None,
     *,
     shard_size: int = 256,
     desc: str | None = "generate",
 ) -> list[T]:
     """Call ``fn(start, stop, shard_index)`` for the rows ``start:stop`` of each shard in turn, saving each
-    shard's results as it goes.
+    shard's results as it goes (nothing is saved without a ``shard_dir``: the shards then only keep the
+    batches the same as a saved prediction's).
 
     Shards already in ``shard_dir`` (from an interrupted run) are read back instead of recomputed,
     after checking that they hold the same IDs, so a resumed run returns what an uninterrupted
@@ -237,14 +252,15 @@ def run_in_shards(
     """
     from tqdm.auto import tqdm
 
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    if shard_dir is not None:
+        shard_dir.mkdir(parents=True, exist_ok=True)
     results: list[T] = []
     with tqdm(total=len(ids), desc=desc, unit="tweet", disable=desc is None) as bar:
         for index, start in enumerate(range(0, len(ids), shard_size)):
             stop = min(start + shard_size, len(ids))
             shard_ids = ids[start:stop]
-            path = shard_dir / f"shard-{index:05d}.json"
-            if path.is_file():
+            path = shard_dir / f"shard-{index:05d}.json" if shard_dir is not None else None
+            if path is not None and path.is_file():
                 saved = read_json(path, "a shard of saved generations ({ids, outputs})")
                 if saved.get("ids") != shard_ids or len(saved.get("outputs") or []) != len(shard_ids):
                     raise GenEmotionError(f"{path}: holds other rows than this input; delete {shard_dir} to start over")
@@ -253,7 +269,8 @@ def run_in_shards(
                 outputs = fn(start, stop, index)
                 if len(outputs) != len(shard_ids):
                     raise GenEmotionError(f"generation returned {len(outputs)} outputs for {len(shard_ids)} prompts")
-                write_text(path, json.dumps({"ids": shard_ids, "outputs": outputs}))
+                if path is not None:
+                    write_text(path, json.dumps({"ids": shard_ids, "outputs": outputs}))
             results.extend(outputs)
             bar.update(len(shard_ids))
     return results

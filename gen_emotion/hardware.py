@@ -6,14 +6,17 @@ the shape and the recipe (batch, length, LoRA rank and targets, precision, check
 adds up the GPU memory training and generation need, with a margin; ``pods`` uses it to pick a card.
 ``check_gpu_plan`` refuses what would fail after the money is spent: a tensor-parallel size that does not
 divide the model's heads, QLoRA sharded with FSDP or ZeRO-3, several GPUs for a task that trains in one
-process, and a LoRA rank vLLM cannot serve.
+process, and a LoRA rank vLLM cannot serve. ``check_optional_packages`` refuses a tracker (``train.report_to``)
+or a flash attention that the place of training (this Python, the pod image) lacks.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +73,9 @@ _SIZE = re.compile(r"(?<![a-z0-9.])(?:(\d+)x)?(\d+(?:\.\d+)?)([bm])(?![a-z0-9])"
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The ``max_lora_rank`` values vLLM accepts (``vllm.config.lora``)."""
 CUDA_OVERHEAD_GB = 1.5
+NF4_BYTES = 0.5625
+"""Bytes per parameter of a 4-bit nf4 linear layer: half a byte and an fp32 scale per 64 weights (at most: double
+quantisation packs the scales to 8 bits in transformers, vLLM unpacks them as it loads)."""
 """CUDA context, cuBLAS workspaces and what the caching allocator holds back."""
 MARGIN = 1.2
 """Training estimates are multiplied by this before a card is chosen."""
@@ -187,11 +193,12 @@ def estimate_memory(recipe: Recipe, shape: ModelShape, gpus: int = 1, sharded: b
         weights = p * per_param / shards / GB
         rest = p * 2 / GB if not _full_finetune(recipe) else p * 4 / GB
         train = weights + rest + CUDA_OVERHEAD_GB
-        generate = 2.5 * p / GB / max(recipe.generate.tensor_parallel_size, 1) + 2
+        served = 0.6 if serves_4bit(recipe) else 2  # bytes per parameter of the served weights
+        generate = (served + 0.5) * p / GB / max(recipe.generate.tensor_parallel_size, 1) + 2
         return MemoryEstimate(weights, 0.0, rest, 0.0, train, generate if recipe.task == "generate" else 0.0)
     embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
     linear = max(p - embeddings, 0.0)
-    weight_bytes = linear * 0.5625 + embeddings * 2 if recipe.model.load_in_4bit else p * 2
+    weight_bytes = linear * NF4_BYTES + embeddings * 2 if recipe.model.load_in_4bit else p * 2
     weights = weight_bytes / shards / GB
     adapter = _lora_params(shape, recipe) * 16 / shards / GB  # fp32 weights, gradients, Adam moments
     per_token_layer = 2 * (
@@ -210,13 +217,19 @@ def estimate_memory(recipe: Recipe, shape: ModelShape, gpus: int = 1, sharded: b
     generate = 0.0
     if recipe.task == "generate":
         tp = max(recipe.generate.tensor_parallel_size, 1)
-        serve = p * 2 / tp / GB  # the merged (or base, with LoRARequest) model in bf16
+        # the merged (or base, with LoRARequest) model in bf16, or the 4-bit base QLoRA trained against
+        serve = (linear * NF4_BYTES + embeddings * 2 if serves_4bit(recipe) else p * 2) / tp / GB
         # room for KV_SEQUENCES whole sequences: vLLM runs with less, it only batches fewer at a time
         kv_cache = (
             KV_SEQUENCES * (recipe.train.max_length + 64) * 2 * shape.layers * shape.kv_heads * shape.head_dim * 2
         )
         generate = (serve + kv_cache / tp / GB + CUDA_OVERHEAD_GB) / recipe.generate.gpu_memory_utilization
     return MemoryEstimate(weights, adapter, activations, logits, train, generate)
+
+
+def serves_4bit(recipe: Recipe) -> bool:
+    """Whether generation serves the 4-bit base (``generate.quantized_base``) rather than bf16 weights."""
+    return recipe.task == "generate" and recipe.model.load_in_4bit and recipe.generate.quantized_base
 
 
 def vllm_lora_rank(r: int) -> int:
@@ -286,3 +299,92 @@ def accelerate_sharding(config: Path) -> str:
     values = read_yaml(config) or {}
     kind = str(values.get("distributed_type", "")).upper() if isinstance(values, dict) else ""
     return {"FSDP": "fsdp", "DEEPSPEED": "zero3"}.get(kind, "ddp")
+
+
+# --- Optional packages a recipe names ---------------------------------------------------------------------------
+
+TRACKER_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "azure_ml": (("azureml.core.run",),),
+    "clearml": (("clearml",),),
+    "codecarbon": (("codecarbon",),),
+    "comet_ml": (("comet_ml",),),
+    "dagshub": (("dagshub", "mlflow"),),
+    "dvclive": (("dvclive",),),
+    "flyte": (("flytekit",),),
+    "kubeflow": ((),),  # no package: transformers reports to a Kubeflow TrainJob's server
+    "mlflow": (("mlflow",),),
+    "neptune": (("neptune",),),
+    "swanlab": (("swanlab",),),
+    "tensorboard": (("tensorboard",), ("tensorboardX",)),
+    "trackio": (("trackio",),),
+    "wandb": (("wandb",),),
+}
+"""The trackers ``train.report_to`` may name (transformers' ``INTEGRATION_TO_CALLBACK``) and the modules each
+needs: every module of one of its tuples, as transformers' ``is_*_available`` checks them."""
+ATTENTION_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "flash_attention_2": (("flash_attn",), ("kernels",)),
+    "flash_attention_3": (("flash_attn_interface",), ("kernels",)),
+}
+"""What a flash ``model.attn_implementation`` needs: the flash-attn build, or ``kernels``, with which transformers
+fetches a prebuilt kernel from the hub."""
+POD_IMAGE_MODULES: frozenset[str] = frozenset()
+"""The modules above that the pod image has: runpod/Dockerfile installs the gpu and pod extras, which bring none
+of them. Add a module here when an extra the image installs brings it (tests/test_packaging.py checks this list
+against pyproject.toml)."""
+
+
+def module_importable(name: str) -> bool:
+    """Whether this Python can import ``name`` (found, not imported)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent package is missing
+        return False
+
+
+def _available(needs: tuple[tuple[str, ...], ...], importable: Callable[[str], bool]) -> bool:
+    return any(all(importable(module) for module in modules) for modules in needs)
+
+
+def missing_trackers(report_to: list[str], importable: Callable[[str], bool] = module_importable) -> list[str]:
+    """The trackers in ``train.report_to`` that cannot report where the recipe trains: ``importable`` says which
+    modules that place has; an unknown name is missing too (``none`` and ``all`` need nothing)."""
+    return [
+        name
+        for name in report_to
+        if name not in ("none", "all") and not _available(TRACKER_MODULES.get(name, ()), importable)
+    ]
+
+
+def check_optional_packages(recipe: Recipe, importable: Callable[[str], bool], where: str) -> None:
+    """Refuse a tracker or a flash attention the recipe names that ``where`` (this Python, the pod image) lacks:
+    the Trainer or the model loader would fail there after the data, the model and the GPU were paid for."""
+    if recipe.task == "tfidf":  # trains no transformers model
+        return
+    for name in missing_trackers(recipe.train.report_to, importable):
+        if name not in TRACKER_MODULES:
+            raise GenEmotionError(
+                f"train.report_to: {name!r} is not a tracker transformers knows; use none, all, or "
+                f"{', '.join(TRACKER_MODULES)}"
+            )
+        modules = " or ".join(" and ".join(m) for m in TRACKER_MODULES[name])
+        raise GenEmotionError(
+            f"train.report_to names {name}, but {where} has no {modules}: set train.report_to=none, or train "
+            f"where {name} is installed"
+        )
+    attention = recipe.model.attn_implementation or ""
+    if attention in ATTENTION_MODULES and not _available(ATTENTION_MODULES[attention], importable):
+        modules = " or ".join(" and ".join(m) for m in ATTENTION_MODULES[attention])
+        raise GenEmotionError(
+            f"model.attn_implementation={attention}, but {where} has no {modules} (the pinned GPU stack has "
+            "neither): use model.attn_implementation=sdpa, PyTorch's fused attention"
+        )
+
+
+def check_local_packages(recipe: Recipe) -> None:
+    """``check_optional_packages`` for training here."""
+    check_optional_packages(recipe, module_importable, "this Python")
+
+
+def check_pod_packages(recipe: Recipe) -> None:
+    """``check_optional_packages`` for training on a pod, before it is rented."""
+    check_optional_packages(recipe, POD_IMAGE_MODULES.__contains__, "the pod image (runpod/Dockerfile)")

@@ -188,13 +188,19 @@ def remote_code_errors(recipe: Recipe) -> Iterator[None]:
         ) from None
 
 
+def hub_revision(model_path: str, recipe: Recipe) -> str | None:
+    """``model.revision`` where ``model_path`` is a hub id; ``None`` for a local folder (the model's own, an
+    embedded model's, a run's adapter or merged copy), which has no revisions to pick from."""
+    return None if Path(model_path).expanduser().is_dir() else recipe.model.revision
+
+
 def load_tokenizer(model_path: str, recipe: Recipe, padding_side: str | None = None) -> Any:
     """The model's tokenizer with a pad token (a decoder without one pads with its EOS)."""
     from transformers import AutoTokenizer
 
     with remote_code_errors(recipe):
         tokenizer = AutoTokenizer.from_pretrained(
-            model_path, revision=recipe.model.revision, trust_remote_code=recipe.model.trust_remote_code
+            model_path, revision=hub_revision(model_path, recipe), trust_remote_code=recipe.model.trust_remote_code
         )
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -205,15 +211,20 @@ def load_tokenizer(model_path: str, recipe: Recipe, padding_side: str | None = N
     return tokenizer
 
 
+def require_cuda_for_4bit(recipe: Recipe, setting: str = "model.load_in_4bit") -> None:
+    """4-bit weights (bitsandbytes) need CUDA: without it, one line naming the ``setting`` that asks for them."""
+    if not cuda_available():
+        raise GenEmotionError(
+            f"recipe {recipe.name!r} sets {setting} (4-bit nf4 weights, QLoRA), which needs a CUDA GPU and "
+            f"bitsandbytes; this machine has no CUDA: run it on a GPU pod or override {setting}=false"
+        )
+
+
 def quantization_config(recipe: Recipe) -> Any:
     """bitsandbytes 4-bit nf4 with double quantisation, or ``None`` when the recipe does not ask for it."""
     if not recipe.model.load_in_4bit:
         return None
-    if not cuda_available():
-        raise GenEmotionError(
-            f"recipe {recipe.name!r} sets model.load_in_4bit (QLoRA), which needs a CUDA GPU and bitsandbytes; "
-            "this machine has no CUDA: run it on a GPU pod or override model.load_in_4bit=false"
-        )
+    require_cuda_for_4bit(recipe)
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -248,6 +259,15 @@ def load_causal_lm(model_path: str, recipe: Recipe) -> Any:
 
     with remote_code_errors(recipe):
         return AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs(recipe))
+
+
+def load_adapted_lm(model_path: str, adapter_dir: Path, recipe: Recipe) -> Any:
+    """The 4-bit base with the LoRA adapter on top, unmerged (``generate.quantized_base``): the model QLoRA
+    trained, served as it was trained (an adapter cannot be merged into nf4 weights without rounding it away)."""
+    from peft import PeftModel
+
+    require_cuda_for_4bit(recipe, "generate.quantized_base")
+    return PeftModel.from_pretrained(load_causal_lm(model_path, recipe), str(adapter_dir)).eval()
 
 
 ADAPTER_DIR = "adapter"

@@ -1,88 +1,146 @@
-"""``gen-emotion export-model``: hand a trained run over as a model folder to deploy or share.
+"""``gen-emotion export-model``: hand a trained run, cv or ensemble folder over as a model folder to deploy or share.
 
-The folder holds the LoRA adapter (or, with ``merged``, the weights with the adapter merged in), the tokenizer
-as trained (its chat template's date pinned, its EOS the end-of-turn token), ``generation_config.json`` with the
-decoding the toolkit uses (greedy, no penalty, stop at the end of turn), ``gen_emotion.json`` (labels, output
-grammar, prompt, decision and thresholds, recipe, held-out figures) and a model card (``README.md``). It loads with
-plain transformers (peft for an adapter) and with vLLM; ``push_to_hub`` uploads it with ``huggingface_hub``.
+A run's folder holds its model: a generation run's LoRA adapter (or, with ``merged``, the weights with the adapter
+merged in), with the tokenizer as trained (its chat template's date pinned, its EOS the end-of-turn token) and
+``generation_config.json`` with the decoding the toolkit uses; a classifier's weights (a LoRA classifier's adapter,
+or with ``merged`` the merged model); a TF-IDF run's pickle. A cv or ensemble folder is exported as a folder that
+gen-emotion loads (``EmotionModel.load``, ``predict``, ``serve``) on another machine: the recipe, the fold models
+(an ensemble: its members, each exported the same way, under ``members/``), thresholds and combiner, and the
+out-of-fold figures; no training data, predictions or checkpoints. Every export has ``gen_emotion.json`` (labels,
+decision, figures, recipe) and a model card (``README.md``, ``cards``); ``push_to_hub`` uploads it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from gen_emotion.cards import model_card
 from gen_emotion.classify import MEAN_POOLING_HEAD
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, read_json, write_json, write_text
-from gen_emotion.labels import LABELS
+from gen_emotion.hardware import vllm_lora_rank
 from gen_emotion.models import ADAPTER_DIR, load_tokenizer, merged_model_dir, resolve_model
+from gen_emotion.predictor import (
+    CV_SETTINGS,
+    FOLDER_METRICS,
+    FOLDS_DIR,
+    RUN_METRICS,
+    STACKER,
+    THRESHOLDS,
+    folder_kind,
+    member_folder,
+    stacker_of,
+)
 from gen_emotion.prompts import build_messages, load_templates, make_encoder
 from gen_emotion.recipes import Recipe, label_set
-from gen_emotion.runs import load_run_recipe
-from gen_emotion.tasks import get_task
-
-CITATION = (
-    'Saif M. Mohammad, Felipe Bravo-Marquez, Mohammad Salameh and Svetlana Kiritchenko (2018). "SemEval-2018 Task 1: '
-    'Affect in Tweets". Proceedings of the 12th International Workshop on Semantic Evaluation (SemEval-2018).'
-)
-
+from gen_emotion.runs import RECIPE_FILE, load_run_recipe
+from gen_emotion.tasks import Task, get_task
 
 NOT_EXPORTED = ("training_args.bin",)
 """Files of a trained folder that a model folder does not need (the trainer's pickled arguments)."""
+DESCRIPTION = "gen_emotion.json"
+MEMBERS_DIR = "members"
 
 
 def _copy(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         if item.is_file() and item.name not in NOT_EXPORTED:
             shutil.copy2(item, target / item.name)
 
 
-def export_model(run_dir: Path, out_dir: Path, merged: bool = False) -> dict[str, Any]:
-    """Write the model folder of a finished run; returns its ``gen_emotion.json`` description."""
-    recipe = load_run_recipe(run_dir)
-    task = get_task(recipe.task)
-    if recipe.task == "tfidf":
-        raise GenEmotionError(f"{run_dir}: a TF-IDF run is a scikit-learn pickle, not a model to export")
-    if not task.is_fitted(run_dir) or not (run_dir / "metrics.json").is_file():
-        raise GenEmotionError(f"{run_dir}: the run did not finish (no metrics.json); run it to the end first")
+def export_model(folder: Path, out_dir: Path, merged: bool = False) -> dict[str, Any]:
+    """Write the model folder of a finished run, cv or ensemble folder; returns its ``gen_emotion.json``."""
+    kind = folder_kind(folder)
+    if merged and kind != "run":
+        raise GenEmotionError(f"{folder}: --merged is for one run's model; a {kind} folder is exported as it is")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise GenEmotionError(f"--out {out_dir}: the folder is not empty; give a new one")
+    created = not out_dir.exists()
     make_folder(out_dir, "--out")
-    metrics = read_json(run_dir / "metrics.json", "the run's metrics written by gen-emotion run")
-    if recipe.task == "classify":
-        _copy(run_dir / "model", out_dir)
-        description = describe(recipe, metrics, merged=True, generation=None)
-    else:
-        source = merged_model_dir(resolve_model(recipe.model.name), run_dir / ADAPTER_DIR, recipe) if merged else None
-        _copy(source or run_dir / ADAPTER_DIR, out_dir)
-        encoder = make_encoder(load_tokenizer(str(run_dir / ADAPTER_DIR), recipe), recipe)
-        generation = {
-            "do_sample": False,
-            "repetition_penalty": 1.0,
-            "eos_token_id": encoder.stop_ids,
-            "pad_token_id": encoder.tokenizer.pad_token_id,
-            "max_new_tokens": label_set(recipe).max_new_tokens(recipe.prompt.target_format),
-        }
-        write_json(out_dir / "generation_config.json", generation)
-        description = describe(recipe, metrics, merged=merged, generation=generation)
-        if (run_dir / "thresholds.json").is_file():
-            description["thresholds"] = read_json(run_dir / "thresholds.json", "one threshold per label")
-    write_json(out_dir / "gen_emotion.json", description)
-    write_text(out_dir / "README.md", model_card(description))
+    try:
+        if kind == "run":
+            description = _export_run(folder, out_dir, merged)
+        else:
+            description = _export_cv(folder, out_dir) if kind == "cv" else _export_ensemble(folder, out_dir)
+        write_json(out_dir / DESCRIPTION, description)
+        write_text(out_dir / "README.md", model_card(description))
+    except BaseException:  # a refusal or an interruption leaves no half-made model folder
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     return description
 
 
-def describe(recipe: Recipe, metrics: dict[str, Any], merged: bool, generation: dict | None) -> dict[str, Any]:
-    """What ``gen_emotion.json`` holds: enough to prompt, constrain and decode the model as the run did."""
+def _export_run(run_dir: Path, out_dir: Path, merged: bool) -> dict[str, Any]:
+    recipe = load_run_recipe(run_dir)
+    if not get_task(recipe.task).is_fitted(run_dir) or not (run_dir / RUN_METRICS).is_file():
+        raise GenEmotionError(f"{run_dir}: the run did not finish (no metrics.json); run it to the end first")
+    metrics = read_json(run_dir / RUN_METRICS, "the run's metrics written by gen-emotion run")
+    if recipe.task == "tfidf":
+        if merged:
+            raise GenEmotionError(f"{run_dir}: a TF-IDF run has no weights to merge; drop --merged")
+        from gen_emotion.baseline import MODEL_FILE
+
+        shutil.copy2(run_dir / MODEL_FILE, out_dir / MODEL_FILE)
+        return {**describe(recipe, metrics, "pickle"), "model_file": MODEL_FILE}
+    if recipe.task == "classify":
+        return _export_classifier(run_dir, out_dir, recipe, metrics, merged)
+    source = merged_model_dir(resolve_model(recipe.model.name), run_dir / ADAPTER_DIR, recipe) if merged else None
+    _copy(source or run_dir / ADAPTER_DIR, out_dir)
+    encoder = make_encoder(load_tokenizer(str(run_dir / ADAPTER_DIR), recipe), recipe)
+    generation = {
+        "do_sample": False,
+        "repetition_penalty": 1.0,
+        "eos_token_id": encoder.stop_ids,
+        "pad_token_id": encoder.tokenizer.pad_token_id,
+        "max_new_tokens": label_set(recipe).max_new_tokens(recipe.prompt.target_format),
+    }
+    write_json(out_dir / "generation_config.json", generation)
+    description = describe(recipe, metrics, "merged" if merged else "LoRA adapter", generation)
+    if not merged:
+        adapter = read_json(run_dir / ADAPTER_DIR / "adapter_config.json", "the adapter's peft config")
+        description["serve_base"] = adapter.get("base_model_name_or_path") or recipe.model.name
+        description["max_lora_rank"] = vllm_lora_rank(recipe.lora.r)
+    if (run_dir / THRESHOLDS).is_file():
+        description["thresholds"] = read_json(run_dir / THRESHOLDS, "one threshold per label")
+    return description
+
+
+def _export_classifier(
+    run_dir: Path, out_dir: Path, recipe: Recipe, metrics: dict[str, Any], merged: bool
+) -> dict[str, Any]:
+    """A classifier's folder as trained, or a LoRA classifier merged into its base model (``merged``)."""
+    from gen_emotion.classify import MODEL_DIR, load_trained
+
+    model_dir = run_dir / MODEL_DIR
+    adapter = (model_dir / "adapter_config.json").is_file()
+    if merged and not adapter:
+        raise GenEmotionError(f"{run_dir}: this classifier was fine-tuned in full, its weights are merged already")
+    if merged and recipe.model.load_in_4bit:
+        raise GenEmotionError(f"{run_dir}: a 4-bit base cannot take the adapter merged in; export it without --merged")
+    if merged:
+        model, tokenizer = load_trained(model_dir, recipe)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    else:
+        _copy(model_dir, out_dir)
+    weights = "LoRA adapter" if adapter and not merged else "merged" if adapter else "full fine-tune"
+    return {**describe(recipe, metrics, weights), "mean_pooling_head": MEAN_POOLING_HEAD}
+
+
+def describe(recipe: Recipe, metrics: dict[str, Any], weights: str, generation: dict | None = None) -> dict[str, Any]:
+    """What a run's ``gen_emotion.json`` holds: enough to prompt, constrain and decode the model as the run did."""
     held = metrics.get("held_out", {})
     description: dict[str, Any] = {
+        "kind": "run",
         "task": recipe.task,
-        "base_model": recipe.model.name,
-        "weights": "merged" if merged else "LoRA adapter",
+        "base_model": recipe.model.name if recipe.task != "tfidf" else "tfidf + logistic regression",
+        "title": f"{recipe.model.name if recipe.task != 'tfidf' else 'TF-IDF + logistic regression'} ({weights})",
+        "weights": weights,
         "labels": list(label_set(recipe).names),
         "none_label": recipe.data.none_label,
         "decision": metrics.get("decision"),
@@ -103,144 +161,83 @@ def describe(recipe: Recipe, metrics: dict[str, Any], merged: bool, generation: 
     return description
 
 
-def model_card(d: dict[str, Any]) -> str:
-    """The model card (``README.md``) from a ``gen_emotion.json`` description."""
-    held = d["held_out"]
-    figures = ", ".join(f"{k} {held[k]:.4f}" for k in ("macro_f1", "micro_f1", "jaccard") if held.get(k) is not None)
-    lines = [
-        "---",
-        f"base_model: {d['base_model']}",
-        "library_name: " + ("peft" if d["weights"] == "LoRA adapter" else "transformers"),
-        "tags: [gen-emotion, emotion-detection, multilabel, semeval-2018]",
-        "---",
-        "",
-        f"# Emotion detection: {d['base_model']} ({d['weights']})",
-        "",
-        f"Fine-tuned with gen-emotion (task: {d['task']}) to detect {len(d['labels'])} labels in a short text: "
-        f"{', '.join(d['labels'])}. A text can have several or none.",
-        "",
-        *_data_section(d),
-        "## Held-out figures",
-        "",
-        f"Fold {held.get('fold')} of {held.get('folds')} of the training file ({held.get('rows')} rows), never "
-        f"seen in training: {figures}. Decision: {d['decision']}; macro-F1 as submitted "
-        f"{d['held_out_final_macro_f1']:.4f}."
-        if d.get("held_out_final_macro_f1") is not None
-        else "",
-        "",
-    ]
-    if d["task"] == "generate":
-        lines += _generation_card(d)
-    else:
-        lines += _classifier_card(d["recipe"].get("classifier", {}))
-    return "\n".join(lines) + "\n"
+def _out_of_fold(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("rows", "macro_f1", "macro_f1_thresholds_cv", "micro_f1", "jaccard", "per_label")
+    return {key: metrics.get(key) for key in keys}
 
 
-def _classifier_card(options: dict[str, Any]) -> list[str]:
-    """How to use an exported classifier: its own head, or the encoder and the head over the mean of its states."""
-    lines = ["## Use", ""]
-    if options.get("demojize"):
-        lines += [
-            "It was trained on texts with emojis written as their names: apply "
-            "`emoji.demojize(text, delimiters=(' ', ' ')).replace('_', ' ')` first.",
-            "",
-        ]
-    if options.get("pooling") == "mean":
-        return lines + [
-            "The encoder, then a linear head with one sigmoid output per label over the mean of its token states:",
-            "",
-            "```python",
-            "from safetensors.torch import load_file",
-            "from transformers import AutoModel, AutoTokenizer",
-            "encoder, tokenizer = AutoModel.from_pretrained('PATH'), AutoTokenizer.from_pretrained('PATH')",
-            f"head = load_file('PATH/{MEAN_POOLING_HEAD}')",
-            "batch = tokenizer(['I can not wait!'], return_tensors='pt')",
-            "mask = batch['attention_mask'].unsqueeze(-1)",
-            "pooled = (encoder(**batch).last_hidden_state * mask).sum(1) / mask.sum(1)",
-            "probs = (pooled @ head['weight'].T + head['bias']).sigmoid()",
-            "```",
-        ]
-    return lines + [
-        "A sequence classifier with one sigmoid output per label (`problem_type: multi_label_classification`):",
-        "",
-        "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-        "model = AutoModelForSequenceClassification.from_pretrained('PATH')",
-        "tokenizer = AutoTokenizer.from_pretrained('PATH')",
-        "probs = model(**tokenizer(['I can not wait!'], return_tensors='pt')).logits.sigmoid()",
-        "```",
-    ]
+def _export_cv(cv_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """A cv folder's recipe, settings, thresholds and figures, and each fold's model files (``Task.export_files``)."""
+    recipe = load_run_recipe(cv_dir)
+    task: Task = get_task(recipe.task)
+    metrics = read_json(cv_dir / FOLDER_METRICS, f"the {FOLDER_METRICS} of gen-emotion cv")
+    settings = read_json(cv_dir / CV_SETTINGS, "the cv settings written by gen-emotion cv")
+    folds = int(settings.get("folds") or 0)
+    for k in range(folds):
+        fold = cv_dir / FOLDS_DIR / f"fold-{k}"
+        if not task.is_fitted(fold):
+            raise GenEmotionError(f"{fold}: holds no model (cv --drop-models deletes them); nothing was exported")
+    for name in (RECIPE_FILE, CV_SETTINGS, THRESHOLDS, FOLDER_METRICS):
+        shutil.copy2(cv_dir / name, out_dir / name)
+    for k in range(folds):
+        source, target = cv_dir / FOLDS_DIR / f"fold-{k}", out_dir / FOLDS_DIR / f"fold-{k}"
+        target.mkdir(parents=True)
+        for name in task.export_files:
+            if (source / name).is_dir():
+                shutil.copytree(source / name, target / name, ignore=shutil.ignore_patterns(*NOT_EXPORTED))
+            else:
+                shutil.copy2(source / name, target / name)
+    return {
+        "kind": "cv",
+        "task": recipe.task,
+        "base_model": task.describe_model(recipe),
+        "title": f"{recipe.name}, {folds}-fold cv",
+        "weights": "folder",
+        "labels": list(label_set(recipe).names),
+        "folds": folds,
+        "has_probabilities": bool(metrics.get("has_probabilities")),
+        "decision": "thresholds",
+        "thresholds": read_json(cv_dir / THRESHOLDS, "one threshold per label"),
+        "out_of_fold": _out_of_fold(metrics),
+        "recipe": recipe.to_dict(),
+    }
 
 
-def _data_section(d: dict[str, Any]) -> list[str]:
-    if tuple(d["labels"]) != LABELS:
-        return ["## Data", "", "The user's own labelled texts (the recipe in `gen_emotion.json` says which).", ""]
-    return [
-        "## Data",
-        "",
-        'The Kaggle "Emotion Detection Fall 2024" release of SemEval-2018 Task 1 E-c (English tweets): the 11 '
-        "emotions of that task. The data is not redistributed here. Cite:",
-        "",
-        f"> {CITATION}",
-        "",
-    ]
-
-
-def _generation_card(d: dict[str, Any]) -> list[str]:
-    messages = json.dumps(d["prompt_messages"], indent=2)
-    tokens = d["generation"]["max_new_tokens"]
-    load = (
-        "from peft import AutoPeftModelForCausalLM\nmodel = AutoPeftModelForCausalLM.from_pretrained('PATH')"
-        if d["weights"] == "LoRA adapter"
-        else "from transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained('PATH')"
-    )
-    return [
-        "## Prompt and output",
-        "",
-        "The model writes the emotions in label order, separated by `, `, or `none` "
-        f"(target format `{d['target_format']}`). The messages it was trained on ({{tweet}} is the text; the chat "
-        f"template's date is pinned to {d['template_date']}):",
-        "",
-        "```json",
-        messages,
-        "```",
-        "",
-        "Decode greedily with no repetition penalty, under the output grammar (every output parses):",
-        "",
-        "```",
-        d["output_regex"],
-        "```",
-        "",
-        "## Use with transformers",
-        "",
-        "```python",
-        "from transformers import AutoTokenizer",
-        load,
-        "tokenizer = AutoTokenizer.from_pretrained('PATH')",
-        "messages = " + json.dumps(d["prompt_messages"]).replace('"{tweet}"', '"I can not wait for the weekend!"'),
-        "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt')",
-        f"out = model.generate(ids, max_new_tokens={tokens}, do_sample=False)",
-        "print(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))",
-        "```",
-        "",
-        "## Use with vLLM (structured outputs)",
-        "",
-        "```python",
-        "from vllm import LLM, SamplingParams",
-        "from vllm.sampling_params import StructuredOutputsParams",
-        "llm = LLM(model='PATH', generation_config='vllm')"
-        + (
-            "  # an adapter: serve its base model with enable_lora=True and a LoRARequest"
-            if d["weights"] != "merged"
-            else ""
-        ),
-        f"params = SamplingParams(temperature=0, max_tokens={tokens}, "
-        "structured_outputs=StructuredOutputsParams(regex=REGEX))",
-        "print(llm.chat(messages, params)[0].outputs[0].text)",
-        "```",
-        "",
-        "`REGEX` is the output grammar above, also in `gen_emotion.json` (`output_regex`).",
-    ]
+def _export_ensemble(folder: Path, out_dir: Path) -> dict[str, Any]:
+    """An ensemble's combiner, thresholds and figures, and each member exported under ``members/K-NAME``."""
+    metrics = read_json(folder / FOLDER_METRICS, f"the {FOLDER_METRICS} of gen-emotion ensemble")
+    members, descriptions = [], []
+    for k, member in enumerate(metrics.get("members") or []):
+        relative = f"{MEMBERS_DIR}/{k}-{Path(member_folder(folder, member)).name}"
+        source = member_folder(folder, member)
+        (out_dir / relative).mkdir(parents=True)
+        kind = folder_kind(source)
+        if kind not in ("cv", "ensemble"):
+            raise GenEmotionError(f"{source}: an ensemble member must be a cv or ensemble folder")
+        export = _export_cv if kind == "cv" else _export_ensemble
+        exported = export(source, out_dir / relative)
+        write_json(out_dir / relative / DESCRIPTION, exported)
+        descriptions.append(exported)
+        members.append({**{key: value for key, value in member.items() if key != "run_dir"}, "folder": relative})
+    shutil.copy2(folder / THRESHOLDS, out_dir / THRESHOLDS)
+    if metrics.get("mode") == "stack":
+        write_json(out_dir / STACKER, stacker_of(folder, metrics["members"]))
+    kept = {key: value for key, value in metrics.items() if key != "candidates"}
+    write_json(out_dir / FOLDER_METRICS, {**kept, "members": members})
+    first = descriptions[0]
+    return {
+        "kind": "ensemble",
+        "task": first["task"] if len({d["task"] for d in descriptions}) == 1 else "mixed",
+        "base_model": ", ".join(dict.fromkeys(d["base_model"] for d in descriptions)),
+        "title": metrics.get("name") or "ensemble",
+        "weights": "folder",
+        "labels": first["labels"],
+        "mode": metrics.get("mode"),
+        "members": [m.get("name") or m["folder"] for m in members],
+        "decision": "thresholds",
+        "thresholds": read_json(folder / THRESHOLDS, "one threshold per label"),
+        "out_of_fold": _out_of_fold(metrics),
+    }
 
 
 def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:

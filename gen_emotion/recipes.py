@@ -170,7 +170,8 @@ class TrainArgs:
     logging_steps: int = arg(10, "steps between log lines", low=1)
     save_total_limit: int = arg(2, "checkpoints kept while training", low=1)
     report_to: list[str] = arg(
-        help="none, wandb, tensorboard... (credentials from the environment)", factory=lambda: ["none"]
+        help="none, or transformers' trackers (tensorboard...), installed where it trains; a missing one is refused",
+        factory=lambda: ["none"],
     )
     seed: int = arg(42, "seed of training (row order, LoRA init, dropout)", low=0)
 
@@ -202,6 +203,11 @@ class GenerateArgs:
     temperature: float = arg(1.0, "sampling temperature for the probabilities", above=0)
     shard_size: int = arg(256, "rows per saved shard of predictions (a resumed run restarts at the last one)", low=1)
     vllm_lora: bool = arg(False, "vLLM: serve the adapter with LoRARequest instead of a merged copy")
+    quantized_base: bool = arg(
+        False,
+        "QLoRA (model.load_in_4bit): serve the adapter on the 4-bit nf4 base it was trained against (vLLM: "
+        "bitsandbytes with generate.vllm_lora; transformers: the adapter unmerged) instead of on the bf16 base; CUDA",
+    )
     vllm_max_num_seqs: int | None = arg(None, "vLLM: cap on sequences per engine step (None: vLLM's default)", low=1)
 
 
@@ -368,8 +374,25 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         raise RecipeError(f"{where}: generate.probabilities needs generate.num_samples of at least 2")
     if g.probabilities and g.probability_source == "branches" and recipe.prompt.target_format != "labels":
         raise RecipeError(f"{where}: generate.probability_source: branches needs prompt.target_format: labels")
+    _check_quantized_base(recipe, where)
     if recipe.task != "tfidf":
         _check_template(recipe, where)
+
+
+def _check_quantized_base(recipe: Recipe, where: str) -> None:
+    """``generate.quantized_base`` serves a QLoRA adapter on its 4-bit base, which takes no merged adapter."""
+    if not recipe.generate.quantized_base:
+        return
+    if recipe.task != "generate" or not recipe.model.load_in_4bit:
+        raise RecipeError(
+            f"{where}: generate.quantized_base serves a QLoRA adapter on its 4-bit base: it needs task: generate "
+            "and model.load_in_4bit: true"
+        )
+    if recipe.generate.backend == "vllm" and not recipe.generate.vllm_lora:
+        raise RecipeError(
+            f"{where}: generate.quantized_base with the vllm backend needs generate.vllm_lora: true "
+            "(an adapter is not merged into 4-bit weights)"
+        )
 
 
 def _check_labels(recipe: Recipe, where: str) -> None:

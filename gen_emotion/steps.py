@@ -111,6 +111,26 @@ class Launcher:
             ]
         return [sys.executable, "-m", WORKER]
 
+    def environment(self, step: str, env: dict[str, str]) -> dict[str, str]:
+        """The step's environment: ``env``, but training on one GPU sees only the first GPU ``env`` shows (with
+        several visible, transformers wraps the model in ``nn.DataParallel``, which TRL refuses). Generation sees
+        what ``env`` shows: vLLM takes one GPU unless ``generate.tensor_parallel_size`` asks for more."""
+        env = dict(env)
+        if step == "fit" and self.gpus == 1:
+            first = first_gpu(env.get("CUDA_VISIBLE_DEVICES"))
+            if first is not None:
+                env["CUDA_VISIBLE_DEVICES"] = first
+        return env
+
+
+def first_gpu(visible: str | None) -> str | None:
+    """The first device of a ``CUDA_VISIBLE_DEVICES`` value (an index or a UUID; ``0`` when it is not set), or
+    ``None`` where it hides every GPU (empty, or a negative index)."""
+    if visible is None:
+        return "0"
+    first = visible.split(",")[0].strip()
+    return first if first and not first.startswith("-") else None
+
 
 def accelerate_command() -> list[str]:
     """``accelerate launch``, from this Python's environment."""
@@ -179,7 +199,8 @@ def run_isolated(step: str, task: Task, fold: Fold, out_dir: Path, run_dir: Path
             *fold.worker_args(),
         ]
         log.info("%s step: starting its own process", step)
-        status = subprocess.run(command, env=_child_env(task), check=False).returncode
+        env = launcher.environment(step, _child_env(task))
+        status = subprocess.run(command, env=env, check=False).returncode
         if status in (130, -2):
             raise KeyboardInterrupt
         if status != 0:
@@ -229,3 +250,85 @@ def _saved_predictions(task: Task, recipe: Recipe, fold: Fold, out_dir: Path) ->
         return task.predict(recipe, out_dir, fold.splits(), allow_load=False)
     except PredictionsNotSaved:
         return None
+
+
+class WorkerSession:
+    """Fitted models of an isolated task kept loaded in one long-lived process of their own (``python -m
+    gen_emotion.worker session``): the models load once, then every ``predict`` is a request to that process.
+    The process ends when the session is closed (or when this process ends: its standard input closes)."""
+
+    def __init__(self, task: Task, recipe: Recipe, model_dirs: list[Path]) -> None:
+        self.recipe_dir = tempfile.TemporaryDirectory(prefix="gen-emotion-session-")
+        (Path(self.recipe_dir.name) / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+        command = [*Launcher().command("session"), "session", "--task", task_reference(task)]
+        command += ["--run-dir", self.recipe_dir.name]
+        for model_dir in model_dirs:
+            command += ["--model-dir", str(model_dir)]
+        log.info("starting a prediction process for %d model(s): %s", len(model_dirs), model_dirs[0].parent)
+        self.process: subprocess.Popen[str] | None = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(task), text=True, encoding="utf-8"
+        )
+        try:
+            self._read()  # the models are loaded once the process says it is ready
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self) -> dict[str, Any]:
+        import json
+
+        assert self.process is not None and self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            status = self.process.wait()
+            self.process = None
+            if status in (130, -2):
+                raise KeyboardInterrupt
+            raise StepFailed(f"the prediction process ended (exit status {status}); its log is above")
+        reply = json.loads(line)
+        if "error" in reply:
+            if "ready" not in reply and self.process.poll() is not None:
+                self.process = None
+            raise StepFailed(reply["error"])
+        return reply
+
+    def predict(self, texts: list[str], with_probs: bool | None = None) -> list[Prediction]:
+        """One prediction per model, of ``texts`` in order."""
+        import json
+
+        if self.process is None:
+            raise GenEmotionError("the model was closed; load it again")
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps({"texts": list(texts), "with_probs": with_probs}) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the process has died: _read reports its exit status
+        reply = self._read()
+        ids = [str(i) for i in range(len(texts))]
+        return [
+            Prediction(
+                ids=ids,
+                labels=np.asarray(p["labels"], dtype=np.int64).reshape(len(texts), -1),
+                probs=None if p["probs"] is None else np.asarray(p["probs"], dtype=np.float64).reshape(len(texts), -1),
+                outputs=p["outputs"],
+            )
+            for p in reply["predictions"]
+        ]
+
+    def close(self) -> None:
+        """End the process (it frees its models as it exits)."""
+        process, self.process = self.process, None
+        self.recipe_dir.cleanup()
+        if process is None:
+            return
+        try:
+            if process.stdin is not None:
+                process.stdin.close()
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        finally:
+            if process.stdout is not None:
+                process.stdout.close()

@@ -64,6 +64,8 @@ class Task:
     """What ``labels`` of a prediction are: ``greedy`` outputs, or probabilities cut at ``0.5``."""
     model_files: tuple[str, ...] = ()
     """Files and folders (glob patterns) of a fitted folder that ``cv --drop-models`` deletes."""
+    export_files: tuple[str, ...] = ()
+    """What a fitted folder must keep to predict (``export-model`` of a cv folder copies these)."""
     pod_command: str | None = "cv"
     """What ``launch`` runs on a pod by default; ``None``: the task needs no GPU and is not launched."""
     multi_gpu = False
@@ -91,10 +93,50 @@ class Task:
     def fit(self, recipe: Recipe, rows: EmotionData, out_dir: Path) -> dict[str, Any]:
         raise NotImplementedError
 
+    def load(self, recipe: Recipe, out_dir: Path, **options: Any) -> LoadedModel:
+        """The fitted model of ``out_dir``, loaded once to predict any rows until it is closed."""
+        raise NotImplementedError
+
     def predict(
         self, recipe: Recipe, out_dir: Path, splits: dict[str, EmotionData], **options: Any
     ) -> dict[str, Prediction]:
+        """Predict each split with the model loaded once."""
+        with self.load(recipe, out_dir) as model:
+            return {name: model.predict(data) for name, data in splits.items()}
+
+
+class LoadedModel:
+    """A fitted folder's model in memory (``Task.load``): ``predict`` rows until ``close``."""
+
+    def predict(self, data: EmotionData, with_probs: bool | None = None) -> Prediction:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the model (and the GPU memory it holds)."""
+
+    def __enter__(self) -> LoadedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ProbabilityModel(LoadedModel):
+    """A model whose prediction is per-label probabilities (``probs(texts)``), cut at 0.5."""
+
+    def __init__(self, probs: Callable[[list[str]], np.ndarray], release: Callable[[], None] | None = None):
+        self.probs = probs
+        self.release = release
+
+    def predict(self, data: EmotionData, with_probs: bool | None = None) -> Prediction:
+        started = time.perf_counter()
+        probs = self.probs(data.texts)
+        return cut_at_half(data.ids, probs, {"predict_s": round(time.perf_counter() - started, 2)})
+
+    def close(self) -> None:
+        if self.release is not None:
+            self.release()
+            self.release = None
 
 
 class TfidfTask(Task):
@@ -102,6 +144,7 @@ class TfidfTask(Task):
 
     name = "tfidf"
     model_files = ("tfidf_logreg.pkl",)
+    export_files = ("tfidf_logreg.pkl", "training.json")
     pod_command = None
 
     def describe_model(self, recipe: Recipe) -> str:
@@ -118,18 +161,16 @@ class TfidfTask(Task):
 
         return train_tfidf(recipe, rows, out_dir)
 
-    def predict(
-        self, recipe: Recipe, out_dir: Path, splits: dict[str, EmotionData], **options: Any
-    ) -> dict[str, Prediction]:
+    def load(self, recipe: Recipe, out_dir: Path, **options: Any) -> LoadedModel:
         from gen_emotion.baseline import load_tfidf, predict_probs
 
-        model = load_tfidf(out_dir)
-        result = {}
-        for name, data in splits.items():
-            started = time.perf_counter()
-            probs = predict_probs(out_dir, data, model)
-            result[name] = cut_at_half(data.ids, probs, {"predict_s": round(time.perf_counter() - started, 2)})
-        return result
+        model, names = load_tfidf(out_dir), label_set(recipe).names
+
+        def probs(texts: list[str]) -> np.ndarray:
+            rows = EmotionData(ids=[""] * len(texts), texts=texts, labels=None, label_names=names)
+            return predict_probs(out_dir, rows, model)
+
+        return ProbabilityModel(probs)
 
 
 class ClassifyTask(Task):
@@ -137,6 +178,7 @@ class ClassifyTask(Task):
 
     name = "classify"
     model_files = ("model",)
+    export_files = ("model", "training.json")
 
     def is_fitted(self, out_dir: Path) -> bool:
         from gen_emotion.classify import MODEL_DIR
@@ -152,22 +194,16 @@ class ClassifyTask(Task):
         eval_data = rows.subset(eval_idx) if len(eval_idx) else None
         return train_classifier(recipe, rows.subset(train_idx), eval_data, out_dir)
 
-    def predict(
-        self, recipe: Recipe, out_dir: Path, splits: dict[str, EmotionData], **options: Any
-    ) -> dict[str, Prediction]:
+    def load(self, recipe: Recipe, out_dir: Path, **options: Any) -> LoadedModel:
         from gen_emotion.classify import MODEL_DIR, load_trained, predict_with
 
-        model, tokenizer = load_trained(out_dir / MODEL_DIR, recipe)
-        result = {}
-        try:
-            for name, data in splits.items():
-                started = time.perf_counter()
-                probs = predict_with(model, tokenizer, data.texts, recipe)
-                result[name] = cut_at_half(data.ids, probs, {"predict_s": round(time.perf_counter() - started, 2)})
-        finally:
-            del model
+        held = list(load_trained(out_dir / MODEL_DIR, recipe))
+
+        def release() -> None:
+            held.clear()
             release_gpu_memory()
-        return result
+
+        return ProbabilityModel(lambda texts: predict_with(*held, texts, recipe), release)
 
 
 class PredictionsNotSaved(GenEmotionError):
@@ -217,6 +253,7 @@ class GenerateTask(Task):
     name = "generate"
     base_decision = "greedy"
     model_files = ("adapter", SHARD_DIR, "merged-*")
+    export_files = ("adapter", "training.json")
     pod_command = "run"
     multi_gpu = True
 
@@ -264,6 +301,11 @@ class GenerateTask(Task):
 
         return make_encoder(load_tokenizer(str(out_dir / ADAPTER_DIR), recipe), recipe)
 
+    def load(self, recipe: Recipe, out_dir: Path, *, backend: str | None = None, **options: Any) -> LoadedModel:
+        model = GeneratorModel(self, recipe, out_dir, backend)
+        model.lazy.get()
+        return model
+
     def predict(
         self,
         recipe: Recipe,
@@ -277,54 +319,64 @@ class GenerateTask(Task):
         **options: Any,
     ) -> dict[str, Prediction]:
         shard_root = shard_root or out_dir / SHARD_DIR
-        with_probs = recipe.generate.probabilities if with_probs is None else with_probs
-        encoders: list[Any] = []  # loaded when a shard has to be generated
-
-        def encoder() -> Any:
-            if not encoders:
-                encoders.append(self.encoder(recipe, out_dir))
-            return encoders[0]
-
-        lazy = LazyGenerator(lambda: self.make_generator(recipe, out_dir, backend, encoder().stop_ids), allow_load)
-
-        def prompts(texts: list[str]) -> list[list[int]]:
-            return [encoder().prompt_ids(text) for text in texts]
-
-        try:
-            result = {
-                name: self._predict_rows(lazy, prompts, recipe, data, shard_root / name, name, with_probs)
-                for name, data in splits.items()
-            }
-        finally:
-            lazy.close()
-        if lazy.load_seconds:
-            next(iter(result.values())).seconds["load_generator_s"] = lazy.load_seconds
+        with GeneratorModel(self, recipe, out_dir, backend, allow_load) as model:
+            result = {name: model.predict(data, with_probs, shard_root / name, name) for name, data in splits.items()}
+            load_seconds = model.lazy.load_seconds
+        if load_seconds:
+            next(iter(result.values())).seconds["load_generator_s"] = load_seconds
         return result
 
-    def _predict_rows(
+
+class GeneratorModel(LoadedModel):
+    """A generation run's adapter with its prompt encoder and generator, both loaded on first use."""
+
+    def __init__(
+        self, task: GenerateTask, recipe: Recipe, out_dir: Path, backend: str | None, allow_load: bool = True
+    ) -> None:
+        self.recipe = recipe
+        self.encoders: list[Any] = []  # loaded when a shard has to be generated
+        self.make_encoder = lambda: task.encoder(recipe, out_dir)
+        self.lazy = LazyGenerator(
+            lambda: task.make_generator(recipe, out_dir, backend, self.encoder().stop_ids), allow_load
+        )
+
+    def encoder(self) -> Any:
+        if not self.encoders:
+            self.encoders.append(self.make_encoder())
+        return self.encoders[0]
+
+    def prompts(self, texts: list[str]) -> list[list[int]]:
+        return [self.encoder().prompt_ids(text) for text in texts]
+
+    def close(self) -> None:
+        self.lazy.close()
+
+    def predict(
         self,
-        lazy: LazyGenerator,
-        prompts: Callable[[list[str]], list[list[int]]],
-        recipe: Recipe,
         data: EmotionData,
-        shard_dir: Path,
-        name: str,
-        with_probs: bool,
+        with_probs: bool | None = None,
+        shard_dir: Path | None = None,
+        name: str = "predict",
     ) -> Prediction:
-        """Greedy outputs (and, with ``with_probs``, sampled ones) for every row, saved shard by shard."""
+        """Greedy outputs (and, with ``with_probs``, probabilities) for every row, in shards of
+        ``generate.shard_size`` rows (saved in ``shard_dir`` as they are made, when given)."""
         from gen_emotion.generate import run_in_shards
 
+        recipe, lazy, prompts = self.recipe, self.lazy, self.prompts
         settings = recipe.generate
+        with_probs = settings.probabilities if with_probs is None else with_probs
         started = time.perf_counter()
 
         def greedy(start: int, stop: int, index: int) -> list[str]:
             return lazy.get().generate(prompts(data.texts[start:stop]), desc=None)
 
-        quiet = not lazy.allow_load  # reading saved shards back: no progress to show
+        # No progress bar when reading saved shards back, nor for a loaded model's calls (its caller shows one).
+        quiet = not lazy.allow_load or shard_dir is None
 
         def in_shards(fn: Callable[[int, int, int], list[Any]], kind: str, what: str) -> list[Any]:
             desc = None if quiet else f"{name} ({what})"
-            return run_in_shards(fn, data.ids, shard_dir / kind, shard_size=settings.shard_size, desc=desc)
+            saved = shard_dir / kind if shard_dir is not None else None
+            return run_in_shards(fn, data.ids, saved, shard_size=settings.shard_size, desc=desc)
 
         labels = label_set(recipe)
         branches = with_probs and settings.probability_source == "branches"

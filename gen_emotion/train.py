@@ -3,8 +3,9 @@
 Tweets become token ids once (``prompts.Encoder``): the prompt as the chat template renders it up to the
 assistant's answer, then the target and its end-of-turn token, which alone carry the loss. TRL takes the
 ids as they are, so the model trains on exactly the ids it is given at inference. A slice of the training
-rows is kept aside for validation loss, which picks the checkpoint that is saved. The adapter and the
-prepared tokenizer (its template's date pinned) land in ``RUN_DIR/adapter``.
+rows is kept aside for validation loss, which picks the checkpoint that is saved. The adapter's weights are
+fp32, under QLoRA too (``keep_adapter_in_float32``). The adapter and the prepared tokenizer (its template's date
+pinned) land in ``RUN_DIR/adapter``.
 """
 
 from __future__ import annotations
@@ -157,6 +158,41 @@ def _completion_loss_trainer() -> type:
     return CompletionLossTrainer
 
 
+def keep_adapter_in_float32(model: Any) -> int:
+    """Upcast the trainable (LoRA) weights that are 16-bit to fp32; returns how many tensors were upcast.
+
+    TRL casts the adapter of a 4-bit model to bf16 (``SFTTrainer.__init__``): AdamW then keeps no fp32 copy, and an
+    update under half a bf16 step of its weight is rounded away (``bench/adapter_dtype.py`` counts them). The QLoRA
+    paper trains the adapter in fp32 over the 4-bit base, as peft does for every other base; the matmuls still run
+    in bf16 under autocast. A no-op where the adapter is fp32 already (LoRA, CPU).
+    """
+    import torch
+
+    upcast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
+            upcast += 1
+    return upcast
+
+
+def sft_trainer(recipe: Recipe, args: Any, model: Any, tokenizer: Any, train_set: Any, eval_set: Any) -> Any:
+    """TRL's trainer (``_completion_loss_trainer``) over ``model`` with the recipe's LoRA adapter, kept in fp32."""
+    trainer = _completion_loss_trainer()(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe),
+        completion_positions_only=recipe.train.completion_positions_only,
+    )
+    upcast = keep_adapter_in_float32(trainer.model)
+    if upcast:
+        log.info("LoRA adapter kept in fp32: %d weight tensors upcast from 16 bits", upcast)
+    return trainer
+
+
 def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     """Fine-tune the recipe's model on ``data``; save the adapter and tokenizer in ``run_dir/adapter``.
 
@@ -175,15 +211,7 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     # The training arguments come before the model: they join the process group under accelerate launch
     # (FSDP's rank-0 loading needs it) and let ZeRO-3 build the model already partitioned.
     args = sft_config(recipe, run_dir / CHECKPOINT_DIR, has_eval=eval_set is not None)
-    trainer = _completion_loss_trainer()(
-        model=load_causal_lm(model_path, recipe),
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        processing_class=tokenizer,
-        peft_config=lora_config(recipe),
-        completion_positions_only=recipe.train.completion_positions_only,
-    )
+    trainer = sft_trainer(recipe, args, load_causal_lm(model_path, recipe), tokenizer, train_set, eval_set)
     summary = {"train_rows": int(len(train_idx)), "eval_rows": int(len(eval_idx))}
     summary = train_and_save(trainer, tokenizer, run_dir, ADAPTER_DIR, summary, started)
     log.info("training done: %s", summary)

@@ -18,7 +18,7 @@ from gen_emotion.branches import Step
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.generate import NO_CUTS, NO_PENALTY, decode_steps, max_new_tokens
 from gen_emotion.hardware import vllm_lora_rank
-from gen_emotion.models import cuda_available, free_gpu_memory, merged_model_dir
+from gen_emotion.models import cuda_available, free_gpu_memory, hub_revision, merged_model_dir, require_cuda_for_4bit
 from gen_emotion.recipes import Recipe, label_set
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,37 @@ def check_free_memory(utilization: float) -> None:
                 f"generate.gpu_memory_utilization={utilization} of it: another process holds GPU memory "
                 "(nvidia-smi shows which), or lower generate.gpu_memory_utilization"
             )
+
+
+def engine_kwargs(recipe: Recipe, serve_path: str, tokenizer_path: str, *, lora: bool) -> dict[str, Any]:
+    """``vllm.LLM`` keywords for serving ``serve_path`` (the base with ``lora``, else a merged copy or the base
+    alone): a hub id is loaded at ``model.revision``, its tokenizer too; with ``generate.quantized_base`` the
+    base is quantized to nf4 with double quantisation as it loads, as QLoRA trained it (vLLM's bitsandbytes)."""
+    settings = recipe.generate
+    kwargs: dict[str, Any] = {
+        "model": serve_path,
+        "tokenizer": tokenizer_path,
+        "revision": hub_revision(serve_path, recipe),
+        "tokenizer_revision": hub_revision(tokenizer_path, recipe),
+        "generation_config": "vllm",  # the model's generation_config.json sets no defaults here
+        "dtype": settings.dtype,
+        "enable_prefix_caching": True,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "gpu_memory_utilization": settings.gpu_memory_utilization if cuda_available() else 0.3,
+        "max_model_len": recipe.train.max_length + 64,
+        "seed": recipe.train.seed,
+        "max_logprobs": max(20, settings.branch_top_k),
+        "trust_remote_code": recipe.model.trust_remote_code,
+    }
+    if not cuda_available() and VLLM_CPU_BLOCK_SIZE:
+        kwargs["block_size"] = VLLM_CPU_BLOCK_SIZE
+    if settings.vllm_max_num_seqs:
+        kwargs["max_num_seqs"] = settings.vllm_max_num_seqs
+    if lora:
+        kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(recipe.lora.r), max_loras=1)
+        if settings.quantized_base:
+            kwargs["quantization"] = "bitsandbytes"
+    return kwargs
 
 
 class VLLMGenerator:
@@ -85,27 +116,11 @@ class VLLMGenerator:
             tokenizer_path = str(adapter_dir)  # the adapter's tokenizer: its EOS is the end of turn
         elif adapter_dir is not None:
             serve_path = tokenizer_path = str(merged_model_dir(model_path, adapter_dir, recipe))
+        if self.lora_request is not None and settings.quantized_base:
+            require_cuda_for_4bit(recipe, "generate.quantized_base")
         if cuda_available():
             check_free_memory(settings.gpu_memory_utilization)
-        kwargs: dict[str, Any] = {
-            "model": serve_path,
-            "tokenizer": tokenizer_path,
-            "generation_config": "vllm",  # the model's generation_config.json sets no defaults here
-            "dtype": settings.dtype,
-            "enable_prefix_caching": True,
-            "tensor_parallel_size": settings.tensor_parallel_size,
-            "gpu_memory_utilization": settings.gpu_memory_utilization if cuda_available() else 0.3,
-            "max_model_len": recipe.train.max_length + 64,
-            "seed": recipe.train.seed,
-            "max_logprobs": max(20, settings.branch_top_k),
-            "trust_remote_code": recipe.model.trust_remote_code,
-        }
-        if not cuda_available() and VLLM_CPU_BLOCK_SIZE:
-            kwargs["block_size"] = VLLM_CPU_BLOCK_SIZE
-        if settings.vllm_max_num_seqs:
-            kwargs["max_num_seqs"] = settings.vllm_max_num_seqs
-        if self.lora_request is not None:
-            kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(recipe.lora.r), max_loras=1)
+        kwargs = engine_kwargs(recipe, serve_path, tokenizer_path, lora=self.lora_request is not None)
         kwargs.update(engine_options or {})
         started = time.perf_counter()
         self.llm = LLM(**kwargs)

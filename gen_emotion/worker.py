@@ -3,15 +3,22 @@ starts it; under ``accelerate launch`` for training on several GPUs, one per GPU
 
 It reads the run's ``recipe.yaml``, rebuilds the fold's rows from the data folder, runs the step, and exits.
 A ``GenEmotionError`` is written, as one line, to ``--error-file`` for the parent to report.
+
+``session`` keeps fitted models loaded for a parent that predicts texts again and again (``steps.WorkerSession``,
+under ``predictor``): it loads every ``--model-dir``, says so, then answers one JSON request a line until its
+standard input closes. Replies go to the standard output it was started with; everything else the libraries
+print (vLLM writes to standard output) is sent to standard error, so the replies stay one JSON object a line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from gen_emotion.errors import GenEmotionError
 
@@ -20,21 +27,42 @@ log = logging.getLogger("gen_emotion.worker")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gen_emotion.worker", description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("fit", "predict"))
+    parser.add_argument("step", choices=("fit", "predict", "session"))
     parser.add_argument("--task", required=True, help="module:Class of the task")
     parser.add_argument("--run-dir", type=Path, required=True, help="the run folder with recipe.yaml and run.log")
-    parser.add_argument("--out", type=Path, required=True, help="the fold's folder")
+    parser.add_argument("--out", type=Path, default=None, help="fit, predict: the fold's folder")
     parser.add_argument("--error-file", type=Path, default=None)
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=None, help="fit, predict: the data folder")
     parser.add_argument("--rows", type=int, default=None)
-    parser.add_argument("--folds", type=int, required=True)
-    parser.add_argument("--fold", type=int, required=True)
-    return parser.parse_args(argv)
+    parser.add_argument("--folds", type=int, default=None, help="fit, predict: the number of folds")
+    parser.add_argument("--fold", type=int, default=None, help="fit, predict: the fold")
+    parser.add_argument("--model-dir", type=Path, action="append", default=[], help="session: a fitted folder")
+    args = parser.parse_args(argv)
+    if args.step != "session" and None in (args.out, args.data, args.folds, args.fold):
+        parser.error(f"{args.step} needs --out, --data, --folds and --fold")
+    return args
 
 
 def is_main_process() -> bool:
     """Rank 0 of an ``accelerate launch`` (or the only process)."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def training_device() -> str:
+    """Which GPU this process trains on, named as the machine numbers it (``CUDA_VISIBLE_DEVICES`` maps it)."""
+    from gen_emotion.models import cuda_available, local_rank
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    shown = f"CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "CUDA_VISIBLE_DEVICES not set"
+    if not cuda_available():
+        return f"no CUDA GPU visible ({shown}): training on the CPU"
+    import torch
+
+    index = local_rank()
+    devices = [d.strip() for d in visible.split(",")] if visible else []
+    number = devices[index] if index < len(devices) else str(index)
+    name = torch.cuda.get_device_name(index)
+    return f"training on GPU {number} ({name}), cuda:{index} of the {torch.cuda.device_count()} visible ({shown})"
 
 
 def run_step(args: argparse.Namespace) -> None:
@@ -51,6 +79,7 @@ def run_step(args: argparse.Namespace) -> None:
         "%s step of fold %d/%d in process %d (parent %d)", args.step, args.fold, args.folds, os.getpid(), os.getppid()
     )
     if args.step == "fit":
+        log.info("fit step: %s", training_device())
         task.fit(recipe, fold.train, args.out)
         return
     loaded = [name for name in ("trl", "gen_emotion.train") if name in sys.modules]
@@ -58,8 +87,74 @@ def run_step(args: argparse.Namespace) -> None:
     task.predict(recipe, args.out, fold.splits())
 
 
+def run_session(args: argparse.Namespace, replies: TextIO) -> None:
+    """Load every ``--model-dir`` with the run's recipe, then answer requests until standard input closes: a
+    request ``{"texts": [...], "with_probs": bool|null}`` gets ``{"predictions": [...]}``, one per model (its
+    ``labels``, ``probs`` and ``outputs``); a ``GenEmotionError`` gets ``{"error": "..."}`` and the session goes on."""
+    import numpy as np
+
+    from gen_emotion.data import EmotionData
+    from gen_emotion.recipes import label_set
+    from gen_emotion.runs import load_run_recipe, setup_logging
+    from gen_emotion.steps import import_task
+
+    def reply(value: dict) -> None:
+        replies.write(json.dumps(value) + "\n")
+        replies.flush()
+
+    setup_logging(None)
+    recipe = load_run_recipe(args.run_dir)
+    names = label_set(recipe).names
+    task = import_task(args.task)
+    models = []
+    try:
+        for model_dir in args.model_dir:
+            models.append(task.load(recipe, model_dir))
+        reply({"ready": True, "pid": os.getpid()})
+        for line in sys.stdin:
+            try:
+                request = json.loads(line)
+                data = EmotionData(
+                    ids=[str(i) for i in range(len(request["texts"]))],
+                    texts=[str(text) for text in request["texts"]],
+                    labels=None,
+                    label_names=names,
+                )
+                found = [model.predict(data, request.get("with_probs")) for model in models]
+            except GenEmotionError as err:
+                reply({"error": str(err)})
+                continue
+            reply(
+                {
+                    "predictions": [
+                        {
+                            "labels": p.labels.tolist(),
+                            "probs": None if p.probs is None else np.asarray(p.probs).tolist(),
+                            "outputs": p.outputs,
+                        }
+                        for p in found
+                    ]
+                }
+            )
+    finally:
+        for model in models:
+            model.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.step == "session":
+        replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # library prints go to standard error
+        try:
+            run_session(args, replies)
+        except GenEmotionError as err:
+            replies.write(json.dumps({"error": str(err)}) + "\n")
+            replies.flush()
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        return 0
     try:
         run_step(args)
     except GenEmotionError as err:

@@ -5,15 +5,20 @@
 #   runpod/entry.sh [options] [COMMAND [RECIPE [OVERRIDE ...]]]
 #
 # COMMAND is run (default), cv or predict; RECIPE a recipe file or a shipped recipe's name; OVERRIDEs are
-# section.key=value. Every option falls back to an environment variable: that is how `gen-emotion launch`
-# configures a pod, whose image runs this script with no arguments.
+# section.key=value. predict predicts one file (--data, a file or URL) with the finished run NAME in
+# WORKSPACE/runs/NAME (--run-name, else RECIPE's file name: the name run gave it) and writes
+# runs/NAME/predictions/STEM.csv (STEM: the file's name less its suffix), its log STEM.log and marker
+# STEM.DONE or STEM.FAILED beside it; its OVERRIDEs are generate.* ones. Every option falls back to an
+# environment variable: that is how `gen-emotion launch` configures a pod, whose image runs this script with no
+# arguments.
 #   --local DIR               the workspace is DIR instead of /workspace; exit with the command's status
 #                             (no sshd, no keep-alive, caches left where they are)
 #   --data PATH|URL           GEN_EMOTION_DATA: a folder, a .tar.gz/.zip, file:// or http(s):// URL holding
-#                             train.csv and test.csv (default: the shipped sample)
+#                             train.csv and test.csv (default: the shipped sample); predict: the file to
+#                             predict (CSV/TSV with ID and Tweet, .txt...), a path or a file:// or http(s) URL
 #   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 trains
 #                             with accelerate (gen-emotion run/cv --gpus N, every cv fold too) and adds
-#                             generate.tensor_parallel_size=N
+#                             generate.tensor_parallel_size=N (run, cv; predict keeps the run's own)
 #   --accelerate-config X     GEN_EMOTION_ACCELERATE_CONFIG: ddp (default), fsdp or zero3 (recipes/accelerate/)
 #   --folds K                 GEN_EMOTION_FOLDS: cv only, the number of folds (default: cv's own, 5)
 #   --run-name NAME           GEN_EMOTION_RUN_NAME (default: the recipe's file name)
@@ -119,7 +124,18 @@ if [ -z "$RUN_NAME" ]; then
     RUN_NAME=${RUN_NAME:-run}
 fi
 RUN=$WS/runs/$RUN_NAME
-LOG=$RUN/entry.log
+# The DONE/FAILED markers are MARK_DIR/MARK_PREFIX{DONE,FAILED}: the run's own, or one pair per predicted file.
+MARK_DIR=$RUN MARK_PREFIX="" LOG=$RUN/entry.log
+if [ "$COMMAND" = predict ]; then
+    [ -n "$DATA" ] || die "predict needs --data FILE_OR_URL (GEN_EMOTION_DATA): the file to predict"
+    # The file keeps its name once downloaded (its suffix tells gen-emotion its format); its stem names the rest.
+    INPUT_NAME=${DATA%%[?#]*}
+    INPUT_NAME=${INPUT_NAME%/}
+    INPUT_NAME=$(printf '%s' "${INPUT_NAME##*/}" | tr -c 'A-Za-z0-9._-' '_')
+    STEM=${INPUT_NAME%.*}
+    if [ -z "$STEM" ]; then STEM=input INPUT_NAME=input$INPUT_NAME; fi
+    MARK_DIR=$RUN/predictions MARK_PREFIX=$STEM. LOG=$RUN/predictions/$STEM.log
+fi
 
 # Copy stdin to stdout with the values of secret variables replaced by *** (literal match, line by line).
 redact() {
@@ -170,14 +186,23 @@ resolve_recipe() {
 }
 
 # Make the data a folder holding train.csv and test.csv (download and unpack as needed); print the folder.
+# With a NAME (predict): the data is one file, downloaded as WS/inputs/RUN_NAME/NAME; print the file.
 prepare_data() {
-    local source=$1
-    if [ "$DRY_RUN" = 1 ]; then printf '%s\n' "$WS/data/$RUN_NAME"; return 0; fi
-    "$GEN_EMOTION_PYTHON" - "$source" "$WS/data/$RUN_NAME" <<'PY'
+    local source=$1 name=${2:-} dest=$WS/data/$RUN_NAME
+    [ -z "$name" ] || dest=$WS/inputs/$RUN_NAME
+    if [ "$DRY_RUN" = 1 ]; then
+        case ${name:+one}:$source in
+            one:http://*|one:https://*) printf '%s\n' "$dest/$name" ;;
+            one:*) printf '%s\n' "${source#file://}" ;;
+            *) printf '%s\n' "$dest" ;;
+        esac
+        return 0
+    fi
+    "$GEN_EMOTION_PYTHON" - "$source" "$dest" "$name" <<'PY'
 import base64, shutil, sys, tarfile, urllib.parse, urllib.request, zipfile
 from pathlib import Path
 
-source, dest = sys.argv[1], Path(sys.argv[2])
+source, dest, single = sys.argv[1], Path(sys.argv[2]), sys.argv[3]  # single: the name of the one file to predict
 parts = urllib.parse.urlsplit(source)
 netloc = "***@" + parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
 shown = urllib.parse.urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else ""))
@@ -195,11 +220,11 @@ if scheme == "file":
     path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path))
 elif scheme in ("http", "https"):
     unpacked = dest / "unpacked"
-    if unpacked.is_dir():  # downloaded before this pod restart
+    if not single and unpacked.is_dir():  # downloaded before this pod restart
         print(data_folder(unpacked))
         sys.exit(0)
     dest.mkdir(parents=True, exist_ok=True)
-    path = dest / "download"
+    path = dest / (single or "download")
     # urllib sends no user:password@ of a URL: strip it and send it as basic auth (to this host, not a redirect's)
     request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])))
     if parts.username is not None:
@@ -215,6 +240,11 @@ elif len(scheme) > 1:
 else:
     path = Path(source)
 
+if single:
+    if not path.is_file():
+        sys.exit(f"entry: {shown}: no such file")
+    print(path.resolve())
+    sys.exit(0)
 if path.is_dir():
     print(data_folder(path.resolve()))
     sys.exit(0)
@@ -239,6 +269,7 @@ PY
 run_job() {
     local recipe data_dir="" overrides=("${OVERRIDES[@]}") io_args=()
     say "command $COMMAND, run folder $RUN, $GPUS GPU(s)"
+    if [ "$COMMAND" = predict ]; then predict_job; return; fi
     recipe=$(resolve_recipe) || return 2
     if [ -n "$DATA" ]; then
         say "data: $(public_url "$DATA")"
@@ -252,7 +283,7 @@ run_job() {
     io_args+=(--out "$RUN")
     # cv takes the same RECIPE [OVERRIDE ...] --data DIR --out DIR as run, plus --folds K.
     if [ "$COMMAND" = cv ] && [ -n "$FOLDS" ]; then io_args+=(--folds "$FOLDS"); fi
-    if [ "$COMMAND" != predict ] && [ "$GPUS" -gt 1 ]; then
+    if [ "$GPUS" -gt 1 ]; then
         # gen-emotion trains under accelerate (one process per GPU) and generates in one process of its own
         # (tensor parallel over all the GPUs); the two never share a process.
         io_args+=(--gpus "$GPUS" --accelerate-config "$ACCELERATE_CONFIG")
@@ -260,11 +291,20 @@ run_job() {
     run_cmd "$BIN" "$COMMAND" "$recipe" "${overrides[@]}" "${io_args[@]}"
 }
 
+# predict: the file (downloaded as needed) with the run's model, as the run decided (its recipe, thresholds,
+# tensor parallel size); the predictions land in the run folder.
+predict_job() {
+    local input
+    say "data: $(public_url "$DATA")"
+    input=$(prepare_data "$DATA" "$INPUT_NAME") || return 2
+    run_cmd "$BIN" predict "$RUN" "${OVERRIDES[@]}" --input "$input" --out "$RUN/predictions/$STEM.csv"
+}
+
 # DONE or FAILED: exit status, when, and the log's last lines; written atomically.
 write_marker() {
     local status=$1 name=DONE
     [ "$status" -eq 0 ] || name=FAILED
-    rm -f "$RUN/DONE" "$RUN/FAILED"
+    rm -f "$MARK_DIR/${MARK_PREFIX}DONE" "$MARK_DIR/${MARK_PREFIX}FAILED"
     {
         echo "exit_status=$status"
         echo "command=$COMMAND"
@@ -272,10 +312,10 @@ write_marker() {
         echo "gpus=$GPUS"
         echo "finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "seconds=$SECONDS"
-        echo "--- last $TAIL_LINES lines of entry.log ---"
+        echo "--- last $TAIL_LINES lines of ${LOG##*/} ---"
         tail -n "$TAIL_LINES" "$LOG" 2>/dev/null
-    } > "$RUN/.$name.tmp" && mv "$RUN/.$name.tmp" "$RUN/$name"
-    say "$name: exit status $status ($RUN/$name)"
+    } > "$MARK_DIR/.$MARK_PREFIX$name.tmp" && mv "$MARK_DIR/.$MARK_PREFIX$name.tmp" "$MARK_DIR/$MARK_PREFIX$name"
+    say "$name: exit status $status ($MARK_DIR/$MARK_PREFIX$name)"
 }
 
 # Pod only: let `gen-emotion fetch` in over SSH with the account's keys RunPod passes as PUBLIC_KEY. The host
@@ -299,14 +339,17 @@ start_sshd() {
 main() {
     if [ "$DRY_RUN" = 1 ]; then run_job; return; fi
     [ -z "$LOCAL_DIR" ] && start_sshd
-    if [ "$FORCE" != 1 ] && { [ -f "$RUN/DONE" ] || [ -f "$RUN/FAILED" ]; }; then
-        local marker=$RUN/DONE
-        [ -f "$marker" ] || marker=$RUN/FAILED
+    local marker=$MARK_DIR/${MARK_PREFIX}DONE
+    [ -f "$marker" ] || marker=$MARK_DIR/${MARK_PREFIX}FAILED
+    if [ "$FORCE" != 1 ] && [ -f "$marker" ]; then
         say "$marker exists: not running again (--force or GEN_EMOTION_FORCE=1 to rerun)"
         [ -z "$LOCAL_DIR" ] && keep_alive
         return "$(sed -n 's/^exit_status=//p' "$marker" | head -n 1 | grep -E '^[0-9]+$' || echo 1)"
     fi
-    mkdir -p "$RUN" || die "cannot create $RUN"
+    if [ "$COMMAND" = predict ] && [ ! -d "$RUN" ]; then
+        die "predict: no run folder $RUN: give the finished run's name (--run-name NAME)"
+    fi
+    mkdir -p "$MARK_DIR" || die "cannot create $MARK_DIR"
     run_job 2>&1 | redact | tee -a "$LOG"
     local status=${PIPESTATUS[0]}
     write_marker "$status"

@@ -12,8 +12,12 @@ from ``.gpu-site/tokenizers.tar.gz``). Checks, each printed with its figures, th
 2. ``gen-emotion run`` with QLoRA (``model.load_in_4bit``: nf4, double quantisation) on a Llama-architecture
    model: LoRA steps in bf16 with Liger's kernels, the fit and predict steps in processes of their own, the
    free GPU memory logged when generation starts, constrained generation (xgrammar) on CUDA, greedy and sampled;
+   the adapter saved in fp32 (TRL would train it in bf16);
 3. the same run with LoRA on bf16 weights;
-4. memory: the fit step of the two main recipes (Llama-3.2-3B LoRA; Qwen2.5-14B QLoRA with checkpointing) on
+4. serving a QLoRA adapter (``--serve-steps`` steps) on the bf16 base, as by default, and on the nf4 base it was
+   trained against (``generate.quantized_base``), with the transformers backend and, where the site has a vLLM
+   wheel, vLLM's LoRARequest: the share of a few hundred greedy outputs the two agree on, and each one's time;
+5. memory: the fit step of the two main recipes (Llama-3.2-3B LoRA; Qwen2.5-14B QLoRA with checkpointing) on
    random-weight models of their real shapes, two steps at full batch and ``train.max_length``; the peak GPU
    memory of the real code path against ``hardware.estimate_memory``.
 """
@@ -259,14 +263,90 @@ def measure_fit(
     }
 
 
+def adapter_dtypes(adapter_dir: Path) -> list[str]:
+    """The dtypes of the saved adapter's tensors (``["F32"]``: trained in fp32, under QLoRA too)."""
+    from safetensors import safe_open
+
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as saved:
+        return sorted({saved.get_slice(key).get_dtype() for key in saved.keys()})  # noqa: SIM118 (not a dict)
+
+
+def serving_texts(path: Path) -> Path:
+    """The shipped sample's tweets (train and test, a few hundred), one per line: what the serving paths predict."""
+    from gen_emotion.data import read_test, read_train
+    from gen_emotion.runs import sample_data_dir
+
+    texts = read_train(sample_data_dir() / "train.csv").texts + read_test(sample_data_dir() / "test.csv").texts
+    path.write_text("\n".join(" ".join(text.split()) for text in texts) + "\n", encoding="utf-8")
+    return path
+
+
+def predict_cli(
+    env: dict, out: Path, run_dir: Path, texts: Path, name: str, backend: str, overrides: list[str]
+) -> dict:
+    """``gen-emotion predict`` of ``texts`` with the run; its outputs and wall time (loading included)."""
+    target = run_dir.parent / f"{name}.csv"
+    command = [sys.executable, "-m", "gen_emotion.cli", "predict", str(run_dir), *overrides]
+    command += ["--input", str(texts), "--out", str(target), "--backend", backend]
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    seconds = round(time.perf_counter() - started, 1)
+    (out / f"{name}.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        return {"ok": False, "seconds": seconds, "error": (result.stderr.strip().splitlines() or ["?"])[-1]}
+    import csv
+
+    with target.open(newline="", encoding="utf-8") as handle:
+        outputs = [row["output"] for row in csv.DictReader(handle)]
+    return {"ok": True, "seconds": seconds, "outputs": outputs}
+
+
+def compare_serving(env: dict, out: Path, work: Path, model: Path, common: list[str], steps: int) -> dict:
+    """A QLoRA adapter served on the bf16 base (today's default: a merged bf16 copy, or vLLM's LoRARequest) and on
+    the nf4 base it was trained against (``generate.quantized_base``), per backend: how often the greedy outputs
+    agree on a few hundred tweets, the share in the grammar, and each path's predict time."""
+    from gen_emotion.labels import is_canonical
+
+    longer = [o for o in common if not o.startswith("train.max_steps=")]
+    run = run_cli(
+        env, out, work, "serve-qlora", model, [*longer, f"train.max_steps={steps}", "model.load_in_4bit=true"]
+    )
+    report: dict = {"training": {k: run.get(k) for k in ("ok", "steps", "train_loss", "seconds", "error")}}
+    if not run["ok"]:
+        return {**report, "ok": False}
+    texts = serving_texts(work / "serving.txt")
+    paths = {"transformers": ([], ["generate.quantized_base=true"])}
+    if subprocess.run([sys.executable, "-c", "import vllm"], env=env, capture_output=True).returncode == 0:
+        paths["vllm"] = (["generate.vllm_lora=true"], ["generate.vllm_lora=true", "generate.quantized_base=true"])
+    else:
+        report["vllm"] = "not installed here: no vLLM wheel in the site"
+    for backend, (bf16, nf4) in paths.items():
+        base = predict_cli(env, out, work / "serve-qlora", texts, f"serve-{backend}-bf16", backend, bf16)
+        quantized = predict_cli(env, out, work / "serve-qlora", texts, f"serve-{backend}-nf4", backend, nf4)
+        figures = {"bf16_base_s": base["seconds"], "nf4_base_s": quantized["seconds"]}
+        if base["ok"] and quantized["ok"]:
+            pairs = list(zip(base["outputs"], quantized["outputs"]))
+            figures.update(
+                rows=len(pairs),
+                agreement=round(sum(a == b for a, b in pairs) / len(pairs), 4),
+                in_grammar=round(sum(is_canonical(b) for _, b in pairs) / len(pairs), 4),
+            )
+        else:
+            figures["error"] = base.get("error") or quantized.get("error")
+        report[backend] = figures
+    report["ok"] = all(isinstance(v, str) or "error" not in v for k, v in report.items() if k != "training")
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--site", type=Path, default=REPO / ".gpu-site", help="the folder scripts/gpu_wheels.sh made")
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="gpu-check-")))
     parser.add_argument("--fit-overrides", nargs="*", default=[], help="recipe overrides for the memory checks")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=("qlora", "lora", "fit-3b", "fit-14b"), help="checks to skip"
+        "--skip", nargs="*", default=[], choices=("qlora", "lora", "serve", "fit-3b", "fit-14b"), help="checks to skip"
     )
+    parser.add_argument("--serve-steps", type=int, default=60, help="QLoRA steps of the run the serving paths share")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-work-"))
@@ -303,7 +383,14 @@ def main() -> int:
             continue
         say(f"gen-emotion run, {name}: training and generating on CUDA")
         report[name] = run_cli(env, args.out, work, name, model, [*common, *extra])
+        if name == "qlora" and report[name]["ok"]:  # the adapter trains in fp32, not TRL's bf16
+            report[name]["adapter_dtypes"] = adapter_dtypes(work / name / "adapter")
+            report[name]["ok"] = report[name]["adapter_dtypes"] == ["F32"]
         say(f"{name}: {report[name]}")
+    if "serve" not in args.skip:
+        say("serving a QLoRA adapter on the bf16 base and on the nf4 base it was trained against")
+        report["serve"] = compare_serving(env, args.out, work, model, common, args.serve_steps)
+        say(f"serve: {json.dumps(report['serve'])}")
     fits = (
         ("fit-3b", RECIPE, "llama", "llama-3.2-3b-instruct", "llama-3.2-instruct", []),
         ("fit-14b", "recipes/qwen2.5-14b-instruct-qlora.yaml", "qwen", "qwen2.5-14b-instruct", "qwen2.5-instruct", []),
@@ -322,7 +409,7 @@ def main() -> int:
         report["memory"].append(figures)
         say(f"memory: {json.dumps(figures)}")
         (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    ok = all(report[k]["ok"] for k in ("qlora", "lora") if k in report)
+    ok = all(report[k]["ok"] for k in ("qlora", "lora", "serve") if k in report)
     report["ok"] = ok
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))

@@ -82,6 +82,27 @@ def qwen_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model_dir(tiny_models.QWEN_BASE, tmp_path_factory)
 
 
+HUB_REPO = "gen-emotion-test/tiny"
+"""A hub id that only the ``pinned_hub`` fixture's offline hub cache holds."""
+
+
+@pytest.fixture
+def pinned_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llama_instruct_dir: Path, qwen_instruct_dir: Path
+) -> str:
+    """``HUB_REPO`` in an offline hub cache of its own, as if downloaded: its default branch (main) the tiny Llama,
+    its ``pinned`` branch the tiny Qwen. A loader that drops ``model.revision`` gets the other architecture."""
+    import huggingface_hub.constants as hub
+
+    cache = tmp_path / "hub"
+    tiny_models.publish_to_hub_cache(cache, HUB_REPO, {"main": llama_instruct_dir, "pinned": qwen_instruct_dir})
+    for name, value in (("HF_HUB_CACHE", str(cache)), ("HF_HUB_OFFLINE", "1")):
+        monkeypatch.setenv(name, value)  # read by processes started from here (vLLM's engine)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(cache))  # read at each call in this process
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    return HUB_REPO
+
+
 FAMILIES = {
     # name: (model folder fixture, or an embedded model name; the prompt template the recipes use for it)
     "llama-3.2-instruct": ("llama_instruct_dir", "default"),

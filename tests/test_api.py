@@ -62,7 +62,7 @@ def test_predictions_are_the_runs_own(tfidf_run):
 
 
 def test_loading_what_is_not_a_finished_run(tmp_path):
-    with pytest.raises(GenEmotionError, match="not a run folder"):
+    with pytest.raises(GenEmotionError, match="not a trained folder"):
         gen_emotion.EmotionModel.load(tmp_path)
     with pytest.raises(AttributeError):
         gen_emotion.nothing_here  # noqa: B018

@@ -55,6 +55,8 @@ RECIPE_CASES = [
     ("train.lr=1", "unknown key 'train.lr'"),
     ("trainn.epochs=1", "unknown key 'trainn'"),
     ("model.dtype=float32 model.load_in_4bit=true", "16-bit model.dtype"),
+    ("generate.quantized_base=true", "generate.quantized_base serves a QLoRA adapter on its 4-bit base"),
+    ("model.load_in_4bit=true model.dtype=auto generate.quantized_base=true", "needs generate.vllm_lora: true"),
     ("train.max_steps", "must look like section.key=value"),
 ]
 
@@ -122,6 +124,24 @@ def test_run_and_cv_refuse_a_data_folder_without_train_csv(capsys, tmp_path):
     one_error(capsys, ["run", TFIDF, "--gpus", "2"], "CUDA GPU(s)")
     one_error(capsys, ["run", TFIDF, "--accelerate-config", "nope"], "accelerate config 'nope'")
     one_error(capsys, ["run", TFIDF, "--backend", "vllm"], "--backend is for generative recipes")
+
+
+def test_a_tracker_or_flash_attention_missing_where_it_trains_is_refused_first(capsys, tmp_path):
+    from gen_emotion.hardware import TRACKER_MODULES, module_importable
+
+    tracker = next(t for t, needs in TRACKER_MODULES.items() if needs[0] and not any(map(module_importable, needs[0])))
+    out = tmp_path / "run"
+    for command in (["run", CPU, "--out", str(out)], ["cv", CPU, "--folds", "2", "--out", str(out)]):
+        one_error(capsys, [*command, f"train.report_to=[{tracker}]"], f"train.report_to names {tracker}, but this")
+        if not (module_importable("flash_attn") or module_importable("kernels")):
+            one_error(
+                capsys, [*command, "model.attn_implementation=flash_attention_2"], "use model.attn_implementation"
+            )
+    assert not out.exists()
+    # launch, dry run too, asks the pod image, which has neither a tracker nor flash-attn
+    llama = "recipes/llama-3.2-3b-instruct-lora.yaml"
+    one_error(capsys, ["launch", llama, "train.report_to=[tensorboard]", "--dry-run"], "the pod image")
+    one_error(capsys, ["launch", llama, "model.attn_implementation=flash_attention_2", "--dry-run"], "=sdpa")
 
 
 def test_check_reports_bad_rows_by_record(capsys, tmp_path):
@@ -233,7 +253,9 @@ def test_predict_names_the_damaged_file(file, content, match, tfidf_run, capsys,
 
 def test_predict_bad_inputs(tfidf_run, capsys, tmp_path):
     out = str(tmp_path / "p.csv")
-    one_error(capsys, ["predict", str(tmp_path), "--input", str(SAMPLE_DIR / "test.csv"), "--out", out], "not a run")
+    one_error(
+        capsys, ["predict", str(tmp_path), "--input", str(SAMPLE_DIR / "test.csv"), "--out", out], "not a trained"
+    )
     (tmp_path / "bad.txt").write_bytes(b"fine\n\xff\n")
     one_error(capsys, ["predict", str(tfidf_run), "--input", str(tmp_path / "bad.txt"), "--out", out], "UTF-8")
     one_error(capsys, ["predict", str(tfidf_run), "--input", str(tmp_path / "none.csv"), "--out", out], "no such")
@@ -242,8 +264,8 @@ def test_predict_bad_inputs(tfidf_run, capsys, tmp_path):
     )
     one_error(
         capsys,
-        ["predict", str(tfidf_run), "--probs", "--input", str(SAMPLE_DIR / "test.csv"), "--out", out],
-        "a classifier run takes no --backend, --probs or overrides",
+        ["predict", str(tfidf_run), "--backend", "vllm", "--input", str(SAMPLE_DIR / "test.csv"), "--out", out],
+        "a tfidf model takes no --backend or generate.* overrides",
     )
 
 

@@ -158,3 +158,20 @@ def test_greedy_steps_are_the_greedy_pass_with_its_log_probabilities(family, sam
         chosen = labels.SEMEVAL.from_canonical(text)
         assert ((probs > 0) | (chosen == 0)).all()  # every label written has a share of its slot
     generator.close()
+
+
+def test_model_revision_reaches_every_loader_of_a_hub_model(pinned_hub, qwen_instruct_dir):
+    """A hub id loads at ``model.revision``: its tokenizer, its weights, the transformers backend's model (the hub's
+    default branch holds another architecture); a local folder has no revisions and is given none."""
+    from gen_emotion.models import hub_revision, load_causal_lm
+
+    pinned = recipe_from_dict({"model": {"name": pinned_hub, "revision": "pinned"}})
+    default = recipe_from_dict({"model": {"name": pinned_hub}})
+    assert load_tokenizer(pinned_hub, default).eos_token == "<|eot_id|>"  # main: the Llama, what a dropped
+    assert load_causal_lm(pinned_hub, default).config.model_type == "llama"  # revision would load
+    tokenizer = load_tokenizer(pinned_hub, pinned)
+    assert tokenizer.eos_token == "<|im_end|>" and len(tokenizer) == len(load_tokenizer(str(qwen_instruct_dir), pinned))
+    assert load_causal_lm(pinned_hub, pinned).config.model_type == "qwen2"
+    generator = TransformersGenerator(pinned_hub, None, pinned, make_encoder(tokenizer, pinned).stop_ids)
+    assert generator.model.config.model_type == "qwen2"
+    assert hub_revision(pinned_hub, pinned) == "pinned" and hub_revision(str(qwen_instruct_dir), pinned) is None

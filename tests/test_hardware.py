@@ -1,6 +1,6 @@
 """``gen_emotion.hardware``: model shapes (config.json, the known table, the name, ``--model-size``), the GPU
 memory estimate per recipe, and the checks done before renting or training (vLLM's LoRA ranks, tensor parallel
-sizes, QLoRA and one-process tasks on several GPUs)."""
+sizes, QLoRA and one-process tasks on several GPUs; trackers and flash attention the place of training lacks)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ from conftest import REPO_ROOT
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.hardware import (
     KNOWN_SHAPES,
+    TRACKER_MODULES,
     VLLM_LORA_RANKS,
     check_gpu_plan,
+    check_local_packages,
+    check_pod_packages,
     check_tensor_parallel,
     estimate_memory,
+    missing_trackers,
     model_shape,
+    module_importable,
     parse_size,
     shape_from_config,
     vllm_lora_rank,
@@ -263,6 +268,17 @@ def test_qlora_of_a_model_known_by_its_size_only():
     assert estimate_memory(qlora, shape).weights_gb < estimate_memory(bf16, shape).weights_gb / 2
 
 
+@pytest.mark.parametrize("name", ["Qwen/Qwen2.5-14B-Instruct", "org/big-14B"], ids=["by-shape", "by-size"])
+def test_serving_the_quantized_base_lowers_generation_memory_only(name):
+    bf16_base = load_recipe(QWEN_14B_QLORA_RECIPE, [f"model.name={name}"])
+    nf4_base = load_recipe(QWEN_14B_QLORA_RECIPE, [f"model.name={name}", "generate.quantized_base=true"])
+    shape = model_shape(name)
+    bf16, nf4 = estimate_memory(bf16_base, shape), estimate_memory(nf4_base, shape)
+    assert nf4.train_gb == bf16.train_gb
+    # the base's bf16 weights (2 bytes a parameter) become nf4 ones (its embeddings stay bf16): over half is saved
+    assert bf16.generate_gb - nf4.generate_gb > shape.params_b * 2 / 2
+
+
 def test_sharding_splits_the_weights_over_the_gpus():
     recipe = llama()
     one = estimate_memory(recipe, LLAMA_3B)
@@ -392,3 +408,47 @@ def test_check_gpu_plan_checks_the_tensor_parallel_size():
     check_gpu_plan(llama("generate.tensor_parallel_size=4"), True, 4, "ddp", LLAMA_3B)
     # The transformers backend generates on one GPU: the size is unused there.
     check_gpu_plan(llama("generate.tensor_parallel_size=3", "generate.backend=transformers"), True, 3, "ddp", LLAMA_3B)
+
+
+# --- trackers and flash attention, where the recipe trains ----------------------------------------------------
+
+
+def absent_tracker() -> tuple[str, str]:
+    """A tracker that needs one top-level module, which this Python lacks, and that module."""
+    return next(
+        (name, needs[0][0])
+        for name, needs in TRACKER_MODULES.items()
+        if len(needs) == 1 and len(needs[0]) == 1 and "." not in needs[0][0] and not module_importable(needs[0][0])
+    )
+
+
+def test_missing_trackers_follow_the_modules_of_the_place_of_training():
+    assert missing_trackers(["none"], set().__contains__) == [] and missing_trackers(["all"], set().__contains__) == []
+    has = {"tensorboardX", "dagshub"}.__contains__
+    assert missing_trackers(["tensorboard", "wandb", "dagshub", "wandbb"], has) == ["wandb", "dagshub", "wandbb"]
+    assert missing_trackers(["dagshub"], {"dagshub", "mlflow"}.__contains__) == []  # it needs both
+
+
+def test_the_pod_image_lacks_every_tracker_and_flash_attention():
+    with pytest.raises(GenEmotionError, match=r"^train.report_to names wandb, but the pod image .* has no wandb: set"):
+        check_pod_packages(llama("train.report_to=[none, wandb]"))
+    with pytest.raises(GenEmotionError, match="^model.attn_implementation=flash_attention_2, but the pod image"):
+        check_pod_packages(llama("model.attn_implementation=flash_attention_2"))
+    with pytest.raises(GenEmotionError, match=r"'wandbb' is not a tracker transformers knows; use none, all, or"):
+        check_pod_packages(llama("train.report_to=wandbb"))
+    for setting in ("model.attn_implementation=sdpa", "train.report_to=[none]", "train.report_to=all"):
+        check_pod_packages(llama(setting))
+    # TF-IDF trains no transformers model: its report_to is unused.
+    check_pod_packages(load_recipe("tfidf-logreg", ["train.report_to=[wandb]"]))
+
+
+def test_this_python_is_asked_for_the_modules(tmp_path, monkeypatch):
+    tracker, module = absent_tracker()
+    recipe = llama(f"train.report_to=[{tracker}]", "model.attn_implementation=flash_attention_2")
+    with pytest.raises(GenEmotionError, match=f"^train.report_to names {tracker}, but this Python has no {module}:"):
+        check_local_packages(recipe)
+    for name in (module, "flash_attn"):  # installed: the import system finds them
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    check_local_packages(recipe)

@@ -1,16 +1,26 @@
-"""The pinned GPU stack resolves as one set (``constraints/gpu-cu128.txt``), and the image uses it.
+"""The pinned GPU stack resolves as one set (``constraints/gpu-cu128.txt``), and the image uses it; the gpu
+extra's lower bounds hold the pins and what transformers and TRL ask of those packages; the pod image has no
+tracker or flash attention but those ``hardware.POD_IMAGE_MODULES`` lists.
 
 The resolution asks PyPI (``pip install --dry-run``, which reads wheel metadata without installing); marked
 slow, run in CI."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 from conftest import REPO_ROOT
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from gen_emotion.hardware import ATTENTION_MODULES, POD_IMAGE_MODULES, TRACKER_MODULES
 
 CONSTRAINTS = REPO_ROOT / "constraints" / "gpu-cu128.txt"
 
@@ -47,3 +57,64 @@ def test_gpu_extra_resolves_to_the_pinned_versions(tmp_path):
     }
     for name, version in pins().items():
         assert resolved.get(name) == version, (name, resolved.get(name), version)
+    # nothing the image resolves brings a tracker or flash-attn that hardware.POD_IMAGE_MODULES leaves out
+    brought = {module for name, module in optional_distributions().items() if canonicalize_name(name) in resolved}
+    assert brought == set(POD_IMAGE_MODULES)
+
+
+def extras() -> dict[str, list[Requirement]]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    return {name: [Requirement(r) for r in reqs] for name, reqs in project["optional-dependencies"].items()}
+
+
+def extra_requirements(names: list[str]) -> list[Requirement]:
+    """The requirements of these extras, the extras they name (gen-emotion[train]) expanded."""
+    found = []
+    for name in names:
+        for requirement in extras()[name]:
+            if canonicalize_name(requirement.name) == "gen-emotion":
+                found += extra_requirements(sorted(requirement.extras))
+            else:
+                found.append(requirement)
+    return found
+
+
+def lower_bound(requirement: Requirement) -> Version | None:
+    bounds = [Version(s.version) for s in requirement.specifier if s.operator in (">=", "==", "~=")]
+    return max(bounds) if bounds else None
+
+
+def test_gpu_extra_lower_bounds_hold_the_pins_and_what_the_stack_needs():
+    pinned = pins()
+    gpu = {canonicalize_name(r.name): r for r in extra_requirements(["gpu"])}
+    for name, requirement in gpu.items():
+        if name in pinned:  # the pinned version is one the extra allows
+            assert requirement.specifier.contains(pinned[name], prereleases=True), (str(requirement), pinned[name])
+    # and no bound is below what the libraries that use the package ask for
+    from transformers.utils.import_utils import BITSANDBYTES_MIN_VERSION
+
+    needs = {"bitsandbytes": Version(BITSANDBYTES_MIN_VERSION)}
+    for requirement in map(Requirement, importlib.metadata.requires("trl") or []):
+        if canonicalize_name(requirement.name) == "liger-kernel":
+            needs["liger-kernel"] = lower_bound(requirement)
+    assert set(needs) == {"bitsandbytes", "liger-kernel"}
+    for name, version in needs.items():
+        assert lower_bound(gpu[name]) >= version, (str(gpu[name]), f"{name}>={version}")
+
+
+# The distribution of a module the recipe may need where its name says otherwise.
+DISTRIBUTIONS = {"azureml.core.run": "azureml-core", "flash_attn_interface": "flash-attn-3"}
+
+
+def optional_distributions() -> dict[str, str]:
+    """Each module a tracker or a flash attention needs (``hardware``), by the distribution that brings it."""
+    modules = {m for needs in (*TRACKER_MODULES.values(), *ATTENTION_MODULES.values()) for ms in needs for m in ms}
+    return {canonicalize_name(DISTRIBUTIONS.get(m, m)): m for m in modules}
+
+
+def test_the_pod_image_has_the_optional_modules_its_extras_bring():
+    dockerfile = (REPO_ROOT / "runpod" / "Dockerfile").read_text()
+    installed = re.search(r'pip install "\.\[([a-z,]+)\]" -c constraints', dockerfile).group(1).split(",")
+    names = {canonicalize_name(r.name) for r in extra_requirements(installed)}
+    brought = {module for name, module in optional_distributions().items() if name in names}
+    assert brought == set(POD_IMAGE_MODULES)

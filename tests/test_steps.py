@@ -21,7 +21,8 @@ from gen_emotion.decode import parse
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import read_probabilities
 from gen_emotion.labels import LABELS
-from gen_emotion.pipeline import predict_file, run_recipe
+from gen_emotion.pipeline import run_recipe
+from gen_emotion.predictor import PredictSettings, predict_file
 from gen_emotion.recipes import load_recipe
 from gen_emotion.runs import load_run_recipe
 from gen_emotion.steps import Fold, StepFailed, fit_predict
@@ -89,9 +90,8 @@ def test_branch_probabilities_come_with_the_greedy_pass_and_resume(tmp_path: Pat
     assert (run_dir / "val_probs.csv").read_text() == first
     # the thresholds were tuned on branch probabilities: predict does not swap in sampled ones
     with pytest.raises(GenEmotionError, match="tuned on branches probabilities"):
-        predict_file(
-            run_dir, SAMPLE_DIR / "test.csv", tmp_path / "p.csv", overrides=["generate.probability_source=samples"]
-        )
+        settings = PredictSettings(overrides=("generate.probability_source=samples",))
+        predict_file(run_dir, SAMPLE_DIR / "test.csv", tmp_path / "p.csv", settings)
 
 
 def test_a_run_written_before_branches_existed_keeps_its_sampled_probabilities(tmp_path: Path) -> None:
@@ -163,7 +163,13 @@ def test_predict_file_reads_the_run_and_resumes_from_its_shards(tmp_path: Path) 
     assert result["rows"] == 3
     predicted = read_label_file(out)
     assert predicted.ids == ["1", "2", "3"]
-    assert np.array_equal(predicted.labels.sum(axis=1), [1, 0, 2])
+    with out.open(newline="", encoding="utf-8") as handle:
+        assert [row["output"] for row in csv.DictReader(handle)] == ["joy", "none", "anger, sadness"]
+    # the run's own decision: its tuned thresholds over the branch probabilities of the same greedy pass
+    assert json.loads((run_dir / "metrics.json").read_text())["decision"] == "thresholds"
+    thresholds = json.loads((run_dir / "thresholds.json").read_text())
+    _, probs = read_probabilities(tmp_path / "mine_probs.csv", LABELS)
+    assert np.array_equal(predicted.labels, (probs >= [thresholds[label] for label in LABELS]).astype(int))
 
 
 def test_fold_is_rebuilt_identically_in_a_step_process(tmp_path: Path) -> None:
@@ -197,3 +203,22 @@ def test_training_on_several_gpus_runs_under_accelerate_launch():
     assert several[several.index("--config_file") + 1] == str(accelerate_config_path("fsdp"))
     assert several[several.index("--num_processes") + 1] == "4" and several[-2:] == ["-m", WORKER]
     assert Launcher(gpus=4).command("predict")[1:] == ["-m", WORKER]  # generation: one process (vLLM splits it)
+
+
+def test_training_on_one_gpu_sees_only_the_first_visible_one(tmp_path: Path, monkeypatch) -> None:
+    from gen_emotion.steps import Launcher
+
+    one, several = Launcher(), Launcher(gpus=2)
+    assert one.environment("fit", {"PATH": "/bin"}) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0"}
+    assert one.environment("fit", {"CUDA_VISIBLE_DEVICES": "3,1"})["CUDA_VISIBLE_DEVICES"] == "3"
+    assert one.environment("fit", {"CUDA_VISIBLE_DEVICES": "GPU-8e1f,GPU-77aa"})["CUDA_VISIBLE_DEVICES"] == "GPU-8e1f"
+    for hidden in ("", "-1"):  # no GPU at all stays so
+        assert one.environment("fit", {"CUDA_VISIBLE_DEVICES": hidden})["CUDA_VISIBLE_DEVICES"] == hidden
+    # generation, and training under accelerate launch (one process per GPU), see what they were given
+    assert one.environment("predict", {"CUDA_VISIBLE_DEVICES": "3,1"})["CUDA_VISIBLE_DEVICES"] == "3,1"
+    assert several.environment("fit", {"CUDA_VISIBLE_DEVICES": "3,1"})["CUDA_VISIBLE_DEVICES"] == "3,1"
+    # the fit step's own process is started so, and its log says which GPU it trains on
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    run_recipe(load_recipe(RECIPE), SAMPLE_DIR, tmp_path / "run", task=FakeGenerateTask())
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "fit step: " in log and "(CUDA_VISIBLE_DEVICES=5)" in log and "CUDA_VISIBLE_DEVICES=5,7" not in log

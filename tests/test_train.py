@@ -1,4 +1,5 @@
-"""The SFT step's speed levers: padding-free batches keep examples apart and the loss unchanged.
+"""The SFT step's speed levers: padding-free batches keep examples apart and the loss unchanged. Under QLoRA
+the adapter trains in fp32 over the bf16 base.
 
 The trainer tests load the real embedded SmolLM2 (marked ``slow``).
 """
@@ -112,3 +113,50 @@ def test_loss_is_exactly_on_the_answer_and_its_end_of_turn(family, sample_dir: P
         )
         assert row["input_ids"][prompt_length:] == labelled  # the labelled tokens are the sequence's end
         assert row["input_ids"][:prompt_length] == encoder.prompt_ids(data.texts[i])  # the inference prompt
+
+
+def qlora_like_trainer(path: Path, sample_dir: Path, tmp_path: Path, ours: bool):
+    """A trainer as QLoRA builds it, on CPU: the tiny model's bf16 weights flagged as 4-bit, as bitsandbytes' loader
+    flags them (bitsandbytes itself needs CUDA), which is what TRL keys its bf16 cast of the adapter on. ``ours``:
+    through ``sft_trainer``; else TRL's trainer as it comes."""
+    from gen_emotion.prompts import make_encoder
+    from gen_emotion.train import _completion_loss_trainer, sft_trainer
+
+    overrides = [f"model.name={path}", "model.dtype=bfloat16", "train.bf16=false", "train.batch_size=4"]
+    recipe = load_recipe(RECIPE, [*overrides, "train.max_steps=2", "train.learning_rate=1e-2", "data.eval_rows=0"])
+    tokenizer = load_tokenizer(str(path), recipe)
+    data = read_train(sample_dir / "train.csv").subset(list(range(8)))
+    rows = build_dataset(data, make_encoder(tokenizer, recipe), recipe)
+    model = load_causal_lm(str(path), recipe)
+    model.is_loaded_in_4bit = True
+    args = sft_config(recipe, tmp_path / "out", has_eval=False)
+    if ours:
+        return sft_trainer(recipe, args, model, tokenizer, rows, None)
+    return _completion_loss_trainer()(
+        model=model, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=lora_config(recipe)
+    )
+
+
+def test_qlora_adapter_trains_in_float32_over_the_bf16_base(qwen_instruct_dir: Path, sample_dir: Path, tmp_path: Path):
+    """TRL casts a 4-bit model's adapter to bf16, where AdamW's small updates round away (bench/adapter_dtype.py);
+    ours keeps it in fp32, through training and into the saved adapter, while the base stays bf16."""
+    import torch
+    from safetensors import safe_open
+
+    theirs = qlora_like_trainer(qwen_instruct_dir, sample_dir, tmp_path / "trl", ours=False)
+    trained = {name: p for name, p in theirs.model.named_parameters() if p.requires_grad}
+    assert trained and {p.dtype for p in trained.values()} == {torch.bfloat16}  # TRL's cast: the case we undo
+    trainer = qlora_like_trainer(qwen_instruct_dir, sample_dir, tmp_path / "ours", ours=True)
+    adapter = {name: p for name, p in trainer.model.named_parameters() if p.requires_grad}
+    assert adapter.keys() == trained.keys() and {p.dtype for p in adapter.values()} == {torch.float32}
+    base = {p.dtype for p in trainer.model.parameters() if not p.requires_grad}
+    assert base == {torch.bfloat16}
+    before = {name: p.detach().clone() for name, p in adapter.items()}
+    trainer.model.get_base_model().is_loaded_in_4bit = False  # the flag's work is done: no bitsandbytes from here
+    trainer.train()
+    assert {p.dtype for p in adapter.values()} == {torch.float32}
+    assert all(state["exp_avg"].dtype == torch.float32 for state in trainer.optimizer.state.values())
+    assert any(not torch.equal(before[name], p) for name, p in adapter.items() if "lora_B" in name)
+    trainer.save_model(str(tmp_path / "adapter"))
+    with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as saved:
+        assert {saved.get_slice(key).get_dtype() for key in saved.keys()}  # noqa: SIM118 (a safetensors file is no dict) == {"F32"}

@@ -182,3 +182,18 @@ def build(spec: TinyModel, target: Path) -> Path:
     save_model(spec, target)
     write_json(target / "generation_config.json", spec.generation)  # after save_pretrained, which writes its own
     return target
+
+
+def publish_to_hub_cache(cache: Path, repo_id: str, revisions: dict[str, Path]) -> Path:
+    """Lay model folders out as the hub's cache holds a downloaded repository, one per revision: ``refs/NAME`` holds
+    a commit whose files are in ``snapshots/COMMIT/``. Offline, transformers and vLLM read ``repo_id`` at a revision
+    from there, as they would after downloading it. Returns the repository's cache folder."""
+    import hashlib
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    for revision, folder in revisions.items():
+        commit = hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
+        shutil.copytree(folder, repo / "snapshots" / commit)
+        (repo / "refs" / revision).write_text(commit, encoding="utf-8")
+    return repo

@@ -26,6 +26,7 @@ from gen_emotion.hardware import (
     MemoryEstimate,
     ModelShape,
     check_gpu_plan,
+    check_pod_packages,
     estimate_memory,
     model_shape,
     volume_gb,
@@ -225,6 +226,7 @@ def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: boo
     shape = model_shape(recipe.model.name, options.model_size)
     gpu, strategy, memory = size_for(recipe, shape, options)
     check_gpu_plan(recipe, task.multi_gpu, options.gpus, strategy, shape)
+    check_pod_packages(recipe)
     full_finetune = recipe.task == "classify" and not recipe.classifier.use_lora
     method = "full fine-tune" if full_finetune else "QLoRA" if recipe.model.load_in_4bit else "LoRA"
     merged_copies = 1  # room for one merged copy (or a classifier's checkpoints and fold models)
