@@ -85,16 +85,18 @@ class Predictor:
     generates: bool = False
     """Whether a generation model predicts (seconds per batch rather than milliseconds)."""
 
-    def predict(self, texts: Sequence[str]) -> TextPredictions:
-        """The folder's decision for ``texts``, with its probabilities where it has them."""
+    def predict(self, texts: Sequence[str], first_shard: int = 0) -> TextPredictions:
+        """The folder's decision for ``texts``, with its probabilities where it has them. ``first_shard``: where a
+        longer input is predicted a shard at a time, the index of the shard ``texts`` are (a generation model's
+        sampled probabilities are seeded per shard, ``LoadedModel.predict``)."""
         texts = [str(text) for text in texts]
         if not texts:
             empty = np.zeros((0, len(self.names)))
             probs = empty if self.has_probs else None
             return TextPredictions([], empty.astype(np.int64), probs=probs, columns=self.names)
-        return self._predict(texts)
+        return self._predict(texts, first_shard)
 
-    def _predict(self, texts: list[str]) -> TextPredictions:
+    def _predict(self, texts: list[str], first_shard: int) -> TextPredictions:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -128,11 +130,11 @@ class FittedModels:
                 self.close()
                 raise
 
-    def predict(self, texts: list[str], with_probs: bool | None) -> list[Prediction]:
+    def predict(self, texts: list[str], with_probs: bool | None, first_shard: int) -> list[Prediction]:
         if self.session is not None:
-            return self.session.predict(texts, with_probs)
+            return self.session.predict(texts, with_probs, first_shard)
         rows = EmotionData(ids=[str(i) for i in range(len(texts))], texts=texts, labels=None, label_names=self.names)
-        return [model.predict(rows, with_probs) for model in self.models]
+        return [model.predict(rows, with_probs, first_shard) for model in self.models]
 
     def close(self) -> None:
         if self.session is not None:
@@ -178,11 +180,11 @@ class RunPredictor(Predictor):
         self.has_probs = self.with_probs
         self.models = FittedModels(self.recipe, self.task, [folder])
 
-    def raw(self, texts: list[str]) -> Prediction:
-        return self.models.predict(texts, self.with_probs if self.generates else None)[0]
+    def raw(self, texts: list[str], first_shard: int = 0) -> Prediction:
+        return self.models.predict(texts, self.with_probs if self.generates else None, first_shard)[0]
 
-    def _predict(self, texts: list[str]) -> TextPredictions:
-        prediction = self.raw(texts)
+    def _predict(self, texts: list[str], first_shard: int) -> TextPredictions:
+        prediction = self.raw(texts, first_shard)
         labels = prediction.labels if self.cut is None else apply_thresholds(prediction.probs, self.cut)
         probs = prediction.probs if self.has_probs else None
         return TextPredictions(texts, labels, prediction.outputs, probs, self.names)
@@ -211,16 +213,16 @@ class CVPredictor(Predictor):
         model_dirs = [folder / FOLDS_DIR / f"fold-{k}" for k in range(folds)]
         self.models = FittedModels(self.recipe, task, model_dirs)
 
-    def scores(self, texts: list[str]) -> np.ndarray:
+    def scores(self, texts: list[str], first_shard: int = 0) -> np.ndarray:
         """The fold models' mean probabilities (or mean 0/1 votes), summed in fold order as ``cv`` does."""
         total = np.zeros((len(texts), len(self.names)))
-        predictions = self.models.predict(texts, None)
+        predictions = self.models.predict(texts, None, first_shard)
         for prediction in predictions:
             total += prediction.scores
         return total / len(predictions)
 
-    def _predict(self, texts: list[str]) -> TextPredictions:
-        scores = self.scores(texts)
+    def _predict(self, texts: list[str], first_shard: int) -> TextPredictions:
+        scores = self.scores(texts, first_shard)
         probs = scores if self.has_probs else None
         return TextPredictions(texts, apply_thresholds(scores, self.thresholds), None, probs, self.names)
 
@@ -256,10 +258,10 @@ class EnsemblePredictor(Predictor):
         self.has_probs = self.mode != "vote"
         self.generates = any(m.generates for m in self.members)
 
-    def scores(self, texts: list[str]) -> np.ndarray:
+    def scores(self, texts: list[str], first_shard: int = 0) -> np.ndarray:
         """The combined scores the thresholds cut, from the members' probabilities rounded as in the files the
         ensemble was made from (``export.as_written``)."""
-        found = [m.predict(texts) for m in self.members]
+        found = [m.predict(texts, first_shard) for m in self.members]
         if self.mode == "vote":
             return np.clip(np.tensordot(self.weights, np.stack([f.labels for f in found]).astype(np.float64), 1), 0, 1)
         probs = [as_written(f.probs) for f in found]
@@ -267,8 +269,8 @@ class EnsemblePredictor(Predictor):
             return ensemble.apply_stacker(self.stacker, probs)
         return np.clip(np.tensordot(self.weights, np.stack(probs), axes=1), 0.0, 1.0)
 
-    def _predict(self, texts: list[str]) -> TextPredictions:
-        scores = self.scores(texts)
+    def _predict(self, texts: list[str], first_shard: int) -> TextPredictions:
+        scores = self.scores(texts, first_shard)
         probs = scores if self.has_probs else None
         return TextPredictions(texts, apply_thresholds(scores, self.thresholds), None, probs, self.names)
 
@@ -413,7 +415,7 @@ def predict_file(
             shard_dir = out_path.parent / f".{out_path.name}.shards" / hashlib.sha1(key.encode()).hexdigest()[:12]
 
             def chunk(start: int, stop: int, index: int) -> list[dict[str, Any]]:
-                found = predictor.predict(data.texts[start:stop])
+                found = predictor.predict(data.texts[start:stop], first_shard=index)
                 return [
                     {
                         "labels": found.labels[i].tolist(),

@@ -292,15 +292,17 @@ class WorkerSession:
             raise StepFailed(reply["error"])
         return reply
 
-    def predict(self, texts: list[str], with_probs: bool | None = None) -> list[Prediction]:
-        """One prediction per model, of ``texts`` in order."""
+    def predict(self, texts: list[str], with_probs: bool | None = None, first_shard: int = 0) -> list[Prediction]:
+        """One prediction per model, of ``texts`` in order (``first_shard``: ``LoadedModel.predict``'s)."""
         import json
 
         if self.process is None:
             raise GenEmotionError("the model was closed; load it again")
         assert self.process.stdin is not None
         try:
-            self.process.stdin.write(json.dumps({"texts": list(texts), "with_probs": with_probs}) + "\n")
+            self.process.stdin.write(
+                json.dumps({"texts": list(texts), "with_probs": with_probs, "first_shard": first_shard}) + "\n"
+            )
             self.process.stdin.flush()
         except BrokenPipeError:
             pass  # the process has died: _read reports its exit status

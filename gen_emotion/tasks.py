@@ -106,9 +106,13 @@ class Task:
 
 
 class LoadedModel:
-    """A fitted folder's model in memory (``Task.load``): ``predict`` rows until ``close``."""
+    """A fitted folder's model in memory (``Task.load``): ``predict`` rows until ``close``.
 
-    def predict(self, data: EmotionData, with_probs: bool | None = None) -> Prediction:
+    ``first_shard`` is the index of the rows' first shard (``generate.shard_size`` rows) in a longer input that is
+    predicted a shard at a time: a generation model samples each shard with the seed ``train.seed`` + its index,
+    so such an input predicts as it would in one call. Other models ignore it."""
+
+    def predict(self, data: EmotionData, with_probs: bool | None = None, first_shard: int = 0) -> Prediction:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -128,7 +132,7 @@ class ProbabilityModel(LoadedModel):
         self.probs = probs
         self.release = release
 
-    def predict(self, data: EmotionData, with_probs: bool | None = None) -> Prediction:
+    def predict(self, data: EmotionData, with_probs: bool | None = None, first_shard: int = 0) -> Prediction:
         started = time.perf_counter()
         probs = self.probs(data.texts)
         return cut_at_half(data.ids, probs, {"predict_s": round(time.perf_counter() - started, 2)})
@@ -320,7 +324,10 @@ class GenerateTask(Task):
     ) -> dict[str, Prediction]:
         shard_root = shard_root or out_dir / SHARD_DIR
         with GeneratorModel(self, recipe, out_dir, backend, allow_load) as model:
-            result = {name: model.predict(data, with_probs, shard_root / name, name) for name, data in splits.items()}
+            result = {
+                name: model.predict(data, with_probs, shard_dir=shard_root / name, name=name)
+                for name, data in splits.items()
+            }
             load_seconds = model.lazy.load_seconds
         if load_seconds:
             next(iter(result.values())).seconds["load_generator_s"] = load_seconds
@@ -355,11 +362,13 @@ class GeneratorModel(LoadedModel):
         self,
         data: EmotionData,
         with_probs: bool | None = None,
+        first_shard: int = 0,
         shard_dir: Path | None = None,
         name: str = "predict",
     ) -> Prediction:
         """Greedy outputs (and, with ``with_probs``, probabilities) for every row, in shards of
-        ``generate.shard_size`` rows (saved in ``shard_dir`` as they are made, when given)."""
+        ``generate.shard_size`` rows (saved in ``shard_dir`` as they are made, when given), the first of them
+        numbered ``first_shard``."""
         from gen_emotion.generate import run_in_shards
 
         recipe, lazy, prompts = self.recipe, self.lazy, self.prompts
@@ -400,7 +409,7 @@ class GeneratorModel(LoadedModel):
             def sampled(start: int, stop: int, index: int) -> list[list[str]]:
                 texts = data.texts[start:stop]
                 return lazy.get().sample(
-                    prompts(texts), settings.num_samples, seed=recipe.train.seed + index, desc=None
+                    prompts(texts), settings.num_samples, seed=recipe.train.seed + first_shard + index, desc=None
                 )
 
             samples = in_shards(sampled, "samples", f"{settings.num_samples} samples")

@@ -89,8 +89,9 @@ def run_step(args: argparse.Namespace) -> None:
 
 def run_session(args: argparse.Namespace, replies: TextIO) -> None:
     """Load every ``--model-dir`` with the run's recipe, then answer requests until standard input closes: a
-    request ``{"texts": [...], "with_probs": bool|null}`` gets ``{"predictions": [...]}``, one per model (its
-    ``labels``, ``probs`` and ``outputs``); a ``GenEmotionError`` gets ``{"error": "..."}`` and the session goes on."""
+    request ``{"texts": [...], "with_probs": bool|null, "first_shard": int}`` gets ``{"predictions": [...]}``, one
+    per model (its ``labels``, ``probs`` and ``outputs``); a ``GenEmotionError`` gets ``{"error": "..."}`` and the
+    session goes on."""
     import numpy as np
 
     from gen_emotion.data import EmotionData
@@ -120,7 +121,8 @@ def run_session(args: argparse.Namespace, replies: TextIO) -> None:
                     labels=None,
                     label_names=names,
                 )
-                found = [model.predict(data, request.get("with_probs")) for model in models]
+                shard = int(request.get("first_shard", 0))
+                found = [model.predict(data, request.get("with_probs"), shard) for model in models]
             except GenEmotionError as err:
                 reply({"error": str(err)})
                 continue

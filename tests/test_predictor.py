@@ -181,6 +181,21 @@ def test_a_generation_run_predicts_its_decision_and_resumes_from_shards(fake_gen
         load_predictor(run_dir, PredictSettings(overrides=("train.epochs=2",)))
 
 
+def test_sampled_probabilities_predicted_a_shard_at_a_time_are_the_runs_own(fake_generation, tmp_path):
+    """Each shard of a file samples with the seed the run gave that shard (``train.seed`` + its index), so predict
+    reproduces a run's sampled probabilities beyond its first shard."""
+    from gen_emotion.pipeline import run_recipe
+    from gen_emotion.predictor import PredictSettings
+
+    overrides = ["generate.probabilities=true", "generate.probability_source=samples", "generate.shard_size=16"]
+    run_dir = tmp_path / "run"
+    run_recipe(load_recipe("smollm2-135m-cpu", overrides), SAMPLE_DIR, run_dir, task=FakeGenerateTask())
+    assert len(read_test(TEST_CSV)) > 2 * 16  # three shards or more
+    out = tmp_path / "p.csv"
+    predict_file(run_dir, TEST_CSV, out, PredictSettings(with_probs=True))
+    assert_reproduces(run_dir, out)
+
+
 def test_empty_and_single_text_calls(folders):
     with EmotionModel.load(folders["weighted"]) as model:
         assert model.predict([]).labels.shape == (0, len(LABELS))
