@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_data(args.data)
     launcher = _launcher(args, recipe)
     run_dir = args.out or default_run_dir(recipe)
-    metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher)
+    metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher, restart=args.restart)
     held = metrics["held_out"]
     print(f"run folder: {run_dir}")
     print(f"held-out macro-F1 {held['macro_f1']:.4f}  micro-F1 {held['micro_f1']:.4f}  jaccard {held['jaccard']:.4f}")
@@ -105,6 +105,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         rows=args.rows,
         keep_models=not args.drop_models,
         launcher=launcher,
+        restart=args.restart,
     )
     print(f"cv folder: {run_dir}")
     print(
@@ -340,6 +341,11 @@ def _recipe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     )
     p.add_argument(
         "--out", type=Path, default=None, help=f"{what} folder (default: runs/...-TIME); an existing one resumes"
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help=f"start an existing {what} folder over (its recipe or data changed): what it holds is removed",
     )
     p.add_argument("--gpus", type=int, default=1, help="GPUs to train on (>1: accelerate launch, one process per GPU)")
     p.add_argument(

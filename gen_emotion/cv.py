@@ -22,8 +22,9 @@ import numpy as np
 
 from gen_emotion.data import EmotionData, fold_indices
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import read_probabilities, write_predictions, write_probabilities, write_submission
+from gen_emotion.export import as_written, read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.files import read_json, write_json
+from gen_emotion.locks import writing_folder
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.recipes import Recipe, columns, with_header_labels
 from gen_emotion.runs import (
@@ -47,9 +48,11 @@ SETTINGS = "cv.json"
 METRICS = "oof_metrics.json"
 
 
-def _check_settings(run_dir: Path, recipe: Recipe, settings: dict[str, Any]) -> None:
+def _check_settings(
+    run_dir: Path, recipe: Recipe, settings: dict[str, Any], data_dir: Path, restart: bool = False
+) -> None:
     """Write ``recipe.yaml`` and ``cv.json``, or check that a resumed run has the same ones."""
-    prepare_run_dir(recipe, run_dir)
+    prepare_run_dir(recipe, run_dir, data_dir, restart)
     settings_path = run_dir / SETTINGS
     if settings_path.is_file():
         previous_settings = read_json(settings_path, "the cv settings written by gen-emotion cv")
@@ -77,7 +80,8 @@ def run_fold(
     recipe: Recipe, fold: Fold, fold_dir: Path, run_dir: Path, task: Task, launcher: Launcher | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Train and predict one fold unless its ``fold.json`` exists; returns ``(val, test, summary)``, the
-    scores being probabilities, or 0/1 predictions when ``summary["hard"]``."""
+    scores being probabilities, or 0/1 predictions when ``summary["hard"]``: as its files hold them, so a resumed
+    cv tunes its thresholds on the same numbers as an uninterrupted one."""
     if (fold_dir / FOLD_DONE).is_file():
         return _load_fold(fold_dir, fold.held_out, fold.test)
     started = time.perf_counter()
@@ -96,7 +100,7 @@ def run_fold(
         **peak_memory(),
     }
     write_json(fold_dir / FOLD_DONE, summary)
-    return val, tst, summary
+    return as_written(val), as_written(tst), summary
 
 
 def drop_model(fold_dir: Path, task: Task) -> None:
@@ -119,6 +123,7 @@ def run_cv(
     *,
     task: Task | None = None,
     launcher: Launcher | None = None,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Cross-validate ``recipe`` on ``data_dir/train.csv`` with ``folds`` multilabel-stratified folds and
     predict ``data_dir/test.csv``; write the run folder (module docstring) and return its metrics."""
@@ -129,35 +134,40 @@ def run_cv(
     recipe = with_header_labels(recipe, full.label_names)
     splits = fold_indices(full.labels, folds, recipe.data.seed)
     settings = {"folds": folds, "seed": recipe.data.seed, "rows": len(full), "test_rows": len(test)}
-    _check_settings(run_dir, recipe, {**settings, "data": str(data_dir)})
-    setup_logging(run_dir)
-    log.info("cv %s (%s): %d rows in %d folds, %d test rows", recipe.name, recipe.task, len(full), folds, len(test))
+    with writing_folder(run_dir):  # one writer per cv folder
+        _check_settings(run_dir, recipe, {**settings, "data": str(data_dir)}, data_dir, restart)
+        setup_logging(run_dir)
+        log.info("cv %s (%s): %d rows in %d folds, %d test rows", recipe.name, recipe.task, len(full), folds, len(test))
 
-    from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-    width = len(full.label_names)
-    oof = np.zeros((len(full), width))
-    covered = np.zeros(len(full), dtype=np.int64)
-    fold_of = np.full(len(full), -1)
-    test_sum = np.zeros((len(test), width))
-    summaries = []
+        width = len(full.label_names)
+        oof = np.zeros((len(full), width))
+        covered = np.zeros(len(full), dtype=np.int64)
+        fold_of = np.full(len(full), -1)
+        test_sum = np.zeros((len(test), width))
+        summaries = []
 
-    for k, split in enumerate(tqdm(splits, desc=f"cv {recipe.name}", unit="fold")):
-        fold_dir = run_dir / FOLDS_DIR / f"fold-{k}"
-        fold = Fold.load(data_dir, rows, folds, k, recipe.data.seed, data=(full, test), split=split)
-        resumed = (fold_dir / FOLD_DONE).is_file()
-        log.info("fold %d/%d: %s", k + 1, folds, "saved, skipping" if resumed else f"training on {len(split[0])} rows")
-        val, tst, summary = run_fold(recipe, fold, fold_dir, run_dir, task, launcher)
-        if not keep_models:
-            drop_model(fold_dir, task)
-        oof[split[1]] = val
-        covered[split[1]] += 1
-        fold_of[split[1]] = k
-        test_sum += tst
-        summaries.append({"fold": k, **summary})
-    if not (covered == 1).all():
-        raise GenEmotionError(f"internal error: out-of-fold rows predicted {covered.min()}..{covered.max()} times")
-    return finish_cv(recipe, task, run_dir, full, test, oof, test_sum / folds, fold_of, summaries, data_dir, started)
+        for k, split in enumerate(tqdm(splits, desc=f"cv {recipe.name}", unit="fold")):
+            fold_dir = run_dir / FOLDS_DIR / f"fold-{k}"
+            fold = Fold.load(data_dir, rows, folds, k, recipe.data.seed, data=(full, test), split=split)
+            resumed = (fold_dir / FOLD_DONE).is_file()
+            log.info(
+                "fold %d/%d: %s", k + 1, folds, "saved, skipping" if resumed else f"training on {len(split[0])} rows"
+            )
+            val, tst, summary = run_fold(recipe, fold, fold_dir, run_dir, task, launcher)
+            if not keep_models:
+                drop_model(fold_dir, task)
+            oof[split[1]] = val
+            covered[split[1]] += 1
+            fold_of[split[1]] = k
+            test_sum += tst
+            summaries.append({"fold": k, **summary})
+        if not (covered == 1).all():
+            raise GenEmotionError(f"internal error: out-of-fold rows predicted {covered.min()}..{covered.max()} times")
+        return finish_cv(
+            recipe, task, run_dir, full, test, oof, test_sum / folds, fold_of, summaries, data_dir, started
+        )
 
 
 def finish_cv(

@@ -25,6 +25,7 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.files import make_folder, read_json, write_json
 from gen_emotion.labels import LABELS
+from gen_emotion.locks import writing_folder
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_to_dict, tune_thresholds
 
@@ -268,7 +269,8 @@ def run_ensemble(run_dirs: list[Path], out_dir: Path, weighted: bool = False, st
     members = [load_member(Path(d)) for d in run_dirs]
     align_members(members)
     result = evaluate(members, weighted, stacked)
-    return write_ensemble(members, result, out_dir, weighted, started)
+    with writing_folder(out_dir):  # one writer per ensemble folder
+        return write_ensemble(members, result, out_dir, weighted, started)
 
 
 def write_ensemble(
@@ -348,7 +350,8 @@ def search_ensembles(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
                 if best is None or f1 > best[0] + 1e-12:
                     best = (f1, chosen, result, weighted)
     _, chosen, result, weighted = best
-    metrics = write_ensemble(chosen, result, out_dir, weighted, started)
-    metrics["candidates"] = candidates
-    write_json(out_dir / METRICS, metrics)
+    with writing_folder(out_dir):
+        metrics = write_ensemble(chosen, result, out_dir, weighted, started)
+        metrics["candidates"] = candidates
+        write_json(out_dir / METRICS, metrics)
     return metrics

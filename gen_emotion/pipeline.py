@@ -18,6 +18,7 @@ from typing import Any
 from gen_emotion.export import write_predictions, write_probabilities, write_submission
 from gen_emotion.files import write_json
 from gen_emotion.labels import LabelSet
+from gen_emotion.locks import writing_folder
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.recipes import Recipe, columns, label_set, with_header_labels
 from gen_emotion.runs import machine, prepare_run_dir, read_data, sample_data_dir, setup_logging
@@ -38,6 +39,7 @@ def run_recipe(
     *,
     task: Task | None = None,
     launcher: Launcher | None = None,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Hold out fold ``data.fold`` of ``data_dir/train.csv``, train the recipe's task on the rest, predict the
     fold and ``data_dir/test.csv``, score, and write everything to ``run_dir``. Returns the metrics."""
@@ -48,21 +50,22 @@ def run_recipe(
     recipe = with_header_labels(recipe, data[0].label_names)
     fold = Fold.load(data_dir, None, recipe.data.folds, recipe.data.fold, recipe.data.seed, data=data)
     data_s = round(time.perf_counter() - started, 2)
-    prepare_run_dir(recipe, run_dir)
-    setup_logging(run_dir)
-    log.info(
-        "data: %d training rows (%d in the training folds, %d held out as fold %d of %d), %d test rows from %s",
-        len(fold.full),
-        len(fold.train_idx),
-        len(fold.val_idx),
-        recipe.data.fold,
-        recipe.data.folds,
-        len(fold.test),
-        data_dir,
-    )
-    result = fit_predict(recipe, fold, run_dir, run_dir, task=task, launcher=launcher)
-    timings = {"data_s": data_s, "train_s": result.training.get("seconds"), **result.seconds}
-    return finish_run(recipe, task, fold, result, run_dir, timings)
+    with writing_folder(run_dir):  # one writer per run folder
+        prepare_run_dir(recipe, run_dir, data_dir, restart)
+        setup_logging(run_dir)
+        log.info(
+            "data: %d training rows (%d in the training folds, %d held out as fold %d of %d), %d test rows from %s",
+            len(fold.full),
+            len(fold.train_idx),
+            len(fold.val_idx),
+            recipe.data.fold,
+            recipe.data.folds,
+            len(fold.test),
+            data_dir,
+        )
+        result = fit_predict(recipe, fold, run_dir, run_dir, task=task, launcher=launcher)
+        timings = {"data_s": data_s, "train_s": result.training.get("seconds"), **result.seconds}
+        return finish_run(recipe, task, fold, result, run_dir, timings)
 
 
 def finish_run(

@@ -32,6 +32,7 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.export import as_written, write_predictions, write_probabilities
 from gen_emotion.files import read_json
 from gen_emotion.labels import LABELS
+from gen_emotion.locks import writing_file
 from gen_emotion.recipes import Recipe, apply_override, columns, label_set, recipe_from_dict
 from gen_emotion.runs import RECIPE_FILE, load_run_recipe
 from gen_emotion.steps import WorkerSession
@@ -214,11 +215,12 @@ class CVPredictor(Predictor):
         self.models = FittedModels(self.recipe, task, model_dirs)
 
     def scores(self, texts: list[str], first_shard: int = 0) -> np.ndarray:
-        """The fold models' mean probabilities (or mean 0/1 votes), summed in fold order as ``cv`` does."""
+        """The fold models' mean probabilities (or mean 0/1 votes), each fold's rounded as its files hold them and
+        summed in fold order, as ``cv`` does."""
         total = np.zeros((len(texts), len(self.names)))
         predictions = self.models.predict(texts, None, first_shard)
         for prediction in predictions:
-            total += prediction.scores
+            total += as_written(prediction.scores)
         return total / len(predictions)
 
     def _predict(self, texts: list[str], first_shard: int) -> TextPredictions:
@@ -409,32 +411,35 @@ def predict_file(
     recipe = folder_recipe(folder)
     names = label_set(recipe).names
     data = read_inputs(input_path, replace(columns(recipe), labels=names))  # bad input fails before any load
-    with load_predictor(folder, settings) as predictor:
-        if predictor.generates:
-            key = json.dumps([str(folder.resolve()), settings.backend, settings.with_probs, list(settings.overrides)])
-            shard_dir = out_path.parent / f".{out_path.name}.shards" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    with writing_file(out_path):  # one predict into out_path at a time
+        with load_predictor(folder, settings) as predictor:
+            if predictor.generates:
+                key = json.dumps(
+                    [str(folder.resolve()), settings.backend, settings.with_probs, list(settings.overrides)]
+                )
+                shard_dir = out_path.parent / f".{out_path.name}.shards" / hashlib.sha1(key.encode()).hexdigest()[:12]
 
-            def chunk(start: int, stop: int, index: int) -> list[dict[str, Any]]:
-                found = predictor.predict(data.texts[start:stop], first_shard=index)
-                return [
-                    {
-                        "labels": found.labels[i].tolist(),
-                        "probs": None if found.probs is None else found.probs[i].tolist(),
-                        "output": None if found.outputs is None else found.outputs[i],
-                    }
-                    for i in range(stop - start)
-                ]
+                def chunk(start: int, stop: int, index: int) -> list[dict[str, Any]]:
+                    found = predictor.predict(data.texts[start:stop], first_shard=index)
+                    return [
+                        {
+                            "labels": found.labels[i].tolist(),
+                            "probs": None if found.probs is None else found.probs[i].tolist(),
+                            "output": None if found.outputs is None else found.outputs[i],
+                        }
+                        for i in range(stop - start)
+                    ]
 
-            rows = run_in_shards(chunk, data.ids, shard_dir, shard_size=recipe.generate.shard_size, desc="predict")
-            labels = np.array([row["labels"] for row in rows], dtype=np.int64).reshape(len(rows), len(names))
-            probs = np.array([row["probs"] for row in rows], dtype=np.float64) if predictor.has_probs else None
-            outputs = [row["output"] for row in rows] if rows and rows[0]["output"] is not None else None
-        else:
-            found = predictor.predict(data.texts)
-            labels, probs, outputs, shard_dir = found.labels, found.probs, found.outputs, None
-    if probs is not None:
-        write_probabilities(out_path.with_name(f"{out_path.stem}_probs.csv"), data.ids, probs, names)
-    write_predictions(out_path, data.ids, labels, outputs, names)
-    if shard_dir is not None:
-        shutil.rmtree(shard_dir.parent, ignore_errors=True)
+                rows = run_in_shards(chunk, data.ids, shard_dir, shard_size=recipe.generate.shard_size, desc="predict")
+                labels = np.array([row["labels"] for row in rows], dtype=np.int64).reshape(len(rows), len(names))
+                probs = np.array([row["probs"] for row in rows], dtype=np.float64) if predictor.has_probs else None
+                outputs = [row["output"] for row in rows] if rows and rows[0]["output"] is not None else None
+            else:
+                found = predictor.predict(data.texts)
+                labels, probs, outputs, shard_dir = found.labels, found.probs, found.outputs, None
+        if probs is not None:
+            write_probabilities(out_path.with_name(f"{out_path.stem}_probs.csv"), data.ids, probs, names)
+        write_predictions(out_path, data.ids, labels, outputs, names)
+        if shard_dir is not None:
+            shutil.rmtree(shard_dir.parent, ignore_errors=True)
     return {"rows": len(data), "probs": probs is not None, "kind": predictor.kind}

@@ -22,6 +22,7 @@ from gen_emotion.classify import MEAN_POOLING_HEAD
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, read_json, write_json, write_text
 from gen_emotion.hardware import vllm_lora_rank
+from gen_emotion.locks import writing_file
 from gen_emotion.models import ADAPTER_DIR, load_tokenizer, merged_model_dir, resolve_model
 from gen_emotion.predictor import (
     CV_SETTINGS,
@@ -53,25 +54,32 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def export_model(folder: Path, out_dir: Path, merged: bool = False) -> dict[str, Any]:
-    """Write the model folder of a finished run, cv or ensemble folder; returns its ``gen_emotion.json``."""
+    """Write the model folder of a finished run, cv or ensemble folder; returns its ``gen_emotion.json``.
+
+    The folder is made beside ``out_dir`` (``.NAME.partial``) and renamed into place once whole, so an
+    interrupted export leaves no half-made model folder, and the next one starts over."""
     kind = folder_kind(folder)
     if merged and kind != "run":
         raise GenEmotionError(f"{folder}: --merged is for one run's model; a {kind} folder is exported as it is")
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise GenEmotionError(f"--out {out_dir}: the folder is not empty; give a new one")
-    created = not out_dir.exists()
-    make_folder(out_dir, "--out")
-    try:
-        if kind == "run":
-            description = _export_run(folder, out_dir, merged)
-        else:
-            description = _export_cv(folder, out_dir) if kind == "cv" else _export_ensemble(folder, out_dir)
-        write_json(out_dir / DESCRIPTION, description)
-        write_text(out_dir / "README.md", model_card(description))
-    except BaseException:  # a refusal or an interruption leaves no half-made model folder
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
+    with writing_file(out_dir):  # one export into out_dir at a time
+        staging = out_dir.with_name(f".{out_dir.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)  # what an interrupted export left
+        make_folder(staging, "--out")
+        try:
+            if kind == "run":
+                description = _export_run(folder, staging, merged)
+            else:
+                description = _export_cv(folder, staging) if kind == "cv" else _export_ensemble(folder, staging)
+            write_json(staging / DESCRIPTION, description)
+            write_text(staging / "README.md", model_card(description))
+            if out_dir.exists():
+                out_dir.rmdir()  # empty, checked above
+            os.replace(staging, out_dir)
+        except BaseException:  # a refusal or an interruption leaves no half-made model folder
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return description
 
 

@@ -119,6 +119,28 @@ def test_refuses_to_resume_with_other_settings(sample_dir: Path, tmp_path: Path)
         run_cv(load_recipe("recipes/tfidf-logreg.yaml", ["classifier.logreg_c=1"]), sample_dir, tmp_path / "run", 2, 60)
 
 
+def test_a_resume_on_changed_data_is_refused_until_restarted(sample_dir: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    data, out = tmp_path / "data", tmp_path / "cv"
+    shutil.copytree(sample_dir, data)
+    args = ["cv", "tfidf-logreg", "--folds", "2", "--data", str(data), "--out", str(out)]
+    assert main(args) == 0
+    fingerprint = json.loads((out / "data.json").read_text())
+    assert fingerprint["train"]["file"] == "train.csv" and len(fingerprint["test"]["sha256"]) == 64
+    lines = (data / "train.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (data / "train.csv").write_text("".join(lines[:-1]), encoding="utf-8")  # one row fewer
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "was started on other data (train changed since: train.csv was" in err
+    assert "--restart" in err
+    assert main([*args, "--restart"]) == 0
+    assert json.loads((out / "oof_metrics.json").read_text())["rows"] == len(lines) - 2  # header, the cut row
+    assert json.loads((out / "data.json").read_text())["train"] != fingerprint["train"]
+    assert main(args) == 0  # the same data again: resumes
+
+
 def test_rows_cut_both_files(sample_dir: Path, tmp_path: Path) -> None:
     metrics = run_cv(load_recipe("recipes/tfidf-logreg.yaml"), sample_dir, tmp_path / "run", folds=2, rows=50)
     assert metrics["rows"] == 50 and metrics["test_rows"] == 50

@@ -14,7 +14,7 @@ LAYERS = [  # lowest first, as in README.md
     ["labels", "files", "errors"],
     ["export", "thresholds", "metrics", "data", "formats", "decode", "branches"],
     ["recipes", "prompts"],
-    ["models", "runs", "hardware"],
+    ["models", "runs", "locks", "hardware"],
     ["train", "classify", "baseline", "trainers", "generate", "vllm_backend"],
     ["tasks"],
     ["steps", "worker"],

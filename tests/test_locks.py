@@ -1,0 +1,142 @@
+"""One writer per folder (``gen_emotion.locks``): a command on a folder or file that another live command writes is
+refused in one line naming it, and nothing is written; a lock left by a killed process is taken over. Then the
+fault harness for TF-IDF: ``run`` and ``cv`` killed (SIGKILL) at seeded random moments, rerun, give what an
+uninterrupted run gives."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_DIR
+
+from gen_emotion.cli import main
+from gen_emotion.locks import file_lock_path, lock_path
+
+CLI = [sys.executable, "-m", "gen_emotion.cli"]
+HOLDER = """
+import sys, time
+from pathlib import Path
+from gen_emotion.locks import writing_file, writing_folder
+lock = writing_folder if sys.argv[1] == "folder" else writing_file
+with lock(Path(sys.argv[2])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture(scope="module")
+def cvs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("locks")
+    made = [root / "cv1", root / "cv2"]
+    assert main(["cv", "tfidf-logreg", "--folds", "2", "--out", str(made[0])]) == 0
+    assert main(["cv", "tfidf-logreg", "classifier.logreg_c=2", "--folds", "2", "--out", str(made[1])]) == 0
+    return made
+
+
+def hold(kind: str, path: Path) -> subprocess.Popen:
+    """Another process holding ``path``'s lock (as a command writing it would) until it is killed."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, kind, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "held"
+    return process
+
+
+@pytest.mark.parametrize("command", ["run", "cv", "ensemble", "predict", "export-model"])
+def test_a_second_writer_is_refused_naming_the_first_and_a_dead_ones_lock_is_taken_over(
+    command, cvs, tmp_path, capsys, caplog
+):
+    out = tmp_path / ("out.csv" if command == "predict" else "out")
+    args = {
+        "run": ["run", "tfidf-logreg", "--out", str(out)],
+        "cv": ["cv", "tfidf-logreg", "--folds", "2", "--out", str(out)],
+        "ensemble": ["ensemble", *map(str, cvs), "--out", str(out)],
+        "predict": ["predict", str(cvs[0]), "--input", str(SAMPLE_DIR / "test.csv"), "--out", str(out)],
+        "export-model": ["export-model", str(cvs[0]), "--out", str(out)],
+    }[command]
+    folder_lock = command in ("run", "cv", "ensemble")
+    holder = hold("folder" if folder_lock else "file", out)
+    try:
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"another gen-emotion command is writing it (process {holder.pid} on " in err[0]
+        assert not out.exists() or [p.name for p in out.iterdir()] == [lock_path(out).name]  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without letting go: its lock file is still there, and the next command takes it over
+    assert (lock_path(out) if folder_lock else file_lock_path(out)).is_file()
+    assert main(args) == 0
+    assert f"taking over the lock of process {holder.pid} on " in caplog.text
+    assert not (lock_path(out) if folder_lock else file_lock_path(out)).exists()  # let go once written
+
+
+def finished_files(folder: Path) -> dict[str, object]:
+    """What a finished TF-IDF folder holds, less what measures the time and the machine, and its own path."""
+    found: dict[str, object] = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if not path.is_file() or path.name == "run.log" or path.suffix == ".pkl":
+            continue  # a pickle's sets follow the string hash seed: its predictions and probabilities are compared
+        if path.suffix == ".json":
+            found[name] = strip_timings(json.loads(path.read_text().replace(str(folder), "FOLDER")))
+        else:
+            found[name] = path.read_bytes()
+    return found
+
+
+def strip_timings(value: object) -> object:
+    if isinstance(value, dict):
+        return {
+            k: strip_timings(v)
+            for k, v in value.items()
+            if not (
+                k.endswith("_s") or k in ("seconds", "peak_rss_mib", "peak_memory", "machine", "resumed", "finished")
+            )
+        }
+    if isinstance(value, list):
+        return [strip_timings(v) for v in value]
+    return value
+
+
+KILLS = 5  # kill points per command
+
+
+def timed_run(command: list[str], out: Path) -> tuple[float, float]:
+    """Run ``command`` to its end: when (seconds from its start) its folder got its recipe, and when it ended."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_write = None
+    while process.poll() is None:
+        if first_write is None and (out / "recipe.yaml").is_file():
+            first_write = time.perf_counter() - started
+        time.sleep(0.005)
+    assert process.returncode == 0 and first_write is not None
+    return first_write, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("command", ["run", "cv"])
+def test_a_kill_at_a_random_moment_resumes_to_the_uninterrupted_result(command, tmp_path):
+    """Kill points are drawn (seeded) from the time the uninterrupted command spent writing its folder."""
+    args = [*CLI, command, "tfidf-logreg", *(["--folds", "3"] if command == "cv" else [])]
+    reference = tmp_path / "reference"
+    first_write, end = timed_run([*args, "--out", str(reference)], reference)
+    expected = finished_files(reference)
+    rng = random.Random(f"{command}-20261206")
+    states = []
+    for k in range(KILLS):
+        out = tmp_path / f"killed-{k}"
+        process = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(first_write, end))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        states.append(sorted(p.name for p in out.iterdir()) if out.is_dir() else [])
+        rerun = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert finished_files(out) == expected, f"kill point {k}: the folder held {states[-1]} when killed"
+    print(f"{command}: the folders held, when killed: {states}")
