@@ -16,7 +16,7 @@ import numpy as np
 
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.files import write_json
+from gen_emotion.files import open_output, write_json
 from gen_emotion.recipes import Recipe
 from gen_emotion.trainers import TRAINING_SUMMARY
 
@@ -55,8 +55,7 @@ def train_tfidf(recipe: Recipe, train_data: EmotionData, out_dir: Path) -> dict[
         warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
         warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
         model.fit(_texts(train_data), train_data.labels)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / MODEL_FILE).open("wb") as handle:
+    with open_output(out_dir / MODEL_FILE, binary=True) as handle:  # whole or not at all: it marks the fit done
         pickle.dump(model, handle)
     summary = {
         "model_dir": str(out_dir),

@@ -1,12 +1,14 @@
 """One writer per folder (``gen_emotion.locks``): a command on a folder or file that another live command writes is
 refused in one line naming it, and nothing is written; a lock left by a killed process is taken over. Then the
-fault harness for TF-IDF: ``run`` and ``cv`` killed (SIGKILL) at seeded random moments, rerun, give what an
-uninterrupted run gives."""
+fault harness for TF-IDF (#24): ``run``, ``cv``, ``ensemble``, ``predict`` and ``export-model`` killed (SIGKILL)
+at seeded random moments while they write, then rerun, give what an uninterrupted command gives; a disk that
+fills (a file-size limit on the child process) is one line, keeps what was written, and the rerun resumes."""
 
 from __future__ import annotations
 
 import json
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -107,36 +109,96 @@ def strip_timings(value: object) -> object:
 KILLS = 5  # kill points per command
 
 
-def timed_run(command: list[str], out: Path) -> tuple[float, float]:
-    """Run ``command`` to its end: when (seconds from its start) its folder got its recipe, and when it ended."""
+def command_line(command: str, cvs: list[Path], out: Path) -> list[str]:
+    """The TF-IDF command, writing ``out``."""
+    return [
+        *CLI,
+        *{
+            "run": ["run", "tfidf-logreg"],
+            "cv": ["cv", "tfidf-logreg", "--folds", "3"],
+            "ensemble": ["ensemble", *map(str, cvs), "--stack"],
+            "predict": ["predict", str(cvs[0]), "--input", str(SAMPLE_DIR / "test.csv")],
+            "export-model": ["export-model", str(cvs[0])],
+        }[command],
+        "--out",
+        str(out),
+    ]
+
+
+def written(command: str, out: Path) -> dict[str, object]:
+    """What the command wrote, which must be all it left beside ``out`` (no lock, temporary or shard)."""
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")) == []
+    if command == "predict":
+        return {p.name: p.read_bytes() for p in (out, out.with_name(f"{out.stem}_probs.csv"))}
+    assert not lock_path(out).exists()
+    return finished_files(out)
+
+
+def timed_run(command: list[str], lock: Path) -> tuple[float, float]:
+    """Run ``command`` to its end: when (seconds from its start) it took its lock, and when it ended."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_write = None
+    locked = None
     while process.poll() is None:
-        if first_write is None and (out / "recipe.yaml").is_file():
-            first_write = time.perf_counter() - started
-        time.sleep(0.005)
-    assert process.returncode == 0 and first_write is not None
-    return first_write, time.perf_counter() - started
+        if locked is None and lock.is_file():
+            locked = time.perf_counter() - started
+        time.sleep(0.002)
+    assert process.returncode == 0 and locked is not None
+    return locked, time.perf_counter() - started
 
 
-@pytest.mark.parametrize("command", ["run", "cv"])
-def test_a_kill_at_a_random_moment_resumes_to_the_uninterrupted_result(command, tmp_path):
-    """Kill points are drawn (seeded) from the time the uninterrupted command spent writing its folder."""
-    args = [*CLI, command, "tfidf-logreg", *(["--folds", "3"] if command == "cv" else [])]
-    reference = tmp_path / "reference"
-    first_write, end = timed_run([*args, "--out", str(reference)], reference)
-    expected = finished_files(reference)
+@pytest.mark.parametrize("command", ["run", "cv", "ensemble", "predict", "export-model"])
+def test_a_kill_at_a_random_moment_resumes_to_the_uninterrupted_result(command, cvs, tmp_path):
+    """Kill points are drawn (seeded) from the time the uninterrupted command held its lock, i.e. wrote."""
+    name = "out.csv" if command == "predict" else "out"
+    lock = (lambda out: file_lock_path(out)) if command in ("predict", "export-model") else lock_path
+    reference = tmp_path / "reference" / name
+    locked, end = timed_run(command_line(command, cvs, reference), lock(reference))
+    expected = written(command, reference)
     rng = random.Random(f"{command}-20261206")
     states = []
     for k in range(KILLS):
-        out = tmp_path / f"killed-{k}"
-        process = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(first_write, end))
+        out = tmp_path / f"killed-{k}" / name
+        process = subprocess.Popen(
+            command_line(command, cvs, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(rng.uniform(locked, end))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        states.append(sorted(p.name for p in out.iterdir()) if out.is_dir() else [])
-        rerun = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
-        assert rerun.returncode == 0, rerun.stderr[-2000:]
-        assert finished_files(out) == expected, f"kill point {k}: the folder held {states[-1]} when killed"
-    print(f"{command}: the folders held, when killed: {states}")
+        states.append(
+            sorted(str(p.relative_to(out.parent)) for p in out.parent.rglob("*")) if out.parent.is_dir() else []
+        )
+        rerun = subprocess.run(command_line(command, cvs, out), capture_output=True, text=True)
+        if command == "export-model" and f"{name}/gen_emotion.json" in states[-1]:
+            assert "the folder is not empty" in rerun.stderr  # killed once the export was in place: it is whole
+        else:
+            assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert written(command, out) == expected, f"kill point {k}: {states[-1]} when killed"
+    print(f"{command}: when killed, {[len(state) for state in states]} files")
+
+
+def limit_file_size(limit: int) -> None:
+    """In the child: no file may grow past ``limit`` bytes (a write past it fails with EFBIG, as on a full disk)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("command", ["run", "cv"])
+def test_a_full_disk_is_one_line_keeps_what_was_written_and_the_rerun_resumes(command, cvs, tmp_path):
+    """The model file cannot be written (the child's files may not pass 64 KiB): one line, the folder keeps its
+    whole files and no partial one, and the rerun with room finishes as an uninterrupted run does."""
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    subprocess.run(command_line(command, cvs, reference), check=True, capture_output=True)
+    full = subprocess.run(
+        command_line(command, cvs, out), capture_output=True, text=True, preexec_fn=lambda: limit_file_size(1 << 16)
+    )
+    assert full.returncode == 2 and "Traceback" not in full.stderr
+    assert "tfidf_logreg.pkl: cannot write (File too large)" in full.stderr.strip().splitlines()[-1]
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert "recipe.yaml" in left and not any(name.endswith((".tmp", ".pkl")) for name in left), left
+    for name in left:
+        if name.endswith(".json") or name == "recipe.yaml":
+            assert (out / name).read_text().strip()  # whole files, nothing cut short
+    rerun = subprocess.run(command_line(command, cvs, out), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert written(command, out) == written(command, reference)
