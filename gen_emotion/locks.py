@@ -23,6 +23,11 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, output_target
 from gen_emotion.runs import LOCK_FILE, redact
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 
@@ -56,12 +61,12 @@ def _describe_self() -> str:
     )
 
 
-def _try_lock(path: Path, fcntl: object) -> tuple[int | None, str]:
+def _try_lock(path: Path) -> tuple[int | None, str]:
     """Open and lock ``path``: the descriptor, or ``None`` and what the file says of its holder."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[attr-defined]
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
                 return None, handle.read()
@@ -89,14 +94,12 @@ def holding(path: Path, what: str, stale: Callable[[], Iterator[Path]] | None = 
     """Hold the lock file ``path`` while the block writes ``what`` (a folder or a file, for messages); a live holder
     is a one-line ``GenEmotionError`` naming it. Once held, the files ``stale()`` lists, a killed writer's
     temporaries, are removed."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here
+    if fcntl is None:
         yield
         return
     make_folder(path.parent)
     try:
-        fd, before = _try_lock(path, fcntl)
+        fd, before = _try_lock(path)
     except OSError as err:
         raise GenEmotionError(f"{path}: cannot lock ({err.strerror or err})") from None
     if fd is None:
