@@ -34,7 +34,7 @@ def batches(recipe: Any, rows: int, batch: int) -> tuple[list[dict[str, Any]], l
     from gen_emotion.models import load_tokenizer, resolve_model
     from gen_emotion.prompts import make_encoder
     from gen_emotion.runs import sample_data_dir
-    from gen_emotion.train import encode_rows
+    from gen_emotion.sft import encode_rows
 
     tokenizer = load_tokenizer(resolve_model(recipe.model.name), recipe)
     encoded = encode_rows(read_train(sample_data_dir() / "train.csv"), make_encoder(tokenizer, recipe))
@@ -64,7 +64,7 @@ def adapted_model(recipe: Any, adapter_dtype: str) -> Any:
     from transformers import AutoModelForCausalLM
 
     from gen_emotion.models import resolve_model
-    from gen_emotion.train import keep_adapter_in_float32, lora_config
+    from gen_emotion.sft import keep_adapter_in_float32, lora_config
 
     # fp32 base weights: on a CPU without bf16 matmuls they are the fast ones, and what an update to the adapter
     # keeps depends on the adapter's dtype alone

@@ -81,8 +81,8 @@ def child(overrides: list[str], rows: int, data: Path, heldout: int) -> None:
     from gen_emotion.data import read_train, split_fold
     from gen_emotion.metrics import macro_f1
     from gen_emotion.recipes import load_recipe
+    from gen_emotion.sft import train
     from gen_emotion.tasks import GenerateTask
-    from gen_emotion.train import train
 
     recipe = load_recipe(RECIPE, [*COMMON, f"data.max_train_rows={rows}", *overrides])
     train_rows, held_out = split_fold(read_train(data / "train.csv"), 0)

@@ -1,6 +1,6 @@
 """gen-emotion: instruction-tune language models to detect the emotions of tweets.
 
-In a notebook or a script: ``EmotionModel.load(run_dir).predict(texts)`` (``gen_emotion.api``), and
+In a notebook or a script: ``EmotionModel.load(run_dir).predict(texts)`` (``gen_emotion.notebook``), and
 ``score(y_true, y_pred)`` for macro-F1, micro-F1, Jaccard and the per-label table (``gen_emotion.metrics``).
 """
 
@@ -18,9 +18,9 @@ def __getattr__(name: str) -> Any:
 
         return LABELS
     if name in ("EmotionModel", "TextPredictions"):
-        from gen_emotion import api
+        from gen_emotion import notebook
 
-        return getattr(api, name)
+        return getattr(notebook, name)
     if name == "score":
         from gen_emotion.metrics import score
 

@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gen_emotion.decode import parse_many
 from gen_emotion.labels import SEPARATOR, LabelSet
+from gen_emotion.parsing import parse_many
 
 
 class Step(NamedTuple):

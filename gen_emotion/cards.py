@@ -1,6 +1,6 @@
 """Model cards (``README.md`` of an ``export-model`` folder), from the folder's ``gen_emotion.json`` description.
 
-Every code block of every card is executed as written by ``tests/test_publish.py`` (``PATH`` replaced by the
+Every code block of every card is executed as written by ``tests/test_model_export.py`` (``PATH`` replaced by the
 folder), so a card never shows code that fails: a generation model's adapter and merged copy (transformers and
 vLLM), each classifier kind (its own head, the mean-pooled head, a LoRA adapter), TF-IDF, cv and ensemble folders.
 """

@@ -199,7 +199,7 @@ def read_standard_input() -> list[str]:
 
 
 def cmd_export_model(args: argparse.Namespace) -> int:
-    from gen_emotion.publish import export_model, push_to_hub
+    from gen_emotion.model_export import export_model, push_to_hub
 
     if args.private and not args.push_to_hub:
         raise GenEmotionError("--private goes with --push-to-hub")
@@ -231,8 +231,8 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from gen_emotion.decode import parse
     from gen_emotion.labels import LABELS
+    from gen_emotion.parsing import parse
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(LABELS)
@@ -274,8 +274,8 @@ def recipe_columns(recipe: str | None) -> Any:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from gen_emotion.data import ID_COLUMN, DataError, read_label_file
-    from gen_emotion.export import align
     from gen_emotion.metrics import format_table, score
+    from gen_emotion.prediction_files import align
 
     columns = recipe_columns(args.recipe)
     gold = read_label_file(args.gold, columns)
@@ -289,7 +289,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gen_emotion.export import export_submission
+    from gen_emotion.prediction_files import export_submission
 
     rows = export_submission(args.pred, args.test, args.out, recipe_columns(args.recipe))
     print(f"wrote {args.out}: {rows} rows in {args.test} order")

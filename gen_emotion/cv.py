@@ -22,10 +22,16 @@ import numpy as np
 
 from gen_emotion.data import EmotionData, fold_indices
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import as_written, read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.files import read_json, write_json
 from gen_emotion.locks import writing_folder
 from gen_emotion.metrics import macro_f1, score
+from gen_emotion.prediction_files import (
+    as_written,
+    read_probabilities,
+    write_predictions,
+    write_probabilities,
+    write_submission,
+)
 from gen_emotion.recipes import Recipe, columns, with_header_labels
 from gen_emotion.runs import (
     default_run_dir,

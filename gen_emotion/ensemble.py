@@ -22,11 +22,11 @@ import numpy as np
 from gen_emotion.cv import METRICS
 from gen_emotion.data import Columns, read_label_file
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.files import make_folder, read_json, write_json
 from gen_emotion.labels import LABELS
 from gen_emotion.locks import writing_folder
 from gen_emotion.metrics import macro_f1, score
+from gen_emotion.prediction_files import read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_to_dict, tune_thresholds
 
 

@@ -19,7 +19,7 @@ from gen_emotion.generate import batch_inputs
 from gen_emotion.models import load_tokenizer, resolve_model
 from gen_emotion.prompts import make_encoder
 from gen_emotion.recipes import Recipe, columns, with_header_labels
-from gen_emotion.train import encode_rows
+from gen_emotion.sft import encode_rows
 from gen_emotion.vllm_backend import engine_inputs
 
 

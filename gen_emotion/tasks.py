@@ -22,9 +22,9 @@ import numpy as np
 
 from gen_emotion.branches import branch_probabilities
 from gen_emotion.data import EmotionData
-from gen_emotion.decode import parse_many
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import SEMEVAL, LabelSet
+from gen_emotion.parsing import parse_many
 from gen_emotion.recipes import Recipe, label_set
 
 log = logging.getLogger(__name__)
@@ -155,18 +155,18 @@ class TfidfTask(Task):
         return "tfidf + logistic regression"
 
     def is_fitted(self, out_dir: Path) -> bool:
-        from gen_emotion.baseline import MODEL_FILE
+        from gen_emotion.tfidf import MODEL_FILE
         from gen_emotion.trainers import TRAINING_SUMMARY
 
         return (out_dir / MODEL_FILE).is_file() and (out_dir / TRAINING_SUMMARY).is_file()
 
     def fit(self, recipe: Recipe, rows: EmotionData, out_dir: Path) -> dict[str, Any]:
-        from gen_emotion.baseline import train_tfidf
+        from gen_emotion.tfidf import train_tfidf
 
         return train_tfidf(recipe, rows, out_dir)
 
     def load(self, recipe: Recipe, out_dir: Path, **options: Any) -> LoadedModel:
-        from gen_emotion.baseline import load_tfidf, predict_probs
+        from gen_emotion.tfidf import load_tfidf, predict_probs
 
         model, names = load_tfidf(out_dir), label_set(recipe).names
 
@@ -277,7 +277,7 @@ class GenerateTask(Task):
         return is_trained(out_dir, ADAPTER_DIR, "adapter_config.json")
 
     def fit(self, recipe: Recipe, rows: EmotionData, out_dir: Path) -> dict[str, Any]:
-        from gen_emotion.train import train
+        from gen_emotion.sft import train
 
         return train(recipe, rows, out_dir)
 

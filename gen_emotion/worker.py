@@ -82,7 +82,7 @@ def run_step(args: argparse.Namespace) -> None:
         log.info("fit step: %s", training_device())
         task.fit(recipe, fold.train, args.out)
         return
-    loaded = [name for name in ("trl", "gen_emotion.train") if name in sys.modules]
+    loaded = [name for name in ("trl", "gen_emotion.sft") if name in sys.modules]
     log.info("predict step: trainer modules loaded in this process: %s", ", ".join(loaded) or "none")
     task.predict(recipe, args.out, fold.splits())
 

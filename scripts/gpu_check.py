@@ -196,7 +196,7 @@ def fill_length(recipe_path: str, overrides: list[str], data) -> list[str]:
     from gen_emotion.models import load_tokenizer
     from gen_emotion.prompts import make_encoder
     from gen_emotion.recipes import load_recipe
-    from gen_emotion.train import encode_rows
+    from gen_emotion.sft import encode_rows
 
     def length(n: int) -> int:
         recipe = load_recipe(recipe_path, [*overrides, f"prompt.max_text_tokens={n}"])
@@ -222,7 +222,7 @@ def measure_fit(
     from gen_emotion.hardware import CUDA_OVERHEAD_GB, KNOWN_SHAPES, estimate_memory
     from gen_emotion.recipes import load_recipe
     from gen_emotion.runs import read_data
-    from gen_emotion.train import train
+    from gen_emotion.sft import train
 
     started = time.perf_counter()
     model_dir = build_full_size(family, shape_key, work / shape_key, tokenizer_dir)

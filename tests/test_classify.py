@@ -175,7 +175,7 @@ def test_minilm_trains_with_validation_and_predicts(sample_dir: Path, tmp_path: 
 def test_cpu_classifier_recipe_cross_validates_end_to_end(recipe_name: str, tmp_path: Path) -> None:
     from gen_emotion.classify import predict_probs
     from gen_emotion.data import read_label_file, read_test, read_train
-    from gen_emotion.export import read_probabilities as read_probs
+    from gen_emotion.prediction_files import read_probabilities as read_probs
 
     out = tmp_path / "cv"
     command = [sys.executable, "-m", "gen_emotion.cli", "cv", recipe_name, *TINY]
@@ -201,7 +201,7 @@ def test_cpu_classifier_recipe_cross_validates_end_to_end(recipe_name: str, tmp_
         assert (fold / "model" / "adapter_config.json").is_file()
     # the cv folder, and an ensemble of it with a TF-IDF cv of the same rows, predict the test rows they
     # cross-validated exactly as their submissions (the fold models loaded once, averaged, the thresholds applied)
-    from gen_emotion.export import write_table
+    from gen_emotion.prediction_files import write_table
 
     test = read_test(sample / "test.csv")
     rows = tmp_path / "rows.csv"

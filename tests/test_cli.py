@@ -16,10 +16,10 @@ from conftest import LABEL_HEADER, REPO_ROOT, TRAIN_HEADER, onehot, write_rows
 
 from gen_emotion.cli import main
 from gen_emotion.data import read_label_file, read_test, read_train
-from gen_emotion.decode import parse
-from gen_emotion.export import write_predictions
 from gen_emotion.labels import LABELS
 from gen_emotion.metrics import score
+from gen_emotion.parsing import parse
+from gen_emotion.prediction_files import write_predictions
 
 CPU_RECIPE = REPO_ROOT / "recipes" / "smollm2-135m-cpu.yaml"
 

@@ -14,9 +14,9 @@ from gen_emotion.cli import main
 from gen_emotion.cv import run_cv
 from gen_emotion.data import fold_indices, read_label_file, read_test, read_train
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import read_probabilities as read_probs
-from gen_emotion.export import write_probabilities as write_probs
 from gen_emotion.labels import LABELS
+from gen_emotion.prediction_files import read_probabilities as read_probs
+from gen_emotion.prediction_files import write_probabilities as write_probs
 from gen_emotion.recipes import load_recipe
 from gen_emotion.thresholds import apply_thresholds, thresholds_from_dict
 

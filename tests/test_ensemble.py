@@ -13,11 +13,11 @@ from gen_emotion.cv import METRICS
 from gen_emotion.data import read_label_file
 from gen_emotion.ensemble import load_member, run_ensemble, search_ensembles
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import read_probabilities as read_probs
-from gen_emotion.export import write_predictions
-from gen_emotion.export import write_probabilities as write_probs
 from gen_emotion.labels import NUM_LABELS
 from gen_emotion.metrics import macro_f1, score
+from gen_emotion.prediction_files import read_probabilities as read_probs
+from gen_emotion.prediction_files import write_predictions
+from gen_emotion.prediction_files import write_probabilities as write_probs
 from gen_emotion.thresholds import apply_thresholds, thresholds_to_dict, tune_thresholds
 
 N_ROWS, N_TEST = 400, 50

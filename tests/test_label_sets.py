@@ -13,9 +13,9 @@ from conftest import SAMPLE_DIR
 
 from gen_emotion.cli import main
 from gen_emotion.data import Columns, read_test, read_train
-from gen_emotion.decode import parse
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import SEMEVAL, LabelSet
+from gen_emotion.parsing import parse
 from gen_emotion.prompts import build_messages, load_templates
 from gen_emotion.recipes import columns, label_set, load_recipe, with_header_labels
 

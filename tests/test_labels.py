@@ -244,7 +244,7 @@ def test_regex_with_a_label_subset():
 @settings(max_examples=300, deadline=None, database=None)
 @given(data=st.data())
 def test_every_string_of_the_grammar_is_one_rendered_target(target_format, data):
-    from gen_emotion.decode import parse
+    from gen_emotion.parsing import parse
 
     text = data.draw(st.from_regex(output_regex(target_format=target_format), fullmatch=True))
     assert render(parse(text), target_format) == text

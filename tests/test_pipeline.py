@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from gen_emotion.data import read_label_file, read_test, read_train, split_fold
-from gen_emotion.decode import parse
-from gen_emotion.export import write_predictions
 from gen_emotion.labels import LABELS, is_canonical
+from gen_emotion.parsing import parse
+from gen_emotion.prediction_files import write_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "gen_emotion" / "sample_data"
@@ -210,8 +210,8 @@ def test_predicting_the_test_file_reproduces_the_runs_submission_and_probabiliti
 def test_a_generation_cv_with_branch_probabilities_predicts_as_it_submitted(tmp_path: Path) -> None:
     """A 2-fold cv of SmolLM2 with branch probabilities: its folder (and its export) predicts the test rows it
     cross-validated exactly as its submission, the fold models loaded once in one process for every call."""
-    from gen_emotion.api import EmotionModel
-    from gen_emotion.export import write_table
+    from gen_emotion.notebook import EmotionModel
+    from gen_emotion.prediction_files import write_table
 
     cv_dir = tmp_path / "cv"
     branches = [*TINY, "generate.probability_source=branches"]

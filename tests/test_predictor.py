@@ -14,13 +14,13 @@ import pytest
 from conftest import SAMPLE_DIR
 from fake_tasks import FakeGenerateTask
 
-from gen_emotion.api import EmotionModel
 from gen_emotion.cli import main
 from gen_emotion.cv import run_cv
 from gen_emotion.data import read_label_file, read_test
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import read_probabilities
 from gen_emotion.labels import LABELS
+from gen_emotion.notebook import EmotionModel
+from gen_emotion.prediction_files import read_probabilities
 from gen_emotion.predictor import load_predictor, predict_file
 from gen_emotion.recipes import load_recipe
 from gen_emotion.tasks import TASKS

@@ -323,8 +323,8 @@ def generation_run(tmp_path_factory: pytest.TempPathFactory, qwen_instruct_dir: 
 
 def generated(server: Server, client: httpx.Client, requests: list[list[str]]) -> None:
     """Each request answered with grammar outputs and the labels they name (a random model: any labels)."""
-    from gen_emotion.decode import parse
     from gen_emotion.labels import is_canonical
+    from gen_emotion.parsing import parse
 
     names = client.get(f"{server.url}/health").json()["labels"]
     with ThreadPoolExecutor(len(requests)) as pool:

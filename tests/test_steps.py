@@ -17,11 +17,11 @@ from fake_tasks import FakeGenerateTask
 
 from gen_emotion.cv import run_cv
 from gen_emotion.data import read_label_file, read_test
-from gen_emotion.decode import parse
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import read_probabilities
 from gen_emotion.labels import LABELS
+from gen_emotion.parsing import parse
 from gen_emotion.pipeline import run_recipe
+from gen_emotion.prediction_files import read_probabilities
 from gen_emotion.predictor import PredictSettings, predict_file
 from gen_emotion.recipes import load_recipe
 from gen_emotion.runs import load_run_recipe

@@ -98,7 +98,7 @@ def test_vllm_lora_serves_a_trained_adapter_as_its_merged_copy_on_the_pinned_rev
     a few LoRA steps, then vLLM serves the base at the pinned revision with the adapter; every output is in the
     grammar and the first step's distribution is the merged copy's, not the base's alone."""
     from gen_emotion.models import ADAPTER_DIR
-    from gen_emotion.train import train
+    from gen_emotion.sft import train
 
     recipe = recipe_from_dict(
         {

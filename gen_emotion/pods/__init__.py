@@ -3,6 +3,6 @@
 - ``gpus``: the GPU types RunPod rents and which one fits a recipe (``hardware.estimate_memory``);
 - ``plan``: the launch plan, the pod's environment and the ``runpod.create_pod`` request, built by pure
   functions and printable with secrets masked (``launch --dry-run``);
-- ``api``: talking to RunPod (the official ``runpod`` SDK) and copying a run folder back over SSH;
+- ``client``: talking to RunPod (the official ``runpod`` SDK) and copying a run folder back over SSH;
 - ``commands``: the command handlers.
 """

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.pods.api import (
+from gen_emotion.pods.client import (
     api_call,
     api_key,
     fetch_command,

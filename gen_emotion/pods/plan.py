@@ -31,7 +31,7 @@ from gen_emotion.hardware import (
     model_shape,
     volume_gb,
 )
-from gen_emotion.pods.api import CONSOLE_URL
+from gen_emotion.pods.client import CONSOLE_URL
 from gen_emotion.pods.gpus import ACCELERATE_CONFIGS, MAX_GPUS, GpuType, check_fits, choose_strategy, find_gpu, pick_gpu
 from gen_emotion.recipes import Recipe
 from gen_emotion.runs import MASK, mask_url

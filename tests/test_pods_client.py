@@ -1,4 +1,4 @@
-"""``gen_emotion.pods.api`` and the ``pods/fetch/stop`` handlers of ``gen_emotion.pods.commands``: what is built
+"""``gen_emotion.pods.client`` and the ``pods/fetch/stop`` handlers of ``gen_emotion.pods.commands``: what is built
 from the SDK's answers (SSH address, run name, the table of pods), the copy command, the run markers, and the
 handlers driven by a stand-in SDK. Nothing here calls RunPod or runs ssh."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.pods import commands
-from gen_emotion.pods.api import (
+from gen_emotion.pods.client import (
     api_call,
     api_key,
     fetch_command,

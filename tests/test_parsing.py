@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gen_emotion.decode import (
+from gen_emotion.labels import LABELS, TARGET_FORMATS, render, render_target
+from gen_emotion.parsing import (
     ALIASES,
     END_OF_TURN_TOKENS,
     FUZZY_TARGETS,
@@ -26,7 +27,6 @@ from gen_emotion.decode import (
     real_words_near_labels,
     word_to_label,
 )
-from gen_emotion.labels import LABELS, TARGET_FORMATS, render, render_target
 
 ROOT = Path(__file__).resolve().parents[1]
 

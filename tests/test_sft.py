@@ -14,7 +14,7 @@ from gen_emotion.data import read_train
 from gen_emotion.labels import LABELS
 from gen_emotion.models import load_causal_lm, load_tokenizer
 from gen_emotion.recipes import load_recipe
-from gen_emotion.train import build_dataset, lora_config, sft_config, use_liger
+from gen_emotion.sft import build_dataset, lora_config, sft_config, use_liger
 
 RECIPE = "recipes/smollm2-135m-cpu.yaml"
 
@@ -41,7 +41,7 @@ def first_batch_loss(overrides: list[str], sample_dir: Path, tmp_path: Path, dro
 
     from gen_emotion.models import resolve_model
     from gen_emotion.prompts import make_encoder
-    from gen_emotion.train import _completion_loss_trainer
+    from gen_emotion.sft import _completion_loss_trainer
 
     recipe = load_recipe(RECIPE, ["train.batch_size=4", "train.bf16=false", *overrides])
     path = resolve_model(recipe.model.name)
@@ -89,7 +89,7 @@ def test_padding_free_without_positions_would_leak_across_examples(sample_dir: P
 def test_loss_is_exactly_on_the_answer_and_its_end_of_turn(family, sample_dir: Path, tmp_path: Path) -> None:
     """What TRL's SFTTrainer trains on, read back from the trainer itself, for every family's real template."""
     from gen_emotion.prompts import make_encoder
-    from gen_emotion.train import _completion_loss_trainer, build_dataset
+    from gen_emotion.sft import _completion_loss_trainer, build_dataset
 
     name, path, template = family
     recipe = load_recipe(RECIPE, [f"model.name={path}", f"prompt.template={template}", "train.bf16=false"])
@@ -120,7 +120,7 @@ def qlora_like_trainer(path: Path, sample_dir: Path, tmp_path: Path, ours: bool)
     flags them (bitsandbytes itself needs CUDA), which is what TRL keys its bf16 cast of the adapter on. ``ours``:
     through ``sft_trainer``; else TRL's trainer as it comes."""
     from gen_emotion.prompts import make_encoder
-    from gen_emotion.train import _completion_loss_trainer, sft_trainer
+    from gen_emotion.sft import _completion_loss_trainer, sft_trainer
 
     overrides = [f"model.name={path}", "model.dtype=bfloat16", "train.bf16=false", "train.batch_size=4"]
     recipe = load_recipe(RECIPE, [*overrides, "train.max_steps=2", "train.learning_rate=1e-2", "data.eval_rows=0"])

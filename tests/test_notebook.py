@@ -1,4 +1,4 @@
-"""The notebook API (``gen_emotion.api``): README's example runs as written, and a finished run predicts any
+"""The notebook API (``gen_emotion.notebook``): README's example runs as written, and a finished run predicts any
 texts as its ``gen-emotion predict`` does."""
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def test_a_generation_run_predicts_from_a_script_without_a_main_guard(tmp_path, 
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     printed = json.loads(done.stdout.strip().splitlines()[-1])
-    from gen_emotion.decode import parse
     from gen_emotion.labels import is_canonical
+    from gen_emotion.parsing import parse
 
     assert all(is_canonical(o) for o in printed["outputs"])
     assert printed["labels"] == [parse(o).tolist() for o in printed["outputs"]]

@@ -78,7 +78,7 @@ def test_refusals(tfidf_run, tmp_path, capsys, monkeypatch):
 
 
 def test_exported_tfidf_run_and_cv_work_as_their_cards_say(tfidf_run, tmp_path):
-    from gen_emotion.api import EmotionModel
+    from gen_emotion.notebook import EmotionModel
 
     out = tmp_path / "model"
     assert main(["export-model", str(tfidf_run), "--out", str(out)]) == 0

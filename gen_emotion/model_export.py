@@ -91,7 +91,7 @@ def _export_run(run_dir: Path, out_dir: Path, merged: bool) -> dict[str, Any]:
     if recipe.task == "tfidf":
         if merged:
             raise GenEmotionError(f"{run_dir}: a TF-IDF run has no weights to merge; drop --merged")
-        from gen_emotion.baseline import MODEL_FILE
+        from gen_emotion.tfidf import MODEL_FILE
 
         shutil.copy2(run_dir / MODEL_FILE, out_dir / MODEL_FILE)
         return {**describe(recipe, metrics, "pickle"), "model_file": MODEL_FILE}

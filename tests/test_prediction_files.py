@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from gen_emotion.data import DataError, read_label_file, read_test
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.export import align, export_submission, write_predictions, write_submission
 from gen_emotion.labels import LABELS
+from gen_emotion.prediction_files import align, export_submission, write_predictions, write_submission
 
 
 def read_rows(path: Path) -> list[list[str]]:

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gen_emotion.baseline import MODEL_FILE, build_model, load_tfidf, predict_probs, train_tfidf
 from gen_emotion.data import EmotionData, read_test, read_train
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import NUM_LABELS
 from gen_emotion.metrics import macro_f1
 from gen_emotion.recipes import load_recipe
+from gen_emotion.tfidf import MODEL_FILE, build_model, load_tfidf, predict_probs, train_tfidf
 from gen_emotion.thresholds import apply_thresholds, tune_thresholds
 
 
