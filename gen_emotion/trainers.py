@@ -102,6 +102,28 @@ def log_callback() -> Any:
     return LogToRunLog()
 
 
+def last_whole_checkpoint(checkpoints: Path) -> Path | None:
+    """The last checkpoint in ``checkpoints`` that was saved whole, or None.
+
+    The Trainer writes ``trainer_state.json`` last, after the weights, optimizer, scheduler and RNG states, so a
+    checkpoint whose state does not parse was cut mid-save (a kill, a full disk): it is skipped with a warning,
+    and the one before it is used. (The Trainer's own choice, the highest step number, would load the cut one.)
+    """
+    found = sorted(
+        (int(path.name.removeprefix("checkpoint-")), path)
+        for path in checkpoints.glob("checkpoint-*")
+        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()
+    )
+    for _, path in reversed(found):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("%s was cut mid-save: skipped, training resumes from the checkpoint before it", path.name)
+            continue
+        return path
+    return None
+
+
 def train_and_save(
     trainer: Any, tokenizer: Any, out_dir: Path, weights_dir: str, summary: dict[str, Any], started: float
 ) -> dict[str, Any]:
@@ -110,10 +132,10 @@ def train_and_save(
     the trainer's figures). Returns the summary."""
     trainer.add_callback(log_callback())
     checkpoints = Path(trainer.args.output_dir)
-    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    if resume:
-        log.info("resuming training from the last checkpoint in %s", checkpoints)
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    resume = last_whole_checkpoint(checkpoints)
+    if resume is not None:
+        log.info("resuming training from %s", resume)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     target = out_dir / weights_dir
     trainer.save_model(str(target))  # every process: FSDP and ZeRO-3 gather the shards here
     trainer.accelerator.wait_for_everyone()

@@ -220,3 +220,57 @@ def test_cpu_classifier_recipe_cross_validates_end_to_end(recipe_name: str, tmp_
         assert read_label_file(predicted).labels.tolist() == read_label_file(folder / "submission.csv").labels.tolist()
         _, probs = read_probs(tmp_path / f"{folder.name}-predicted_probs.csv")
         assert np.abs(probs - read_probs(folder / "test_probs.csv")[1]).max() <= 1e-5
+
+
+KILLED = [
+    "train.max_steps=6",
+    "train.batch_size=8",
+    "train.save_steps=2",
+    "train.logging_steps=1",
+    "classifier.max_length=48",
+    "data.max_train_rows=96",
+]
+
+
+def classifier_run(out: Path) -> list[str]:
+    return [sys.executable, "-m", "gen_emotion.cli", "run", "minilm-l6-cpu", *KILLED, "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_a_classifier_run_killed_in_training_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+    """Killed once its step-2 checkpoint is saved, with a step-3 checkpoint cut mid-save left beside it: the rerun
+    resumes from step 2 and ends with the uninterrupted run's weights, probabilities and submission."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    subprocess.run(classifier_run(reference), cwd=REPO, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        classifier_run(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    state = out / "checkpoints" / "checkpoint-2" / "trainer_state.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            json.loads(state.read_text())
+            break
+        except (OSError, ValueError):
+            time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before its step-2 checkpoint was seen"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "training.json").exists(), "killed during training"
+    cut = out / "checkpoints" / "checkpoint-3"
+    shutil.copytree(state.parent, cut)
+    (cut / "trainer_state.json").unlink()
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+    rerun = subprocess.run(classifier_run(out), cwd=REPO, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "checkpoint-3 was cut mid-save: skipped" in rerun.stderr and "resuming training from" in rerun.stderr
+    assert json.loads((out / "training.json").read_text())["steps"] == 6
+    for name in ("model/model.safetensors", "val_probs.csv", "test_probs.csv", "submission.csv", "thresholds.json"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name

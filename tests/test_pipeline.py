@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "gen_emotion" / "sample_data"
 CLI = [sys.executable, "-m", "gen_emotion.cli"]
 TINY = [
-    "train.max_steps=3",
+    "train.max_steps=4",
     "train.batch_size=8",
-    "train.eval_steps=3",
-    "train.save_steps=3",
+    "train.eval_steps=2",
+    "train.save_steps=2",  # a checkpoint half way: test_run_killed_... resumes from it
     "train.logging_steps=1",
     "data.eval_rows=16",
     "generate.backend=transformers",
@@ -82,7 +83,7 @@ def test_run_writes_a_complete_run_folder(trained_run: Path) -> None:
 
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["outputs"]["canonical_share"] == 1.0  # every generation is a string of the grammar
-    assert metrics["training"]["steps"] == 3
+    assert metrics["training"]["steps"] == 4
     assert metrics["held_out"]["rows"] == 30  # fold 0 of 10 of the 300 sample rows
     assert set(metrics["held_out"]["per_label"]) == set(LABELS)
     assert 0.0 <= metrics["held_out"]["macro_f1"] <= 1.0
@@ -142,10 +143,73 @@ def test_rerun_resumes_without_training_and_gives_the_same_predictions(trained_r
 
 def test_resuming_a_run_with_another_recipe_is_refused(trained_run: Path) -> None:
     result = run_cli(
-        "run", "recipes/smollm2-135m-cpu.yaml", *TINY, "train.max_steps=4", "--out", str(trained_run), check=False
+        "run", "recipes/smollm2-135m-cpu.yaml", *TINY, "train.max_steps=5", "--out", str(trained_run), check=False
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "different recipe" in result.stderr
+
+
+def start_run(out: Path) -> subprocess.Popen:
+    """``run`` with TINY in a process group of its own (its fit and generation steps are its children)."""
+    return subprocess.Popen(
+        [*CLI, "run", "recipes/smollm2-135m-cpu.yaml", *TINY, "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
+    """SIGKILL the whole process group as soon as ``ready()`` holds."""
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before {what}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def whole_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def cut_mid_save(checkpoint: Path, cut: Path) -> None:
+    """A copy of ``checkpoint`` as a save killed half way leaves it: half its weights, no trainer state."""
+    cut.mkdir()
+    for path in checkpoint.iterdir():
+        if path.is_file() and path.name != "trainer_state.json":
+            data = path.read_bytes()
+            (cut / path.name).write_bytes(data[: len(data) // 2] if path.suffix == ".safetensors" else data)
+
+
+def test_run_killed_in_training_and_in_generation_resumes_to_the_uninterrupted_run(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    """Killed once its first checkpoint is saved (with a later checkpoint cut mid-save beside it), then once its
+    first generation shard is saved, the rerun finishes with the uninterrupted run's adapter and files."""
+    out = tmp_path / "killed"
+    checkpoints = out / "checkpoints"
+    kill_when(start_run(out), lambda: whole_json(checkpoints / "checkpoint-2" / "trainer_state.json"), "step 2")
+    assert not (out / "training.json").exists(), "killed during training"
+    cut_mid_save(checkpoints / "checkpoint-2", checkpoints / "checkpoint-3")
+
+    shards = out / "shards"
+    kill_when(start_run(out), lambda: any(shards.rglob("shard-*.json")), "its first shard")
+    log = (out / "run.log").read_text()
+    assert "checkpoint-3 was cut mid-save: skipped" in log and "resuming training from" in log
+    assert (out / "training.json").is_file() and not (out / "test_predictions.csv").exists()
+
+    run_cli("run", "recipes/smollm2-135m-cpu.yaml", *TINY, "--out", str(out))
+    adapter = "adapter/adapter_model.safetensors"
+    assert (out / adapter).read_bytes() == (trained_run / adapter).read_bytes()
+    for name in ("val_predictions.csv", "test_predictions.csv", "submission.csv", "test_probs.csv"):
+        assert (out / name).read_text() == (trained_run / name).read_text(), name
+    assert not checkpoints.exists()
 
 
 def test_predict_killed_half_way_resumes_to_the_uninterrupted_result(trained_run: Path, tmp_path: Path) -> None:

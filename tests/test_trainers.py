@@ -17,7 +17,7 @@ from conftest import REPO_ROOT, SAMPLE_DIR
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.recipes import load_recipe
 from gen_emotion.runs import prepare_run_dir
-from gen_emotion.trainers import split_train_eval
+from gen_emotion.trainers import last_whole_checkpoint, split_train_eval
 
 
 def test_rows_kept_aside_are_seeded_disjoint_and_capped():
@@ -28,6 +28,20 @@ def test_rows_kept_aside_are_seeded_disjoint_and_capped():
     assert len(held) == 10 and len(train) == 50 and not set(train) & set(held)
     with pytest.raises(GenEmotionError, match="no training rows left"):
         split_train_eval(0, recipe)
+
+
+def test_a_checkpoint_cut_mid_save_is_skipped_for_the_one_before_it(tmp_path, caplog):
+    """The Trainer writes trainer_state.json last; a checkpoint without a whole one was cut mid-save."""
+    assert last_whole_checkpoint(tmp_path / "none") is None
+    for step, state in ((2, '{"global_step": 2}'), (10, '{"global_step": 10}'), (12, '{"global_st'), (14, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"weights")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-99.tmp").mkdir()  # not a checkpoint the Trainer names
+    assert last_whole_checkpoint(tmp_path) == tmp_path / "checkpoint-10"  # by step, not by name: 10 after 2
+    assert "checkpoint-14 was cut mid-save" in caplog.text and "checkpoint-12 was cut mid-save" in caplog.text
 
 
 @pytest.mark.slow
