@@ -1,5 +1,5 @@
-"""The package's layers, as README's Layout section draws them, against the real imports: a module imports from
-its own layer or below, generation imports nothing from training, and there are no import circles."""
+"""The package's layers, as the Layout section of docs/design.md draws them, against the real imports: a module
+imports from its own layer or below, generation imports nothing from training, and there are no import circles."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "gen_emotion"
-LAYERS = [  # lowest first, as in README.md
+DESIGN = REPO_ROOT / "docs" / "design.md"
+LAYERS = [  # lowest first, as in docs/design.md
     ["labels", "files", "errors"],
     ["prediction_files", "thresholds", "metrics", "data", "formats", "parsing", "branches"],
     ["recipes", "prompts"],
@@ -76,12 +77,12 @@ def layer_of(name: str) -> int:
     for index, layer in enumerate(LAYERS):
         if top(name) in layer:
             return index
-    raise AssertionError(f"gen_emotion.{name} is in no layer: add it to README's Layout and LAYERS")
+    raise AssertionError(f"gen_emotion.{name} is in no layer: add it to the Layout of docs/design.md and LAYERS")
 
 
-def test_every_module_has_a_layer_and_readme_lists_it():
-    readme = (REPO_ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Layout") :]
+def test_every_module_has_a_layer_and_the_design_notes_list_it():
+    design = DESIGN.read_text()
+    layout = design[design.index("## Layout") :]
     for name in graph():
         layer_of(name)
         assert f"`{top(name)}`" in layout or f"`{top(name)}/`" in layout, name
@@ -123,9 +124,9 @@ def test_no_import_circles():
         visit(name, [])
 
 
-def test_the_layers_here_are_the_readmes():
-    readme = (REPO_ROOT / "README.md").read_text()
-    rows = readme[readme.index("| layer | modules | hold |") :].split("\n\n")[0].splitlines()[2:]
+def test_the_layers_here_are_the_design_notes():
+    design = DESIGN.read_text()
+    rows = design[design.index("| layer | modules | hold |") :].split("\n\n")[0].splitlines()[2:]
     drawn = [set(re.findall(r"`(\w+)/?`", row.split("|")[2])) for row in rows]
     pods = {"gpus", "plan", "client", "commands"}  # pods/'s own modules, drawn in its row
     assert [set(layer) for layer in reversed(LAYERS)] == [d - pods for d in drawn]

@@ -1,5 +1,5 @@
-"""The notebook API (``gen_emotion.notebook``): README's example runs as written, and a finished run predicts any
-texts as its ``gen-emotion predict`` does."""
+"""The notebook API (``gen_emotion.notebook``): the example in docs/serving.md runs as written, and a finished run
+predicts any texts as its ``gen-emotion predict`` does."""
 
 from __future__ import annotations
 
@@ -26,16 +26,16 @@ def tfidf_run(tmp_path_factory) -> Path:
     return folder
 
 
-def readme_example() -> str:
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("## In a notebook or a script") :]
+def docs_example() -> str:
+    serving = (REPO_ROOT / "docs" / "serving.md").read_text()
+    section = serving[serving.index("## In a notebook or a script") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_the_readme_example_runs_as_written(tfidf_run):
+def test_the_docs_example_runs_as_written(tfidf_run):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(
-        [sys.executable, "-c", readme_example()], cwd=tfidf_run, env=env, capture_output=True, text=True
+        [sys.executable, "-c", docs_example()], cwd=tfidf_run, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
