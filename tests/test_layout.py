@@ -13,10 +13,10 @@ PACKAGE = REPO_ROOT / "gen_emotion"
 LAYERS = [  # lowest first, as in README.md
     ["labels", "files", "errors"],
     ["prediction_files", "thresholds", "metrics", "data", "formats", "parsing", "branches"],
-    ["recipes", "prompts"],
+    ["recipes", "prompts", "task_kinds"],
     ["models", "runs", "locks", "hardware"],
     ["sft", "classify", "tfidf", "trainers", "generate", "vllm_backend"],
-    ["tasks"],
+    ["tasks", "generation_task", "classifier_task", "tfidf_task"],
     ["steps", "worker"],
     [
         "pipeline",

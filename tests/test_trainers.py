@@ -45,7 +45,7 @@ def test_two_processes_train_one_adapter_and_only_the_main_one_writes(llama_inst
     prepare_run_dir(load_recipe("recipes/smollm2-135m-cpu.yaml", overrides), run_dir)
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [str(torchrun), "--nproc_per_node", "2", "-m", "gen_emotion.worker", "fit"]
-    command += ["--task", "gen_emotion.tasks:GenerateTask", "--run-dir", str(run_dir), "--out", str(run_dir)]
+    command += ["--task", "gen_emotion.generation_task:GenerateTask", "--run-dir", str(run_dir), "--out", str(run_dir)]
     command += ["--data", str(SAMPLE_DIR), "--folds", "10", "--fold", "0"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
