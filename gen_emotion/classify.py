@@ -387,7 +387,7 @@ def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -
     return probs
 
 
-def predict_probs(model_dir: Path, recipe: Recipe, data: EmotionData) -> np.ndarray:
+def classifier_probabilities(model_dir: Path, recipe: Recipe, data: EmotionData) -> np.ndarray:
     """Per-label probabilities ``(len(data), 11)`` from the classifier trained in ``model_dir``."""
     model, tokenizer = load_trained(model_dir, recipe)
     return predict_with(model, tokenizer, data.texts, recipe)

@@ -80,7 +80,7 @@ def load_tfidf(model_dir: Path) -> Any:
         return pickle.load(handle)  # noqa: S301 - our own file
 
 
-def predict_probs(model_dir: Path, data: EmotionData, model: Any = None) -> np.ndarray:
+def tfidf_probabilities(model_dir: Path, data: EmotionData, model: Any = None) -> np.ndarray:
     """Per-label probabilities ``(len(data), 11)`` (``model``: the pipeline already loaded from ``model_dir``)."""
     model = model if model is not None else load_tfidf(model_dir)
     probs = np.asarray(model.predict_proba(_texts(data)), dtype=np.float64)

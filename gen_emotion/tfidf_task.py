@@ -38,12 +38,12 @@ class TfidfTask(Task):
         return train_tfidf(recipe, rows, out_dir)
 
     def load(self, recipe: Recipe, out_dir: Path, **options: Any) -> LoadedModel:
-        from gen_emotion.tfidf import load_tfidf, predict_probs
+        from gen_emotion.tfidf import load_tfidf, tfidf_probabilities
 
         model, names = load_tfidf(out_dir), label_set(recipe).names
 
         def probs(texts: list[str]) -> np.ndarray:
             rows = EmotionData(ids=[""] * len(texts), texts=texts, labels=None, label_names=names)
-            return predict_probs(out_dir, rows, model)
+            return tfidf_probabilities(out_dir, rows, model)
 
         return ProbabilityModel(probs)

@@ -12,7 +12,7 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import NUM_LABELS
 from gen_emotion.metrics import macro_f1
 from gen_emotion.recipes import load_recipe
-from gen_emotion.tfidf import MODEL_FILE, build_model, load_tfidf, predict_probs, train_tfidf
+from gen_emotion.tfidf import MODEL_FILE, build_model, load_tfidf, tfidf_probabilities, train_tfidf
 from gen_emotion.thresholds import apply_thresholds, tune_thresholds
 
 
@@ -26,7 +26,7 @@ def test_fits_saves_and_predicts_probabilities(recipe, sample_dir: Path, tmp_pat
     summary = train_tfidf(recipe, train, tmp_path)
     assert (tmp_path / MODEL_FILE).is_file() and (tmp_path / "training.json").is_file()
     assert summary["train_rows"] == len(train) and summary["features"] > 0
-    probs = predict_probs(tmp_path, test)
+    probs = tfidf_probabilities(tmp_path, test)
     assert probs.shape == (len(test), NUM_LABELS)
     assert np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
     assert probs.std(axis=0).min() > 0  # every label's probability varies across tweets
@@ -35,7 +35,7 @@ def test_fits_saves_and_predicts_probabilities(recipe, sample_dir: Path, tmp_pat
 def test_learns_the_training_rows(recipe, sample_dir: Path, tmp_path: Path) -> None:
     train = read_train(sample_dir / "train.csv")
     train_tfidf(recipe, train, tmp_path)
-    probs = predict_probs(tmp_path, train)
+    probs = tfidf_probabilities(tmp_path, train)
     assert macro_f1(train.labels, apply_thresholds(probs, tune_thresholds(train.labels, probs))) > 0.8
 
 
@@ -54,7 +54,7 @@ def test_absent_label_and_empty_tweet(recipe, tmp_path: Path) -> None:
     texts = ["so angry", "lovely day", "furious again", "nice walk", "rage", ""]
     data = EmotionData(ids=[str(i) for i in range(6)], texts=texts, labels=labels)
     train_tfidf(recipe, data, tmp_path)
-    probs = predict_probs(tmp_path, data)
+    probs = tfidf_probabilities(tmp_path, data)
     assert probs.shape == (6, NUM_LABELS)
     assert np.allclose(probs[:, 1:], 0.0)  # a label never seen is never predicted
     assert probs[0, 0] > probs[1, 0]
