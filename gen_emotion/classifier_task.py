@@ -27,7 +27,7 @@ class ClassifyTask(Task):
         from gen_emotion.classify import train_classifier
         from gen_emotion.trainers import split_train_eval
 
-        train_idx, eval_idx = split_train_eval(len(rows), recipe)
+        train_idx, eval_idx = split_train_eval(len(rows), recipe.data, recipe.train.seed)
         eval_data = rows.subset(eval_idx) if len(eval_idx) else None
         return train_classifier(recipe, rows.subset(train_idx), eval_data, out_dir)
 

@@ -35,7 +35,7 @@ class TfidfTask(Task):
     def fit(self, recipe: Recipe, rows: EmotionData, out_dir: Path) -> dict[str, Any]:
         from gen_emotion.tfidf import train_tfidf
 
-        return train_tfidf(recipe, rows, out_dir)
+        return train_tfidf(recipe.classifier, rows, out_dir)
 
     def load(self, recipe: Recipe, out_dir: Path, **options: Any) -> LoadedModel:
         from gen_emotion.tfidf import load_tfidf, tfidf_probabilities

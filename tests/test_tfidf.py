@@ -23,7 +23,7 @@ def recipe():
 
 def test_fits_saves_and_predicts_probabilities(recipe, sample_dir: Path, tmp_path: Path) -> None:
     train, test = read_train(sample_dir / "train.csv"), read_test(sample_dir / "test.csv")
-    summary = train_tfidf(recipe, train, tmp_path)
+    summary = train_tfidf(recipe.classifier, train, tmp_path)
     assert (tmp_path / MODEL_FILE).is_file() and (tmp_path / "training.json").is_file()
     assert summary["train_rows"] == len(train) and summary["features"] > 0
     probs = tfidf_probabilities(tmp_path, test)
@@ -34,7 +34,7 @@ def test_fits_saves_and_predicts_probabilities(recipe, sample_dir: Path, tmp_pat
 
 def test_learns_the_training_rows(recipe, sample_dir: Path, tmp_path: Path) -> None:
     train = read_train(sample_dir / "train.csv")
-    train_tfidf(recipe, train, tmp_path)
+    train_tfidf(recipe.classifier, train, tmp_path)
     probs = tfidf_probabilities(tmp_path, train)
     assert macro_f1(train.labels, apply_thresholds(probs, tune_thresholds(train.labels, probs))) > 0.8
 
@@ -42,9 +42,9 @@ def test_learns_the_training_rows(recipe, sample_dir: Path, tmp_path: Path) -> N
 def test_char_ngrams_switch(recipe, sample_dir: Path) -> None:
     texts = read_train(sample_dir / "train.csv").texts
     recipe.classifier.char_ngrams = False
-    assert [name for name, _ in build_model(recipe)[0].transformer_list] == ["word"]
+    assert [name for name, _ in build_model(recipe.classifier)[0].transformer_list] == ["word"]
     recipe.classifier.char_ngrams = True
-    union = build_model(recipe)[0].fit(texts)
+    union = build_model(recipe.classifier)[0].fit(texts)
     assert [name for name, _ in union.transformer_list] == ["word", "char"]
 
 
@@ -53,7 +53,7 @@ def test_absent_label_and_empty_tweet(recipe, tmp_path: Path) -> None:
     labels[[0, 2, 4], 0] = 1  # only anger ever occurs
     texts = ["so angry", "lovely day", "furious again", "nice walk", "rage", ""]
     data = EmotionData(ids=[str(i) for i in range(6)], texts=texts, labels=labels)
-    train_tfidf(recipe, data, tmp_path)
+    train_tfidf(recipe.classifier, data, tmp_path)
     probs = tfidf_probabilities(tmp_path, data)
     assert probs.shape == (6, NUM_LABELS)
     assert np.allclose(probs[:, 1:], 0.0)  # a label never seen is never predicted

@@ -22,12 +22,12 @@ from gen_emotion.trainers import split_train_eval
 
 def test_rows_kept_aside_are_seeded_disjoint_and_capped():
     recipe = load_recipe("recipes/smollm2-135m-cpu.yaml", ["data.eval_rows=10", "data.max_train_rows=50"])
-    train, held = split_train_eval(200, recipe)
-    again = split_train_eval(200, recipe)
+    train, held = split_train_eval(200, recipe.data, recipe.train.seed)
+    again = split_train_eval(200, recipe.data, recipe.train.seed)
     assert np.array_equal(train, again[0]) and np.array_equal(held, again[1])
     assert len(held) == 10 and len(train) == 50 and not set(train) & set(held)
     with pytest.raises(GenEmotionError, match="no training rows left"):
-        split_train_eval(0, recipe)
+        split_train_eval(0, recipe.data, recipe.train.seed)
 
 
 @pytest.mark.slow
