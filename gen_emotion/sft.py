@@ -175,7 +175,9 @@ def keep_adapter_in_float32(model: Any) -> int:
     return upcast
 
 
-def sft_trainer(recipe: Recipe, args: Any, model: Any, tokenizer: Any, train_set: Any, eval_set: Any) -> Any:
+def sft_trainer(
+    lora: LoraArgs, train: TrainArgs, args: Any, model: Any, tokenizer: Any, train_set: Any, eval_set: Any
+) -> Any:
     """TRL's trainer (``_completion_loss_trainer``) over ``model`` with the recipe's LoRA adapter, kept in fp32."""
     trainer = _completion_loss_trainer()(
         model=model,
@@ -183,8 +185,8 @@ def sft_trainer(recipe: Recipe, args: Any, model: Any, tokenizer: Any, train_set
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,
-        peft_config=lora_config(recipe.lora),
-        completion_positions_only=recipe.train.completion_positions_only,
+        peft_config=lora_config(lora),
+        completion_positions_only=train.completion_positions_only,
     )
     upcast = keep_adapter_in_float32(trainer.model)
     if upcast:
@@ -210,7 +212,8 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     # The training arguments come before the model: they join the process group under accelerate launch
     # (FSDP's rank-0 loading needs it) and let ZeRO-3 build the model already partitioned.
     args = sft_config(recipe.train, run_dir / CHECKPOINT_DIR, has_eval=eval_set is not None)
-    trainer = sft_trainer(recipe, args, load_causal_lm(model_path, recipe), tokenizer, train_set, eval_set)
+    model = load_causal_lm(model_path, recipe)
+    trainer = sft_trainer(recipe.lora, recipe.train, args, model, tokenizer, train_set, eval_set)
     summary = {"train_rows": int(len(train_idx)), "eval_rows": int(len(eval_idx))}
     summary = train_and_save(trainer, tokenizer, run_dir, ADAPTER_DIR, summary, started)
     log.info("training done: %s", summary)

@@ -131,7 +131,7 @@ def qlora_like_trainer(path: Path, sample_dir: Path, tmp_path: Path, ours: bool)
     model.is_loaded_in_4bit = True
     args = sft_config(recipe.train, tmp_path / "out", has_eval=False)
     if ours:
-        return sft_trainer(recipe, args, model, tokenizer, rows, None)
+        return sft_trainer(recipe.lora, recipe.train, args, model, tokenizer, rows, None)
     return _completion_loss_trainer()(
         model=model, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=lora_config(recipe.lora)
     )
