@@ -70,7 +70,7 @@ def adapted_model(recipe: Any, adapter_dtype: str) -> Any:
     # keeps depends on the adapter's dtype alone
     base = AutoModelForCausalLM.from_pretrained(resolve_model(recipe.model.name), dtype=torch.float32)
     torch.manual_seed(recipe.train.seed)
-    model = get_peft_model(base, lora_config(recipe))
+    model = get_peft_model(base, lora_config(recipe.lora))
     if adapter_dtype == "bfloat16":
         for param in model.parameters():
             if param.requires_grad:  # what TRL's SFTTrainer does to a 4-bit model's adapter

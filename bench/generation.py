@@ -25,11 +25,11 @@ from pathlib import Path
 
 from gen_emotion.data import read_test
 from gen_emotion.generate import TransformersGenerator
+from gen_emotion.generation_task import GenerateTask
 from gen_emotion.labels import LABELS, is_canonical, render
 from gen_emotion.models import ADAPTER_DIR, load_tokenizer, merged_model_dir, resolve_model
 from gen_emotion.parsing import parse_many
 from gen_emotion.runs import load_run_recipe
-from gen_emotion.tasks import GenerateTask
 from gen_emotion.vllm_backend import VLLMGenerator
 
 

@@ -23,11 +23,11 @@ import numpy as np
 
 from gen_emotion.branches import branch_probabilities
 from gen_emotion.data import read_train, split_fold
+from gen_emotion.generation_task import GenerateTask, sample_probabilities
 from gen_emotion.labels import SEMEVAL
 from gen_emotion.metrics import macro_f1
 from gen_emotion.parsing import parse_many
 from gen_emotion.runs import load_run_recipe
-from gen_emotion.tasks import GenerateTask, sample_probabilities
 from gen_emotion.thresholds import choose_thresholds
 
 

@@ -79,10 +79,10 @@ LEVER_RUNS = {"ours (short run)": [], **{f"ours, {name}": overrides for name, ov
 def child(overrides: list[str], rows: int, data: Path, heldout: int) -> None:
     """Train one configuration (and predict the held-out rows); print its figures as JSON."""
     from gen_emotion.data import read_train, split_fold
+    from gen_emotion.generation_task import GenerateTask
     from gen_emotion.metrics import macro_f1
     from gen_emotion.recipes import load_recipe
     from gen_emotion.sft import train
-    from gen_emotion.tasks import GenerateTask
 
     recipe = load_recipe(RECIPE, [*COMMON, f"data.max_train_rows={rows}", *overrides])
     train_rows, held_out = split_fold(read_train(data / "train.csv"), 0)

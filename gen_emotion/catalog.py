@@ -14,6 +14,7 @@ import yaml
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.recipes import Recipe, find_recipe, load_recipe, shipped_folders
+from gen_emotion.task_kinds import task_kind
 
 
 def shipped_recipes() -> list[dict[str, str]]:
@@ -28,7 +29,8 @@ def shipped_recipes() -> list[dict[str, str]]:
     rows = []
     for path in sorted(folder.glob("*.yaml"), key=lambda p: p.stem):
         recipe = load_recipe(path)
-        local = recipe.task == "tfidf" or recipe.model.name in EMBEDDED_MODELS or recipe.model.name in WHEEL_MODELS
+        bundled = recipe.model.name in EMBEDDED_MODELS or recipe.model.name in WHEEL_MODELS
+        local = not task_kind(recipe.task).transformers_model or bundled
         where = "CPU" if local else f"GPU {estimate_memory(recipe, model_shape(recipe.model.name)).need_gb:.0f} GB"
         time = next(
             (

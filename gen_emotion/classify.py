@@ -26,7 +26,7 @@ from gen_emotion.models import (
     resolve_any_model,
     torch_dtype,
 )
-from gen_emotion.recipes import Recipe, label_set
+from gen_emotion.recipes import ClassifierArgs, ModelArgs, Recipe, TrainArgs, label_set
 from gen_emotion.trainers import CHECKPOINT_DIR, train_and_save, trainer_arguments
 
 log = logging.getLogger(__name__)
@@ -53,13 +53,13 @@ def pos_weight(labels: np.ndarray, power: float = 0.5, cap: float | None = 10.0)
     return weights
 
 
-def _weights_dtype(recipe: Recipe, on_cuda: bool) -> Any:
+def _weights_dtype(model: ModelArgs, settings: ClassifierArgs, on_cuda: bool) -> Any:
     """fp32 weights for full fine-tuning under ``auto`` (bf16 autocast does the fast part), else the recipe's."""
     import torch
 
-    if not recipe.classifier.use_lora and recipe.model.dtype == "auto":
+    if not settings.use_lora and model.dtype == "auto":
         return torch.float32
-    return torch_dtype(recipe.model.dtype, for_cuda=on_cuda)
+    return torch_dtype(model.dtype, for_cuda=on_cuda)
 
 
 def mean_pooling_classifier(encoder: Any) -> Any:
@@ -114,7 +114,8 @@ def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any
         )
         if getattr(config, "pad_token_id", None) is None:
             config.pad_token_id = tokenizer.pad_token_id
-        kwargs = {**load_kwargs(recipe), "config": config, "dtype": _weights_dtype(recipe, cuda_available())}
+        dtype = _weights_dtype(recipe.model, recipe.classifier, cuda_available())
+        kwargs = {**load_kwargs(recipe), "config": config, "dtype": dtype}
         if recipe.classifier.pooling == "mean":
             return mean_pooling_classifier(AutoModel.from_pretrained(model_path, **kwargs))
         model = AutoModelForSequenceClassification.from_pretrained(model_path, **kwargs)
@@ -164,20 +165,20 @@ def demojize(text: str) -> str:
     return emoji.demojize(text, delimiters=(" ", " ")).replace("_", " ")
 
 
-def encode(tokenizer: Any, texts: list[str], recipe: Recipe) -> list[list[int]]:
+def encode(tokenizer: Any, texts: list[str], settings: ClassifierArgs) -> list[list[int]]:
     """Token ids of each text (emojis named when ``classifier.demojize``), truncated to ``classifier.max_length``;
     an empty text gets one pad token (never dropped)."""
-    if recipe.classifier.demojize:
+    if settings.demojize:
         texts = [demojize(text) for text in texts]
-    encoded = tokenizer(list(texts), truncation=True, max_length=recipe.classifier.max_length)["input_ids"]
+    encoded = tokenizer(list(texts), truncation=True, max_length=settings.max_length)["input_ids"]
     return [ids if ids else [tokenizer.pad_token_id] for ids in encoded]
 
 
-def build_rows(tokenizer: Any, data: EmotionData, recipe: Recipe) -> list[dict[str, Any]]:
+def build_rows(tokenizer: Any, data: EmotionData, settings: ClassifierArgs) -> list[dict[str, Any]]:
     """Training rows: token ids and the 11 labels as floats."""
     if data.labels is None:
         raise GenEmotionError(f"{data.source}: training needs labels")
-    ids = encode(tokenizer, data.texts, recipe)
+    ids = encode(tokenizer, data.texts, settings)
     return [{"input_ids": row, "labels": [float(v) for v in vector]} for row, vector in zip(ids, data.labels)]
 
 
@@ -217,19 +218,19 @@ def _weighted_bce_trainer() -> type:
     return WeightedBCETrainer
 
 
-def training_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
+def training_arguments(train: TrainArgs, settings: ClassifierArgs, output_dir: Path, has_eval: bool) -> Any:
     """transformers' ``TrainingArguments`` from the recipe's ``train`` and ``classifier`` sections."""
     from transformers import TrainingArguments
 
-    checkpointing = recipe.train.gradient_checkpointing
+    checkpointing = train.gradient_checkpointing
     return TrainingArguments(
         **{
-            **trainer_arguments(recipe, output_dir, has_eval),
-            "per_device_eval_batch_size": recipe.classifier.predict_batch_size,
+            **trainer_arguments(train, output_dir, has_eval),
+            "per_device_eval_batch_size": settings.predict_batch_size,
             "gradient_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
             "label_names": ["labels"],
             "remove_unused_columns": False,
-            "train_sampling_strategy": "group_by_length" if recipe.classifier.group_by_length else "random",
+            "train_sampling_strategy": "group_by_length" if settings.group_by_length else "random",
         }
     )
 
@@ -245,8 +246,6 @@ def train_classifier(
     """
     import torch
 
-    if recipe.task != "classify":
-        raise GenEmotionError(f"recipe {recipe.name!r} has task {recipe.task!r}; train_classifier needs classify")
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = resolve_any_model(recipe.model.name)
@@ -254,9 +253,10 @@ def train_classifier(
     model = load_base_classifier(model_path, recipe, tokenizer)
     if recipe.classifier.use_lora:
         model = add_lora(model, recipe)
-    weights = pos_weight(train_data.labels, recipe.classifier.pos_weight_power, recipe.classifier.pos_weight_cap)
-    train_rows = build_rows(tokenizer, train_data, recipe)
-    eval_rows = build_rows(tokenizer, eval_data, recipe) if eval_data is not None and len(eval_data) else None
+    settings = recipe.classifier
+    weights = pos_weight(train_data.labels, settings.pos_weight_power, settings.pos_weight_cap)
+    train_rows = build_rows(tokenizer, train_data, settings)
+    eval_rows = build_rows(tokenizer, eval_data, settings) if eval_data is not None and len(eval_data) else None
     log.info(
         "classifier %s: training on %d rows%s; pos_weight %s",
         recipe.model.name,
@@ -266,7 +266,7 @@ def train_classifier(
     )
     trainer = _weighted_bce_trainer()(
         model=model,
-        args=training_arguments(recipe, out_dir / CHECKPOINT_DIR, has_eval=eval_rows is not None),
+        args=training_arguments(recipe.train, settings, out_dir / CHECKPOINT_DIR, has_eval=eval_rows is not None),
         train_dataset=train_rows,
         eval_dataset=eval_rows,
         data_collator=make_collator(tokenizer),
@@ -312,7 +312,7 @@ def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
         with remote_code_errors(recipe):
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 str(model_dir),
-                dtype=_weights_dtype(recipe, on_cuda),
+                dtype=_weights_dtype(recipe.model, recipe.classifier, on_cuda),
                 trust_remote_code=recipe.model.trust_remote_code,
                 output_loading_info=True,
             )
@@ -354,7 +354,7 @@ def _load_mean_pooling(model_dir: Path, recipe: Recipe) -> Any:
     with remote_code_errors(recipe):
         encoder, info = AutoModel.from_pretrained(
             str(model_dir),
-            dtype=_weights_dtype(recipe, cuda_available()),
+            dtype=_weights_dtype(recipe.model, recipe.classifier, cuda_available()),
             trust_remote_code=recipe.model.trust_remote_code,
             output_loading_info=True,
         )
@@ -374,7 +374,7 @@ def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -
     import torch
 
     device = next(model.parameters()).device
-    ids = encode(tokenizer, texts, recipe)
+    ids = encode(tokenizer, texts, recipe.classifier)
     order = np.argsort([len(row) for row in ids], kind="stable")
     collate = make_collator(tokenizer)
     probs = np.zeros((len(texts), len(label_set(recipe))), dtype=np.float64)
@@ -389,7 +389,7 @@ def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -
     return probs
 
 
-def predict_probs(model_dir: Path, recipe: Recipe, data: EmotionData) -> np.ndarray:
+def classifier_probabilities(model_dir: Path, recipe: Recipe, data: EmotionData) -> np.ndarray:
     """Per-label probabilities ``(len(data), 11)`` from the classifier trained in ``model_dir``."""
     model, tokenizer = load_trained(model_dir, recipe)
     return predict_with(model, tokenizer, data.texts, recipe)

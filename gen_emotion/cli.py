@@ -66,11 +66,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gen_emotion.pipeline import run_recipe
     from gen_emotion.recipes import load_recipe
     from gen_emotion.runs import default_run_dir
+    from gen_emotion.task_kinds import task_kind
 
     overrides = list(args.overrides)
     recipe = load_recipe(args.recipe, overrides)
     if args.backend:
-        if recipe.task != "generate":
+        if not task_kind(recipe.task).generates_text:
             raise GenEmotionError(f"--backend is for generative recipes; {args.recipe} has task {recipe.task!r}")
         recipe = load_recipe(args.recipe, [*overrides, f"generate.backend={args.backend}"])
     _check_data(args.data)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.recipes import Recipe, read_yaml, shipped_folders
+from gen_emotion.task_kinds import task_kind
 
 GB = 1e9
 
@@ -177,15 +178,14 @@ def _lora_params(shape: ModelShape, recipe: Recipe) -> float:
 
 
 def _full_finetune(recipe: Recipe) -> bool:
-    return recipe.task == "classify" and not recipe.classifier.use_lora
+    return task_kind(recipe.task).full_finetune(recipe)
 
 
 def estimate_memory(recipe: Recipe, shape: ModelShape, gpus: int = 1, sharded: bool = False) -> MemoryEstimate:
     """GPU memory per GPU to train the recipe (at its batch and full ``max_length``) and to generate."""
     p = shape.params_b * 1e9
-    tokens = recipe.train.batch_size * (
-        recipe.classifier.max_length if recipe.task == "classify" else recipe.train.max_length
-    )
+    kind = task_kind(recipe.task)
+    tokens = recipe.train.batch_size * kind.max_length(recipe)
     shards = gpus if sharded else 1
     if _full_finetune(recipe) or not shape.detailed:
         # fp32 weights, gradients and Adam's two moments; activations ~ weights' size at these batches
@@ -195,7 +195,7 @@ def estimate_memory(recipe: Recipe, shape: ModelShape, gpus: int = 1, sharded: b
         train = weights + rest + CUDA_OVERHEAD_GB
         served = 0.6 if serves_4bit(recipe) else 2  # bytes per parameter of the served weights
         generate = (served + 0.5) * p / GB / max(recipe.generate.tensor_parallel_size, 1) + 2
-        return MemoryEstimate(weights, 0.0, rest, 0.0, train, generate if recipe.task == "generate" else 0.0)
+        return MemoryEstimate(weights, 0.0, rest, 0.0, train, generate if kind.generates_text else 0.0)
     embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
     linear = max(p - embeddings, 0.0)
     weight_bytes = linear * NF4_BYTES + embeddings * 2 if recipe.model.load_in_4bit else p * 2
@@ -210,12 +210,12 @@ def estimate_memory(recipe: Recipe, shape: ModelShape, gpus: int = 1, sharded: b
         activations = tokens * (2 * shape.hidden * shape.layers + per_token_layer) / GB
     else:
         activations = tokens * per_token_layer * shape.layers / GB
-    head = shape.vocab if recipe.task == "generate" else 0
+    head = shape.vocab if kind.generates_text else 0  # an LM head's logits
     fused = recipe.train.liger_kernel
     logits = tokens * head * (0.5 if fused else 10) / GB  # bf16 logits, fp32 copy and gradient, unless fused
     train = weights + adapter + activations + logits + CUDA_OVERHEAD_GB
     generate = 0.0
-    if recipe.task == "generate":
+    if kind.generates_text:
         tp = max(recipe.generate.tensor_parallel_size, 1)
         # the merged (or base, with LoRARequest) model in bf16, or the 4-bit base QLoRA trained against
         serve = (linear * NF4_BYTES + embeddings * 2 if serves_4bit(recipe) else p * 2) / tp / GB
@@ -229,7 +229,7 @@ def estimate_memory(recipe: Recipe, shape: ModelShape, gpus: int = 1, sharded: b
 
 def serves_4bit(recipe: Recipe) -> bool:
     """Whether generation serves the 4-bit base (``generate.quantized_base``) rather than bf16 weights."""
-    return recipe.task == "generate" and recipe.model.load_in_4bit and recipe.generate.quantized_base
+    return task_kind(recipe.task).generates_text and recipe.model.load_in_4bit and recipe.generate.quantized_base
 
 
 def vllm_lora_rank(r: int) -> int:
@@ -258,7 +258,7 @@ def check_tensor_parallel(shape: ModelShape, tp: int, model_name: str) -> None:
 
 def check_gpu_plan(recipe: Recipe, task_multi_gpu: bool, gpus: int, strategy: str | None, shape: ModelShape) -> None:
     """Refuse, before renting or training, what would fail once the money is spent."""
-    if recipe.generate.backend == "vllm" and recipe.task == "generate":  # transformers generates on one GPU
+    if recipe.generate.backend == "vllm" and task_kind(recipe.task).generates_text:  # transformers generates on one GPU
         if recipe.generate.vllm_lora:
             vllm_lora_rank(recipe.lora.r)
         check_tensor_parallel(shape, recipe.generate.tensor_parallel_size, recipe.model.name)
@@ -358,7 +358,7 @@ def missing_trackers(report_to: list[str], importable: Callable[[str], bool] = m
 def check_optional_packages(recipe: Recipe, importable: Callable[[str], bool], where: str) -> None:
     """Refuse a tracker or a flash attention the recipe names that ``where`` (this Python, the pod image) lacks:
     the Trainer or the model loader would fail there after the data, the model and the GPU were paid for."""
-    if recipe.task == "tfidf":  # trains no transformers model
+    if not task_kind(recipe.task).transformers_model:
         return
     for name in missing_trackers(recipe.train.report_to, importable):
         if name not in TRACKER_MODULES:

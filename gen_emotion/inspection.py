@@ -20,6 +20,7 @@ from gen_emotion.models import load_tokenizer, resolve_model
 from gen_emotion.prompts import make_encoder
 from gen_emotion.recipes import Recipe, columns, with_header_labels
 from gen_emotion.sft import encode_rows
+from gen_emotion.task_kinds import task_kind
 from gen_emotion.vllm_backend import engine_inputs
 
 
@@ -53,7 +54,7 @@ class RowView:
 
 def inspect_rows(recipe: Recipe, data: EmotionData) -> list[RowView]:
     """The views of every row of ``data`` under ``recipe``'s model tokenizer and prompt."""
-    if recipe.task != "generate":
+    if not task_kind(recipe.task).generates_text:
         raise GenEmotionError(f"inspect shows generation prompts; recipe {recipe.name!r} has task {recipe.task}")
     tokenizer = load_tokenizer(resolve_model(recipe.model.name), recipe)
     encoder = make_encoder(tokenizer, recipe)

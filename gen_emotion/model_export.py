@@ -38,6 +38,7 @@ from gen_emotion.predictor import (
 from gen_emotion.prompts import build_messages, load_templates, make_encoder
 from gen_emotion.recipes import Recipe, label_set
 from gen_emotion.runs import RECIPE_FILE, load_run_recipe
+from gen_emotion.task_kinds import task_kind
 from gen_emotion.tasks import Task, get_task
 
 NOT_EXPORTED = ("training_args.bin",)
@@ -88,14 +89,15 @@ def _export_run(run_dir: Path, out_dir: Path, merged: bool) -> dict[str, Any]:
     if not get_task(recipe.task).is_fitted(run_dir) or not (run_dir / RUN_METRICS).is_file():
         raise GenEmotionError(f"{run_dir}: the run did not finish (no metrics.json); run it to the end first")
     metrics = read_json(run_dir / RUN_METRICS, "the run's metrics written by gen-emotion run")
-    if recipe.task == "tfidf":
+    kind = task_kind(recipe.task)
+    if not kind.transformers_model:
         if merged:
             raise GenEmotionError(f"{run_dir}: a TF-IDF run has no weights to merge; drop --merged")
         from gen_emotion.tfidf import MODEL_FILE
 
         shutil.copy2(run_dir / MODEL_FILE, out_dir / MODEL_FILE)
         return {**describe(recipe, metrics, "pickle"), "model_file": MODEL_FILE}
-    if recipe.task == "classify":
+    if not kind.generates_text:
         return _export_classifier(run_dir, out_dir, recipe, metrics, merged)
     source = merged_model_dir(resolve_model(recipe.model.name), run_dir / ADAPTER_DIR, recipe) if merged else None
     _copy(source or run_dir / ADAPTER_DIR, out_dir)
@@ -142,12 +144,12 @@ def _export_classifier(
 
 def describe(recipe: Recipe, metrics: dict[str, Any], weights: str, generation: dict | None = None) -> dict[str, Any]:
     """What a run's ``gen_emotion.json`` holds: enough to prompt, constrain and decode the model as the run did."""
-    held = metrics.get("held_out", {})
+    held, task = metrics.get("held_out", {}), get_task(recipe.task)
     description: dict[str, Any] = {
         "kind": "run",
         "task": recipe.task,
-        "base_model": recipe.model.name if recipe.task != "tfidf" else "tfidf + logistic regression",
-        "title": f"{recipe.model.name if recipe.task != 'tfidf' else 'TF-IDF + logistic regression'} ({weights})",
+        "base_model": task.describe_model(recipe),
+        "title": f"{task.model_title(recipe)} ({weights})",
         "weights": weights,
         "labels": list(label_set(recipe).names),
         "none_label": recipe.data.none_label,

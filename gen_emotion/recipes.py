@@ -24,6 +24,7 @@ import yaml
 from gen_emotion.data import Columns
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LabelSet
+from gen_emotion.task_kinds import TASK_KINDS, task_kind
 
 SECRET_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "WANDB_API_KEY")
 """Environment variables that hold secrets: they never belong in a recipe."""
@@ -239,9 +240,7 @@ class Recipe:
 
     name: str = arg("recipe", "the recipe's name (its file name); names run folders")
     description: str = arg("", "one line on what the recipe is for")
-    task: str = arg(
-        "generate", "generate (SFT to write the labels), classify or tfidf", choices=("generate", "classify", "tfidf")
-    )
+    task: str = arg("generate", "generate (SFT to write the labels), classify or tfidf", choices=tuple(TASK_KINDS))
     model: ModelArgs = arg(factory=ModelArgs)
     prompt: PromptArgs = arg(factory=PromptArgs)
     data: DataArgs = arg(factory=DataArgs)
@@ -355,14 +354,15 @@ def check_recipe(recipe: Recipe, where: str) -> None:
     d, t, m = recipe.data, recipe.train, recipe.model
     if d.fold >= d.folds:
         raise RecipeError(f"{where}: data.fold must be in 0..{d.folds - 1} (data.folds={d.folds}), got {d.fold}")
-    if d.eval_rows > 0 and recipe.task != "tfidf" and t.save_steps % t.eval_steps:
+    kind = task_kind(recipe.task)
+    if d.eval_rows > 0 and kind.transformers_model and t.save_steps % t.eval_steps:
         raise RecipeError(
             f"{where}: train.save_steps ({t.save_steps}) must be a multiple of train.eval_steps ({t.eval_steps}) "
             "to keep the checkpoint with the best validation loss"
         )
     if m.load_in_4bit and m.dtype == "float32":
         raise RecipeError(f"{where}: model.load_in_4bit needs a 16-bit model.dtype (auto or bfloat16)")
-    if m.load_in_4bit and recipe.task == "classify" and not recipe.classifier.use_lora:
+    if m.load_in_4bit and kind.full_finetune(recipe):
         raise RecipeError(
             f"{where}: model.load_in_4bit needs classifier.use_lora: true (4-bit weights cannot be fine-tuned in full)"
         )
@@ -375,7 +375,7 @@ def check_recipe(recipe: Recipe, where: str) -> None:
     if g.probabilities and g.probability_source == "branches" and recipe.prompt.target_format != "labels":
         raise RecipeError(f"{where}: generate.probability_source: branches needs prompt.target_format: labels")
     _check_quantized_base(recipe, where)
-    if recipe.task != "tfidf":
+    if kind.transformers_model:
         _check_template(recipe, where)
 
 
@@ -383,7 +383,7 @@ def _check_quantized_base(recipe: Recipe, where: str) -> None:
     """``generate.quantized_base`` serves a QLoRA adapter on its 4-bit base, which takes no merged adapter."""
     if not recipe.generate.quantized_base:
         return
-    if recipe.task != "generate" or not recipe.model.load_in_4bit:
+    if not task_kind(recipe.task).generates_text or not recipe.model.load_in_4bit:
         raise RecipeError(
             f"{where}: generate.quantized_base serves a QLoRA adapter on its 4-bit base: it needs task: generate "
             "and model.load_in_4bit: true"

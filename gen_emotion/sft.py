@@ -19,7 +19,7 @@ from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.models import ADAPTER_DIR, cuda_available, load_causal_lm, load_tokenizer, resolve_model
 from gen_emotion.prompts import Encoder, make_encoder
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import LoraArgs, Recipe, TrainArgs
 from gen_emotion.trainers import CHECKPOINT_DIR, split_train_eval, train_and_save, trainer_arguments
 
 log = logging.getLogger(__name__)
@@ -61,21 +61,21 @@ def check_example_lengths(rows: list[dict[str, list[int]]], recipe: Recipe) -> i
     return longest
 
 
-def lora_config(recipe: Recipe, task_type: str = "CAUSAL_LM") -> Any:
+def lora_config(lora: LoraArgs, task_type: str = "CAUSAL_LM") -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
-        r=recipe.lora.r,
-        lora_alpha=recipe.lora.alpha,
-        lora_dropout=recipe.lora.dropout,
-        target_modules=recipe.lora.target_modules,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
         task_type=task_type,
     )
 
 
-def use_liger(recipe: Recipe) -> bool:
+def use_liger(train: TrainArgs) -> bool:
     """Whether Liger kernels apply: asked for, on CUDA, and ``liger-kernel`` installed."""
-    if not recipe.train.liger_kernel or not cuda_available():
+    if not train.liger_kernel or not cuda_available():
         return False
     import importlib.util
 
@@ -87,7 +87,7 @@ def use_liger(recipe: Recipe) -> bool:
     return True
 
 
-def sft_config(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
+def sft_config(t: TrainArgs, output_dir: Path, has_eval: bool) -> Any:
     """TRL's ``SFTConfig`` from the recipe's ``train`` section (loss on the completion only).
 
     Speed levers (each measured in ``bench/train_speed.py``): ``padding_free`` flattens a batch into one
@@ -96,15 +96,14 @@ def sft_config(recipe: Recipe, output_dir: Path, has_eval: bool) -> Any:
     """
     from trl import SFTConfig
 
-    t = recipe.train
     return SFTConfig(
-        **trainer_arguments(recipe, output_dir, has_eval),
+        **trainer_arguments(t, output_dir, has_eval),
         # Padding-free rows are not cut (TRL refuses a max_length there); the tweet is, before templating.
         max_length=None if t.padding_free else t.max_length,
         completion_only_loss=True,
         padding_free=t.padding_free,
         train_sampling_strategy="group_by_length" if t.group_by_length and not t.padding_free else "random",
-        use_liger_kernel=use_liger(recipe),
+        use_liger_kernel=use_liger(t),
     )
 
 
@@ -176,7 +175,9 @@ def keep_adapter_in_float32(model: Any) -> int:
     return upcast
 
 
-def sft_trainer(recipe: Recipe, args: Any, model: Any, tokenizer: Any, train_set: Any, eval_set: Any) -> Any:
+def sft_trainer(
+    lora: LoraArgs, train: TrainArgs, args: Any, model: Any, tokenizer: Any, train_set: Any, eval_set: Any
+) -> Any:
     """TRL's trainer (``_completion_loss_trainer``) over ``model`` with the recipe's LoRA adapter, kept in fp32."""
     trainer = _completion_loss_trainer()(
         model=model,
@@ -184,8 +185,8 @@ def sft_trainer(recipe: Recipe, args: Any, model: Any, tokenizer: Any, train_set
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=tokenizer,
-        peft_config=lora_config(recipe),
-        completion_positions_only=recipe.train.completion_positions_only,
+        peft_config=lora_config(lora),
+        completion_positions_only=train.completion_positions_only,
     )
     upcast = keep_adapter_in_float32(trainer.model)
     if upcast:
@@ -203,15 +204,16 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     model_path = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(model_path, recipe)
     encoder = make_encoder(tokenizer, recipe)
-    train_idx, eval_idx = split_train_eval(len(data), recipe)
+    train_idx, eval_idx = split_train_eval(len(data), recipe.data, recipe.train.seed)
     train_set = build_dataset(data.subset(train_idx), encoder, recipe)
     eval_set = build_dataset(data.subset(eval_idx), encoder, recipe) if len(eval_idx) else None
     log.info("training on %d rows, validation loss on %d rows", len(train_idx), len(eval_idx))
 
     # The training arguments come before the model: they join the process group under accelerate launch
     # (FSDP's rank-0 loading needs it) and let ZeRO-3 build the model already partitioned.
-    args = sft_config(recipe, run_dir / CHECKPOINT_DIR, has_eval=eval_set is not None)
-    trainer = sft_trainer(recipe, args, load_causal_lm(model_path, recipe), tokenizer, train_set, eval_set)
+    args = sft_config(recipe.train, run_dir / CHECKPOINT_DIR, has_eval=eval_set is not None)
+    model = load_causal_lm(model_path, recipe)
+    trainer = sft_trainer(recipe.lora, recipe.train, args, model, tokenizer, train_set, eval_set)
     summary = {"train_rows": int(len(train_idx)), "eval_rows": int(len(eval_idx))}
     summary = train_and_save(trainer, tokenizer, run_dir, ADAPTER_DIR, summary, started)
     log.info("training done: %s", summary)

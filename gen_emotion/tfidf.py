@@ -17,13 +17,13 @@ import numpy as np
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import open_output, write_json
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import ClassifierArgs
 from gen_emotion.trainers import TRAINING_SUMMARY
 
 MODEL_FILE = "tfidf_logreg.pkl"
 
 
-def build_model(recipe: Recipe, n_rows: int = 1000) -> Any:
+def build_model(settings: ClassifierArgs, n_rows: int = 1000) -> Any:
     """An unfitted scikit-learn pipeline: TF-IDF features -> one-vs-rest logistic regression (n-grams
     seen in fewer than 2 rows are dropped, except on a slice of under 200 rows)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -33,24 +33,22 @@ def build_model(recipe: Recipe, n_rows: int = 1000) -> Any:
 
     min_df = 2 if n_rows >= 200 else 1
     features = [("word", TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True))]
-    if recipe.classifier.char_ngrams:
+    if settings.char_ngrams:
         features.append(
             ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min_df, sublinear_tf=True))
         )
-    classifier = LogisticRegression(
-        C=recipe.classifier.logreg_c, class_weight="balanced", max_iter=2000, solver="liblinear"
-    )
+    classifier = LogisticRegression(C=settings.logreg_c, class_weight="balanced", max_iter=2000, solver="liblinear")
     return make_pipeline(FeatureUnion(features), OneVsRestClassifier(classifier))
 
 
-def train_tfidf(recipe: Recipe, train_data: EmotionData, out_dir: Path) -> dict[str, Any]:
+def train_tfidf(settings: ClassifierArgs, train_data: EmotionData, out_dir: Path) -> dict[str, Any]:
     """Fit the baseline on ``train_data`` and save it as ``out_dir/tfidf_logreg.pkl``; return figures."""
     import warnings
 
     if train_data.labels is None:
         raise GenEmotionError(f"{train_data.source}: training needs labels")
     started = time.perf_counter()
-    model = build_model(recipe, len(train_data))
+    model = build_model(settings, len(train_data))
     with warnings.catch_warnings():  # a label absent from a tiny slice is predicted constant, by design
         warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
         warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
@@ -80,7 +78,7 @@ def load_tfidf(model_dir: Path) -> Any:
         return pickle.load(handle)  # noqa: S301 - our own file
 
 
-def predict_probs(model_dir: Path, data: EmotionData, model: Any = None) -> np.ndarray:
+def tfidf_probabilities(model_dir: Path, data: EmotionData, model: Any = None) -> np.ndarray:
     """Per-label probabilities ``(len(data), 11)`` (``model``: the pipeline already loaded from ``model_dir``)."""
     model = model if model is not None else load_tfidf(model_dir)
     probs = np.asarray(model.predict_proba(_texts(data)), dtype=np.float64)

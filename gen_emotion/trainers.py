@@ -20,7 +20,7 @@ import numpy as np
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json, write_json, write_text
 from gen_emotion.models import cuda_available
-from gen_emotion.recipes import Recipe
+from gen_emotion.recipes import DataArgs, TrainArgs
 from gen_emotion.runs import peak_memory
 
 log = logging.getLogger(__name__)
@@ -30,22 +30,21 @@ TRAINING_SUMMARY = "training.json"
 TRAIN_LOG = "train_log.json"
 
 
-def split_train_eval(n_rows: int, recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded indices of the rows to train on and the rows kept for validation loss."""
-    order = np.random.default_rng(recipe.train.seed).permutation(n_rows)
-    n_eval = min(recipe.data.eval_rows, max(n_rows - 1, 0))
+def split_train_eval(n_rows: int, data: DataArgs, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices, seeded by ``seed`` (``train.seed``), of the rows to train on and the rows kept for validation loss."""
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_eval = min(data.eval_rows, max(n_rows - 1, 0))
     eval_idx, train_idx = order[:n_eval], order[n_eval:]
-    if recipe.data.max_train_rows is not None:
-        train_idx = train_idx[: recipe.data.max_train_rows]
+    if data.max_train_rows is not None:
+        train_idx = train_idx[: data.max_train_rows]
     if len(train_idx) == 0:
         raise GenEmotionError("no training rows left after setting aside data.eval_rows")
     return np.sort(train_idx), np.sort(eval_idx)
 
 
-def trainer_arguments(recipe: Recipe, output_dir: Path, has_eval: bool) -> dict[str, Any]:
-    """The ``TrainingArguments`` keywords that the recipe's ``train`` section sets, shared by the SFT
+def trainer_arguments(t: TrainArgs, output_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """The ``TrainingArguments`` keywords that the recipe's ``train`` section ``t`` sets, shared by the SFT
     and classification-head trainers; with validation, the best checkpoint by loss is kept."""
-    t = recipe.train
     return {
         "output_dir": str(output_dir),
         "num_train_epochs": t.epochs,

@@ -20,10 +20,10 @@ from gen_emotion.branches import Step
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import write_json
+from gen_emotion.generation_task import GenerateTask
 from gen_emotion.labels import LABELS
 from gen_emotion.models import ADAPTER_DIR
 from gen_emotion.recipes import Recipe
-from gen_emotion.tasks import GenerateTask
 from gen_emotion.trainers import TRAINING_SUMMARY
 
 KEYWORDS = {"happy": "joy", "love": "love", "angry": "anger", "hate": "disgust", "scared": "fear", "sad": "sadness"}

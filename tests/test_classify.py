@@ -115,7 +115,7 @@ def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path
     from safetensors.torch import load_file, save_file
     from transformers import AutoModel
 
-    from gen_emotion.classify import MEAN_POOLING_HEAD, predict_probs, train_classifier
+    from gen_emotion.classify import MEAN_POOLING_HEAD, classifier_probabilities, train_classifier
     from gen_emotion.data import read_test, read_train
 
     overrides = [f"model.name={tiny_bert}", *TINY, "train.eval_steps=1", "train.save_steps=1"]
@@ -132,31 +132,31 @@ def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path
     _, info = AutoModel.from_pretrained(model_dir, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     test = read_test(sample_dir / "test.csv").subset(np.arange(10))
-    probs = predict_probs(model_dir, recipe, test)
+    probs = classifier_probabilities(model_dir, recipe, test)
     assert probs.shape == (10, NUM_LABELS) and ((probs > 0) & (probs < 1)).all()
     # the folder, not the recipe, says how the weights are read
     other = load_recipe("minilm-l6-cpu", [*overrides, "classifier.pooling=model"])
-    assert np.allclose(predict_probs(model_dir, other, test), probs, atol=1e-6)
+    assert np.allclose(classifier_probabilities(model_dir, other, test), probs, atol=1e-6)
     # a head or an encoder weight missing is one line, never a random weight
     save_file({"weight": head["weight"]}, str(model_dir / MEAN_POOLING_HEAD))
     with pytest.raises(GenEmotionError, match=r"mean_pooling_head.safetensors: not this model's head"):
-        predict_probs(model_dir, recipe, test)
+        classifier_probabilities(model_dir, recipe, test)
     save_file(head, str(model_dir / MEAN_POOLING_HEAD))
     encoder = load_file(str(model_dir / "model.safetensors"))
     save_file(
         {k: v for k, v in encoder.items() if "layer.0.output.dense" not in k}, str(model_dir / "model.safetensors")
     )
     with pytest.raises(GenEmotionError, match=r"its weights lack encoder.layer.0.output.dense"):
-        predict_probs(model_dir, recipe, test)
+        classifier_probabilities(model_dir, recipe, test)
     # without its head file the folder reads as a plain classifier, and its missing head is refused too
     (model_dir / MEAN_POOLING_HEAD).unlink()
     with pytest.raises(GenEmotionError, match=r"its weights lack"):
-        predict_probs(model_dir, recipe, test)
+        classifier_probabilities(model_dir, recipe, test)
 
 
 @pytest.mark.slow
 def test_minilm_trains_with_validation_and_predicts(sample_dir: Path, tmp_path: Path) -> None:
-    from gen_emotion.classify import predict_probs, train_classifier
+    from gen_emotion.classify import classifier_probabilities, train_classifier
     from gen_emotion.data import read_test, read_train
 
     recipe = load_recipe("minilm-l6-cpu", [*TINY, "train.eval_steps=1", "train.save_steps=1"])
@@ -166,14 +166,14 @@ def test_minilm_trains_with_validation_and_predicts(sample_dir: Path, tmp_path: 
     assert set(summary["pos_weight"]) == set(LABELS)
     assert (tmp_path / "model" / "config.json").is_file() and not (tmp_path / "checkpoints").exists()
     test = read_test(sample_dir / "test.csv").subset(np.arange(10))
-    probs = predict_probs(tmp_path / "model", recipe, test)
+    probs = classifier_probabilities(tmp_path / "model", recipe, test)
     assert probs.shape == (10, NUM_LABELS) and ((probs > 0) & (probs < 1)).all()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe_name", ["minilm-l6-cpu", "smollm2-135m-cls-cpu"])
 def test_cpu_classifier_recipe_cross_validates_end_to_end(recipe_name: str, tmp_path: Path) -> None:
-    from gen_emotion.classify import predict_probs
+    from gen_emotion.classify import classifier_probabilities
     from gen_emotion.data import read_label_file, read_test, read_train
     from gen_emotion.prediction_files import read_probabilities as read_probs
 
@@ -195,7 +195,7 @@ def test_cpu_classifier_recipe_cross_validates_end_to_end(recipe_name: str, tmp_
     recipe = load_recipe(recipe_name, TINY)
     fold = out / "folds" / "fold-0"
     _, saved = read_probs(fold / "test_probs.csv")
-    again = predict_probs(fold / "model", recipe, read_test(sample / "test.csv").subset(np.arange(40)))
+    again = classifier_probabilities(fold / "model", recipe, read_test(sample / "test.csv").subset(np.arange(40)))
     assert np.allclose(again, saved, atol=1e-3)
     if recipe_name.startswith("smollm2"):
         assert (fold / "model" / "adapter_config.json").is_file()

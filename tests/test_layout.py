@@ -14,10 +14,10 @@ DESIGN = REPO_ROOT / "docs" / "design.md"
 LAYERS = [  # lowest first, as in docs/design.md
     ["labels", "files", "errors"],
     ["prediction_files", "thresholds", "metrics", "data", "formats", "parsing", "branches"],
-    ["recipes", "prompts"],
+    ["recipes", "prompts", "task_kinds"],
     ["models", "runs", "locks", "hardware"],
     ["sft", "classify", "tfidf", "trainers", "generate", "vllm_backend"],
-    ["tasks"],
+    ["tasks", "generation_task", "classifier_task", "tfidf_task"],
     ["steps", "worker"],
     [
         "pipeline",

@@ -20,19 +20,19 @@ RECIPE = "recipes/smollm2-135m-cpu.yaml"
 
 
 def test_sft_config_maps_the_speed_levers(tmp_path: Path) -> None:
-    grouped = sft_config(load_recipe(RECIPE, ["train.padding_free=false"]), tmp_path, has_eval=False)
+    grouped = sft_config(load_recipe(RECIPE, ["train.padding_free=false"]).train, tmp_path, has_eval=False)
     assert grouped.train_sampling_strategy == "group_by_length" and not grouped.padding_free
-    free = sft_config(load_recipe(RECIPE, ["train.padding_free=true"]), tmp_path, has_eval=False)
+    free = sft_config(load_recipe(RECIPE, ["train.padding_free=true"]).train, tmp_path, has_eval=False)
     assert free.padding_free and free.train_sampling_strategy == "random"
     plain = sft_config(
-        load_recipe(RECIPE, ["train.padding_free=false", "train.group_by_length=false"]), tmp_path, has_eval=False
+        load_recipe(RECIPE, ["train.padding_free=false", "train.group_by_length=false"]).train, tmp_path, has_eval=False
     )
     assert plain.train_sampling_strategy == "random"
     assert plain.completion_only_loss
 
 
 def test_liger_is_ignored_without_cuda() -> None:
-    assert use_liger(load_recipe(RECIPE, ["train.liger_kernel=true"])) is False
+    assert use_liger(load_recipe(RECIPE, ["train.liger_kernel=true"]).train) is False
 
 
 def first_batch_loss(overrides: list[str], sample_dir: Path, tmp_path: Path, drop_positions: bool = False) -> tuple:
@@ -49,11 +49,11 @@ def first_batch_loss(overrides: list[str], sample_dir: Path, tmp_path: Path, dro
     data = read_train(sample_dir / "train.csv").subset(list(range(4)))
     trainer = _completion_loss_trainer()(
         model=load_causal_lm(path, recipe),
-        args=sft_config(recipe, tmp_path / "out", has_eval=False),
+        args=sft_config(recipe.train, tmp_path / "out", has_eval=False),
         completion_positions_only=recipe.train.completion_positions_only,
         train_dataset=build_dataset(data, make_encoder(tokenizer, recipe), recipe),
         processing_class=tokenizer,
-        peft_config=lora_config(recipe),
+        peft_config=lora_config(recipe.lora),
     )
     batch = next(iter(trainer.get_train_dataloader()))
     if drop_positions:
@@ -98,10 +98,10 @@ def test_loss_is_exactly_on_the_answer_and_its_end_of_turn(family, sample_dir: P
     data = read_train(sample_dir / "train.csv").subset(list(range(4)))
     trainer = _completion_loss_trainer()(
         model=load_causal_lm(path, recipe),
-        args=sft_config(recipe, tmp_path / "out", has_eval=False),
+        args=sft_config(recipe.train, tmp_path / "out", has_eval=False),
         train_dataset=build_dataset(data, encoder, recipe),
         processing_class=tokenizer,
-        peft_config=lora_config(recipe),
+        peft_config=lora_config(recipe.lora),
     )
     end = {"llama-3.2-instruct": "<|eot_id|>", "qwen2.5-base": "<|endoftext|>"}.get(name, "<|im_end|>")
     for i, row in enumerate(trainer.train_dataset):
@@ -129,11 +129,11 @@ def qlora_like_trainer(path: Path, sample_dir: Path, tmp_path: Path, ours: bool)
     rows = build_dataset(data, make_encoder(tokenizer, recipe), recipe)
     model = load_causal_lm(str(path), recipe)
     model.is_loaded_in_4bit = True
-    args = sft_config(recipe, tmp_path / "out", has_eval=False)
+    args = sft_config(recipe.train, tmp_path / "out", has_eval=False)
     if ours:
-        return sft_trainer(recipe, args, model, tokenizer, rows, None)
+        return sft_trainer(recipe.lora, recipe.train, args, model, tokenizer, rows, None)
     return _completion_loss_trainer()(
-        model=model, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=lora_config(recipe)
+        model=model, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=lora_config(recipe.lora)
     )
 
 

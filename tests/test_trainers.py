@@ -22,12 +22,12 @@ from gen_emotion.trainers import last_whole_checkpoint, split_train_eval
 
 def test_rows_kept_aside_are_seeded_disjoint_and_capped():
     recipe = load_recipe("recipes/smollm2-135m-cpu.yaml", ["data.eval_rows=10", "data.max_train_rows=50"])
-    train, held = split_train_eval(200, recipe)
-    again = split_train_eval(200, recipe)
+    train, held = split_train_eval(200, recipe.data, recipe.train.seed)
+    again = split_train_eval(200, recipe.data, recipe.train.seed)
     assert np.array_equal(train, again[0]) and np.array_equal(held, again[1])
     assert len(held) == 10 and len(train) == 50 and not set(train) & set(held)
     with pytest.raises(GenEmotionError, match="no training rows left"):
-        split_train_eval(0, recipe)
+        split_train_eval(0, recipe.data, recipe.train.seed)
 
 
 def test_a_checkpoint_cut_mid_save_is_skipped_for_the_one_before_it(tmp_path, caplog):
@@ -59,7 +59,7 @@ def test_two_processes_train_one_adapter_and_only_the_main_one_writes(llama_inst
     prepare_run_dir(load_recipe("recipes/smollm2-135m-cpu.yaml", overrides), run_dir)
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [str(torchrun), "--nproc_per_node", "2", "-m", "gen_emotion.worker", "fit"]
-    command += ["--task", "gen_emotion.tasks:GenerateTask", "--run-dir", str(run_dir), "--out", str(run_dir)]
+    command += ["--task", "gen_emotion.generation_task:GenerateTask", "--run-dir", str(run_dir), "--out", str(run_dir)]
     command += ["--data", str(SAMPLE_DIR), "--folds", "10", "--fold", "0"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -35,6 +35,7 @@ from gen_emotion.pods.client import CONSOLE_URL
 from gen_emotion.pods.gpus import ACCELERATE_CONFIGS, MAX_GPUS, GpuType, check_fits, choose_strategy, find_gpu, pick_gpu
 from gen_emotion.recipes import Recipe
 from gen_emotion.runs import MASK, mask_url
+from gen_emotion.task_kinds import task_kind
 
 WORKSPACE = "/workspace"
 """Where the pod's volume is mounted; ``runpod/entry.sh`` writes everything under it."""
@@ -227,11 +228,11 @@ def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: boo
     gpu, strategy, memory = size_for(recipe, shape, options)
     check_gpu_plan(recipe, task.multi_gpu, options.gpus, strategy, shape)
     check_pod_packages(recipe)
-    full_finetune = recipe.task == "classify" and not recipe.classifier.use_lora
+    full_finetune = task_kind(recipe.task).full_finetune(recipe)
     method = "full fine-tune" if full_finetune else "QLoRA" if recipe.model.load_in_4bit else "LoRA"
     merged_copies = 1  # room for one merged copy (or a classifier's checkpoints and fold models)
     serves_adapter = recipe.generate.backend == "vllm" and recipe.generate.vllm_lora
-    if recipe.task == "generate" and command == "cv" and not serves_adapter:
+    if task_kind(recipe.task).generates_text and command == "cv" and not serves_adapter:
         merged_copies = options.folds or CV_DEFAULT_FOLDS  # each fold's model is merged for generation
 
     name = run_name(options.name, recipe)
@@ -329,7 +330,7 @@ def launch_notes(
 
 def describe_plan(plan: LaunchPlan) -> list[str]:
     """Lines summarising a plan: the model, the GPU choice and how several GPUs are used."""
-    what = f"{plan.method} classifier" if plan.task == "classify" else plan.method
+    what = plan.method if task_kind(plan.task).generates_text else f"{plan.method} classifier"
     lines = [
         f"recipe: {plan.model} ({plan.params_b:.3g}B, {what}) needs about {plan.need_gb:.0f} GB per GPU; "
         f"the pod runs gen-emotion {plan.command}",
