@@ -201,8 +201,8 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     """
     started = time.perf_counter()
     model_path = resolve_model(recipe.model.name)
-    tokenizer = load_tokenizer(model_path, recipe)
-    encoder = make_encoder(tokenizer, recipe)
+    tokenizer = load_tokenizer(model_path, recipe.model)
+    encoder = make_encoder(tokenizer, recipe.prompt, recipe.data)
     train_idx, eval_idx = split_train_eval(len(data), recipe)
     train_set = build_dataset(data.subset(train_idx), encoder, recipe)
     eval_set = build_dataset(data.subset(eval_idx), encoder, recipe) if len(eval_idx) else None
@@ -211,7 +211,7 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     # The training arguments come before the model: they join the process group under accelerate launch
     # (FSDP's rank-0 loading needs it) and let ZeRO-3 build the model already partitioned.
     args = sft_config(recipe, run_dir / CHECKPOINT_DIR, has_eval=eval_set is not None)
-    trainer = sft_trainer(recipe, args, load_causal_lm(model_path, recipe), tokenizer, train_set, eval_set)
+    trainer = sft_trainer(recipe, args, load_causal_lm(model_path, recipe.model), tokenizer, train_set, eval_set)
     summary = {"train_rows": int(len(train_idx)), "eval_rows": int(len(eval_idx))}
     summary = train_and_save(trainer, tokenizer, run_dir, ADAPTER_DIR, summary, started)
     log.info("training done: %s", summary)
