@@ -281,6 +281,8 @@ def train_classifier(
         "lora": recipe.classifier.use_lora,
     }
     summary = train_and_save(trainer, tokenizer, out_dir, MODEL_DIR, summary, started)
+    # split_mean_pooling rewrites the saved folder in place (reads model.safetensors, writes it back as two files):
+    # one process does it while the others wait at the barrier, as train_and_save does for its own files.
     if recipe.classifier.pooling == "mean" and trainer.accelerator.is_main_process:
         split_mean_pooling(out_dir / MODEL_DIR, model.config)
     trainer.accelerator.wait_for_everyone()

@@ -31,6 +31,10 @@ def encode_rows(data: EmotionData, encoder: Encoder) -> list[dict[str, list[int]
     """Training examples as token ids: the prompt (no loss) then the target and its end of turn (the loss)."""
     if data.labels is None:
         raise GenEmotionError(f"{data.source}: training needs labels")
+    # completion_mask marks the tokens that carry the loss (TRL labels the zeros -100: ``completion_only_loss``).
+    # The prompt is given at inference, never written, and its tokens outnumber the target's many times over: a
+    # loss on them would mostly train the model to predict tweets and template text, and would blur the
+    # validation loss that picks the checkpoint.
     rows = []
     for text, vector in zip(data.texts, data.labels):
         prompt, completion = encoder.prompt_ids(text), encoder.completion_ids(vector)
@@ -133,6 +137,10 @@ def _completion_loss_trainer() -> type:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if model.training else "eval"
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            # Position t predicts token t + 1, so the positions that count are those whose next token is labelled
+            # (TRL set -100 on the prompt and on the padding). Padding-free, a batch is one row of examples back
+            # to back: an example's last position faces the next one's first token, which TRL labels -100
+            # too (its position_ids restart at 0), so no loss crosses examples.
             labels = inputs["labels"][:, 1:]
             backbone_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
             mask = labels != -100
