@@ -36,8 +36,10 @@ def batches(recipe: Any, rows: int, batch: int) -> tuple[list[dict[str, Any]], l
     from gen_emotion.runs import sample_data_dir
     from gen_emotion.sft import encode_rows
 
-    tokenizer = load_tokenizer(resolve_model(recipe.model.name), recipe)
-    encoded = encode_rows(read_train(sample_data_dir() / "train.csv"), make_encoder(tokenizer, recipe))
+    tokenizer = load_tokenizer(resolve_model(recipe.model.name), recipe.model)
+    encoded = encode_rows(
+        read_train(sample_data_dir() / "train.csv"), make_encoder(tokenizer, recipe.prompt, recipe.data)
+    )
 
     def collate(chunk: list[dict[str, list[int]]]) -> dict[str, Any]:
         width = max(len(row["input_ids"]) for row in chunk)

@@ -88,7 +88,7 @@ def main() -> None:
     encoder = GenerateTask().encoder(recipe, args.run)
     texts = read_test(args.data / "test.csv").texts[: args.rows]
     prompts = [encoder.prompt_ids(text) for text in texts]
-    serve_dir = merged_model_dir(resolve_model(recipe.model.name), adapter, recipe)
+    serve_dir = merged_model_dir(resolve_model(recipe.model.name), adapter, recipe.model, recipe.generate.dtype)
     n = len(prompts)
     rows = {}
 
@@ -98,7 +98,7 @@ def main() -> None:
         print(f"{name:<28} {n / seconds:7.1f} tweets/s  {seconds:7.1f} s  {canonical:6.1%} in the grammar", flush=True)
 
     started = time.perf_counter()
-    original = original_way(serve_dir, load_tokenizer(str(adapter), recipe), prompts)
+    original = original_way(serve_dir, load_tokenizer(str(adapter), recipe.model), prompts)
     record("original (bf16, batch 40)", original, time.perf_counter() - started)
 
     generator = TransformersGenerator(resolve_model(recipe.model.name), adapter, recipe, encoder.stop_ids)

@@ -37,6 +37,11 @@ class Step(NamedTuple):
 def branch_probabilities(steps: Sequence[Step], labels: LabelSet) -> np.ndarray:
     """One probability per label of ``labels`` (a ``none_label`` gets the none text's) for one greedy output,
     given as its decoding ``steps``. An output outside the grammar gets its parsed 0/1 labels."""
+    # Each step's text was decoded after the token before it (``generate.decode_steps``), so the texts join into the
+    # output and a character offset lies in one step: the step that writes a slot's first character is its branch
+    # point. Assumed of the tokenizer: that step's rival tokens (its top-k) are read as text, so a token may carry
+    # the separator too (" joy", ", joy"), and a token that could start several labels ("s") splits its mass
+    # evenly between them, as the later steps that would tell them apart are not read.
     text = "".join(step.chosen for step in steps)
     lead = len(text) - len(text.lstrip())
     answer = text.strip()
@@ -51,6 +56,10 @@ def branch_probabilities(steps: Sequence[Step], labels: LabelSet) -> np.ndarray:
     for slot, start in enumerate(starts):
         allowed = list(targets[previous + 1 :]) + ([labels.none_text] if slot == 0 else [])
         step = int(np.searchsorted(ends, start, side="right")) - 1
+        # A share is the model's own next-token mass under the grammar's mask, renormalised over the choices this
+        # slot allows (stopping is not one of them); a label keeps its largest share over the slots. Not calibrated
+        # (top-k only, renormalised, a max), and a run needs no more: it tunes a per-label threshold on held-out
+        # rows (``thresholds``), and the F1 a threshold reaches depends only on how the tweets rank for that label.
         shares = _slot_shares(text[: ends[step]], steps[step].top, text[:start], allowed)
         for choice, share in shares.items():
             column = labels.none_label if choice == labels.none_text else choice

@@ -103,7 +103,7 @@ def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any
 
     names = label_set(recipe).names
     common = {"revision": recipe.model.revision, "trust_remote_code": recipe.model.trust_remote_code}
-    with remote_code_errors(recipe):
+    with remote_code_errors(recipe.model):
         config = AutoConfig.from_pretrained(
             model_path,
             num_labels=len(names),
@@ -115,7 +115,7 @@ def load_base_classifier(model_path: str, recipe: Recipe, tokenizer: Any) -> Any
         if getattr(config, "pad_token_id", None) is None:
             config.pad_token_id = tokenizer.pad_token_id
         dtype = _weights_dtype(recipe.model, recipe.classifier, cuda_available())
-        kwargs = {**load_kwargs(recipe), "config": config, "dtype": dtype}
+        kwargs = {**load_kwargs(recipe.model), "config": config, "dtype": dtype}
         if recipe.classifier.pooling == "mean":
             return mean_pooling_classifier(AutoModel.from_pretrained(model_path, **kwargs))
         model = AutoModelForSequenceClassification.from_pretrained(model_path, **kwargs)
@@ -249,7 +249,7 @@ def train_classifier(
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = resolve_any_model(recipe.model.name)
-    tokenizer = load_tokenizer(model_path, recipe, padding_side="right")
+    tokenizer = load_tokenizer(model_path, recipe.model, padding_side="right")
     model = load_base_classifier(model_path, recipe, tokenizer)
     if recipe.classifier.use_lora:
         model = add_lora(model, recipe)
@@ -281,6 +281,8 @@ def train_classifier(
         "lora": recipe.classifier.use_lora,
     }
     summary = train_and_save(trainer, tokenizer, out_dir, MODEL_DIR, summary, started)
+    # split_mean_pooling rewrites the saved folder in place (reads model.safetensors, writes it back as two files):
+    # one process does it while the others wait at the barrier, as train_and_save does for its own files.
     if recipe.classifier.pooling == "mean" and trainer.accelerator.is_main_process:
         split_mean_pooling(out_dir / MODEL_DIR, model.config)
     trainer.accelerator.wait_for_everyone()
@@ -295,7 +297,7 @@ def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file():
         raise GenEmotionError(f"{model_dir}: not a trained classifier folder (no config.json or adapter_config.json)")
-    tokenizer = load_tokenizer(str(model_dir), recipe, padding_side="right")
+    tokenizer = load_tokenizer(str(model_dir), recipe.model, padding_side="right")
     if (model_dir / "adapter_config.json").is_file():
         from peft import PeftModel
 
@@ -309,7 +311,7 @@ def load_trained(model_dir: Path, recipe: Recipe) -> tuple[Any, Any]:
         from transformers import AutoModelForSequenceClassification
 
         on_cuda = cuda_available()
-        with remote_code_errors(recipe):
+        with remote_code_errors(recipe.model):
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 str(model_dir),
                 dtype=_weights_dtype(recipe.model, recipe.classifier, on_cuda),
@@ -351,7 +353,7 @@ def _load_mean_pooling(model_dir: Path, recipe: Recipe) -> Any:
     from safetensors.torch import load_file
     from transformers import AutoModel
 
-    with remote_code_errors(recipe):
+    with remote_code_errors(recipe.model):
         encoder, info = AutoModel.from_pretrained(
             str(model_dir),
             dtype=_weights_dtype(recipe.model, recipe.classifier, cuda_available()),

@@ -383,6 +383,10 @@ def fold_indices(labels: np.ndarray, n_splits: int = 10, seed: int = 42) -> list
         raise GenEmotionError(f"folds must be at least 2, got {n_splits}")
     if len(labels) < n_splits:
         raise GenEmotionError(f"cannot split {len(labels)} rows into {n_splits} folds")
+    # Stratified on every label at once (iterative stratification, Sechidis et al. 2011): a plain KFold can leave a
+    # rare label (surprise, trust) with a few positives in one held-out fold and many in another, and macro-F1
+    # weighs that label's noisy F1 as much as joy's. A row's labels go to one fold together, so the balance is
+    # close, not exact. The splitter reads only X's length: a placeholder. Sorted indices keep file order.
     splitter = MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     placeholder = np.zeros((len(labels), 1))
     return [(np.sort(tr), np.sort(va)) for tr, va in splitter.split(placeholder, labels)]

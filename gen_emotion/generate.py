@@ -114,7 +114,9 @@ class TransformersGenerator:
         self.recipe = recipe
         self.stop_ids = list(stop_ids)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tokenizer = load_tokenizer(str(adapter_dir) if adapter_dir is not None else model_path, recipe, "left")
+        self.tokenizer = load_tokenizer(
+            str(adapter_dir) if adapter_dir is not None else model_path, recipe.model, "left"
+        )
         free_gpu_memory("transformers backend starting")
         model = self._load(model_path, adapter_dir, recipe)
         # Global defaults only: the model's generation_config.json (penalties, sampling) is not inherited. A peft
@@ -141,11 +143,13 @@ class TransformersGenerator:
         from transformers import AutoModelForCausalLM
 
         if adapter_dir is not None and recipe.generate.quantized_base:
-            return load_adapted_lm(model_path, adapter_dir, recipe)
-        serve_path = str(merged_model_dir(model_path, adapter_dir, recipe)) if adapter_dir is not None else model_path
+            return load_adapted_lm(model_path, adapter_dir, recipe.model)
+        serve_path = model_path
+        if adapter_dir is not None:
+            serve_path = str(merged_model_dir(model_path, adapter_dir, recipe.model, recipe.generate.dtype))
         model = AutoModelForCausalLM.from_pretrained(
             serve_path,
-            revision=hub_revision(serve_path, recipe),
+            revision=hub_revision(serve_path, recipe.model),
             trust_remote_code=recipe.model.trust_remote_code,
             dtype=getattr(torch, recipe.generate.dtype),
         )

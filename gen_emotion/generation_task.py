@@ -112,7 +112,7 @@ class GenerateTask(Task):
         from gen_emotion.models import ADAPTER_DIR, load_tokenizer
         from gen_emotion.prompts import make_encoder
 
-        return make_encoder(load_tokenizer(str(out_dir / ADAPTER_DIR), recipe), recipe)
+        return make_encoder(load_tokenizer(str(out_dir / ADAPTER_DIR), recipe.model), recipe.prompt, recipe.data)
 
     def load(self, recipe: Recipe, out_dir: Path, *, backend: str | None = None, **options: Any) -> LoadedModel:
         model = GeneratorModel(self, recipe, out_dir, backend)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.recipes import Recipe, read_yaml, shipped_folders
+from gen_emotion.recipes import LoraArgs, Recipe, read_yaml, shipped_folders
 from gen_emotion.task_kinds import task_kind
 
 GB = 1e9
@@ -161,7 +161,7 @@ class MemoryEstimate:
         )
 
 
-def _lora_params(shape: ModelShape, recipe: Recipe) -> float:
+def _lora_params(shape: ModelShape, lora: LoraArgs) -> float:
     """Trainable LoRA parameters: rank x (in + out) of each targeted projection in every layer."""
     h, q, kv, inter = shape.hidden, shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim, shape.intermediate
     sizes = {
@@ -173,8 +173,8 @@ def _lora_params(shape: ModelShape, recipe: Recipe) -> float:
         "up_proj": h + inter,
         "down_proj": inter + h,
     }
-    per_layer = sum(sizes.get(name, 2 * h) for name in recipe.lora.target_modules)
-    return recipe.lora.r * per_layer * shape.layers
+    per_layer = sum(sizes.get(name, 2 * h) for name in lora.target_modules)
+    return lora.r * per_layer * shape.layers
 
 
 def _full_finetune(recipe: Recipe) -> bool:
@@ -200,7 +200,7 @@ def estimate_memory(recipe: Recipe, shape: ModelShape, gpus: int = 1, sharded: b
     linear = max(p - embeddings, 0.0)
     weight_bytes = linear * NF4_BYTES + embeddings * 2 if recipe.model.load_in_4bit else p * 2
     weights = weight_bytes / shards / GB
-    adapter = _lora_params(shape, recipe) * 16 / shards / GB  # fp32 weights, gradients, Adam moments
+    adapter = _lora_params(shape, recipe.lora) * 16 / shards / GB  # fp32 weights, gradients, Adam moments
     per_token_layer = 2 * (
         ACTIVATION_WIDTHS[0] * shape.hidden
         + ACTIVATION_WIDTHS[1] * shape.kv_heads * shape.head_dim

@@ -56,8 +56,8 @@ def inspect_rows(recipe: Recipe, data: EmotionData) -> list[RowView]:
     """The views of every row of ``data`` under ``recipe``'s model tokenizer and prompt."""
     if not task_kind(recipe.task).generates_text:
         raise GenEmotionError(f"inspect shows generation prompts; recipe {recipe.name!r} has task {recipe.task}")
-    tokenizer = load_tokenizer(resolve_model(recipe.model.name), recipe)
-    encoder = make_encoder(tokenizer, recipe)
+    tokenizer = load_tokenizer(resolve_model(recipe.model.name), recipe.model)
+    encoder = make_encoder(tokenizer, recipe.prompt, recipe.data)
     rows = encode_rows(data, encoder)
     prompts = [row["input_ids"][: row["completion_mask"].index(1)] for row in rows]
     batch = batch_inputs(tokenizer, prompts)

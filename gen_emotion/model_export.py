@@ -99,9 +99,13 @@ def _export_run(run_dir: Path, out_dir: Path, merged: bool) -> dict[str, Any]:
         return {**describe(recipe, metrics, "pickle"), "model_file": MODEL_FILE}
     if not kind.generates_text:
         return _export_classifier(run_dir, out_dir, recipe, metrics, merged)
-    source = merged_model_dir(resolve_model(recipe.model.name), run_dir / ADAPTER_DIR, recipe) if merged else None
+    source = (
+        merged_model_dir(resolve_model(recipe.model.name), run_dir / ADAPTER_DIR, recipe.model, recipe.generate.dtype)
+        if merged
+        else None
+    )
     _copy(source or run_dir / ADAPTER_DIR, out_dir)
-    encoder = make_encoder(load_tokenizer(str(run_dir / ADAPTER_DIR), recipe), recipe)
+    encoder = make_encoder(load_tokenizer(str(run_dir / ADAPTER_DIR), recipe.model), recipe.prompt, recipe.data)
     generation = {
         "do_sample": False,
         "repetition_penalty": 1.0,

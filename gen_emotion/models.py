@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gen_emotion.errors import GenEmotionError
 
 if TYPE_CHECKING:
-    from gen_emotion.recipes import Recipe
+    from gen_emotion.recipes import ModelArgs
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def local_rank() -> int:
 
 
 @contextlib.contextmanager
-def remote_code_errors(recipe: Recipe) -> Iterator[None]:
+def remote_code_errors(model: ModelArgs) -> Iterator[None]:
     """Turn transformers' refusal to run a model's own code into a one-line ``GenEmotionError``."""
     try:
         yield
@@ -183,48 +183,48 @@ def remote_code_errors(recipe: Recipe) -> Iterator[None]:
         if "trust_remote_code" not in str(err):
             raise
         raise GenEmotionError(
-            f"recipe {recipe.name!r}: model {recipe.model.name!r} needs its own Python code from the hub; "
+            f"model {model.name!r} needs its own Python code from the hub; "
             "set model.trust_remote_code: true in the recipe only if you trust that code"
         ) from None
 
 
-def hub_revision(model_path: str, recipe: Recipe) -> str | None:
+def hub_revision(model_path: str, model: ModelArgs) -> str | None:
     """``model.revision`` where ``model_path`` is a hub id; ``None`` for a local folder (the model's own, an
     embedded model's, a run's adapter or merged copy), which has no revisions to pick from."""
-    return None if Path(model_path).expanduser().is_dir() else recipe.model.revision
+    return None if Path(model_path).expanduser().is_dir() else model.revision
 
 
-def load_tokenizer(model_path: str, recipe: Recipe, padding_side: str | None = None) -> Any:
+def load_tokenizer(model_path: str, model: ModelArgs, padding_side: str | None = None) -> Any:
     """The model's tokenizer with a pad token (a decoder without one pads with its EOS)."""
     from transformers import AutoTokenizer
 
-    with remote_code_errors(recipe):
+    with remote_code_errors(model):
         tokenizer = AutoTokenizer.from_pretrained(
-            model_path, revision=hub_revision(model_path, recipe), trust_remote_code=recipe.model.trust_remote_code
+            model_path, revision=hub_revision(model_path, model), trust_remote_code=model.trust_remote_code
         )
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise GenEmotionError(f"{recipe.model.name}: the tokenizer has neither a pad nor an EOS token")
+            raise GenEmotionError(f"{model.name}: the tokenizer has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
     if padding_side is not None:
         tokenizer.padding_side = padding_side
     return tokenizer
 
 
-def require_cuda_for_4bit(recipe: Recipe, setting: str = "model.load_in_4bit") -> None:
+def require_cuda_for_4bit(setting: str = "model.load_in_4bit") -> None:
     """4-bit weights (bitsandbytes) need CUDA: without it, one line naming the ``setting`` that asks for them."""
     if not cuda_available():
         raise GenEmotionError(
-            f"recipe {recipe.name!r} sets {setting} (4-bit nf4 weights, QLoRA), which needs a CUDA GPU and "
+            f"the recipe sets {setting} (4-bit nf4 weights, QLoRA), which needs a CUDA GPU and "
             f"bitsandbytes; this machine has no CUDA: run it on a GPU pod or override {setting}=false"
         )
 
 
-def quantization_config(recipe: Recipe) -> Any:
+def quantization_config(model: ModelArgs) -> Any:
     """bitsandbytes 4-bit nf4 with double quantisation, or ``None`` when the recipe does not ask for it."""
-    if not recipe.model.load_in_4bit:
+    if not model.load_in_4bit:
         return None
-    require_cuda_for_4bit(recipe)
+    require_cuda_for_4bit()
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -236,38 +236,38 @@ def quantization_config(recipe: Recipe) -> Any:
     )
 
 
-def load_kwargs(recipe: Recipe) -> dict[str, Any]:
+def load_kwargs(model: ModelArgs) -> dict[str, Any]:
     """``from_pretrained`` keywords for the recipe's base model: revision, remote code, dtype, attention, and
     4-bit weights placed on this process's GPU (one replica per process under data parallel training)."""
     kwargs: dict[str, Any] = {
-        "revision": recipe.model.revision,
-        "trust_remote_code": recipe.model.trust_remote_code,
-        "dtype": torch_dtype(recipe.model.dtype, for_cuda=cuda_available()),
+        "revision": model.revision,
+        "trust_remote_code": model.trust_remote_code,
+        "dtype": torch_dtype(model.dtype, for_cuda=cuda_available()),
     }
-    if recipe.model.attn_implementation:
-        kwargs["attn_implementation"] = recipe.model.attn_implementation
-    quant = quantization_config(recipe)
+    if model.attn_implementation:
+        kwargs["attn_implementation"] = model.attn_implementation
+    quant = quantization_config(model)
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": local_rank()}
     return kwargs
 
 
-def load_causal_lm(model_path: str, recipe: Recipe) -> Any:
+def load_causal_lm(model_path: str, model: ModelArgs) -> Any:
     """The base causal LM, quantised to 4 bits when the recipe asks (CUDA only)."""
     from transformers import AutoModelForCausalLM
 
-    with remote_code_errors(recipe):
-        return AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs(recipe))
+    with remote_code_errors(model):
+        return AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs(model))
 
 
-def load_adapted_lm(model_path: str, adapter_dir: Path, recipe: Recipe) -> Any:
+def load_adapted_lm(model_path: str, adapter_dir: Path, model: ModelArgs) -> Any:
     """The 4-bit base with the LoRA adapter on top, unmerged (``generate.quantized_base``): the model QLoRA
     trained, served as it was trained (an adapter cannot be merged into nf4 weights without rounding it away)."""
     from peft import PeftModel
 
-    require_cuda_for_4bit(recipe, "generate.quantized_base")
-    return PeftModel.from_pretrained(load_causal_lm(model_path, recipe), str(adapter_dir)).eval()
+    require_cuda_for_4bit("generate.quantized_base")
+    return PeftModel.from_pretrained(load_causal_lm(model_path, model), str(adapter_dir)).eval()
 
 
 ADAPTER_DIR = "adapter"
@@ -275,8 +275,9 @@ ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
 
 
-def merged_model_dir(model_path: str, adapter_dir: Path, recipe: Recipe) -> Path:
-    """Merge the LoRA adapter into the base model once; saved beside the adapter in ``generate.dtype``.
+def merged_model_dir(model_path: str, adapter_dir: Path, model: ModelArgs, dtype: str) -> Path:
+    """Merge the LoRA adapter into the base model once; saved beside the adapter in ``dtype`` (the recipe's
+    ``generate.dtype``).
 
     Generation serves this saved copy: ``generate()`` on a model merged in memory by peft ran slower than on
     the same weights loaded from disk (same forward), and vLLM needs a folder anyway.
@@ -285,21 +286,21 @@ def merged_model_dir(model_path: str, adapter_dir: Path, recipe: Recipe) -> Path
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    target = adapter_dir.parent / f"{MERGED_DIR}-{recipe.generate.dtype}"
+    target = adapter_dir.parent / f"{MERGED_DIR}-{dtype}"
     if (target / "config.json").is_file():
         return target
     log.info("merging the adapter into the base model at %s (once)", target)
-    with remote_code_errors(recipe):
+    with remote_code_errors(model):
         base = AutoModelForCausalLM.from_pretrained(
             model_path,
-            revision=recipe.model.revision,
-            trust_remote_code=recipe.model.trust_remote_code,
+            revision=model.revision,
+            trust_remote_code=model.trust_remote_code,
             dtype=torch_dtype("auto", for_cuda=cuda_available()),  # fp32 on CPU: merge without rounding
         )
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    merged.to(getattr(torch, recipe.generate.dtype)).save_pretrained(str(tmp))
-    load_tokenizer(str(adapter_dir), recipe).save_pretrained(str(tmp))
+    merged.to(getattr(torch, dtype)).save_pretrained(str(tmp))
+    load_tokenizer(str(adapter_dir), model).save_pretrained(str(tmp))
     os.replace(tmp, target)
     return target

@@ -26,7 +26,7 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import SEMEVAL, LabelSet
 
 if TYPE_CHECKING:
-    from gen_emotion.recipes import Recipe
+    from gen_emotion.recipes import DataArgs, PromptArgs
 
 _SEARCH = (Path(__file__).parent / "_prompts", Path(__file__).parent.parent / "prompts")
 
@@ -189,12 +189,13 @@ class Encoder:
         return [*self.tokenizer(target, add_special_tokens=False)["input_ids"], self.end_of_turn_id]
 
 
-def make_encoder(tokenizer: Any, recipe: Recipe) -> Encoder:
-    """The recipe's encoder over ``tokenizer``, which it prepares first (``prepare_tokenizer``)."""
-    labels = LabelSet.from_spec(recipe.data.labels, recipe.data.none_label)
-    templates = load_templates(recipe.prompt.template, labels)
-    prepare_tokenizer(tokenizer, templates, recipe.prompt.template_date)
-    return Encoder(tokenizer, templates, recipe.prompt.max_text_tokens, recipe.prompt.target_format)
+def make_encoder(tokenizer: Any, prompt: PromptArgs, data: DataArgs) -> Encoder:
+    """The encoder of a recipe's ``prompt`` section, for the labels of its ``data`` section, over ``tokenizer``,
+    which it prepares first (``prepare_tokenizer``)."""
+    labels = LabelSet.from_spec(data.labels, data.none_label)
+    templates = load_templates(prompt.template, labels)
+    prepare_tokenizer(tokenizer, templates, prompt.template_date)
+    return Encoder(tokenizer, templates, prompt.max_text_tokens, prompt.target_format)
 
 
 def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> str:

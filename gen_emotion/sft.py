@@ -31,6 +31,10 @@ def encode_rows(data: EmotionData, encoder: Encoder) -> list[dict[str, list[int]
     """Training examples as token ids: the prompt (no loss) then the target and its end of turn (the loss)."""
     if data.labels is None:
         raise GenEmotionError(f"{data.source}: training needs labels")
+    # completion_mask marks the tokens that carry the loss (TRL labels the zeros -100: ``completion_only_loss``).
+    # The prompt is given at inference, never written, and its tokens outnumber the target's many times over: a
+    # loss on them would mostly train the model to predict tweets and template text, and would blur the
+    # validation loss that picks the checkpoint.
     rows = []
     for text, vector in zip(data.texts, data.labels):
         prompt, completion = encoder.prompt_ids(text), encoder.completion_ids(vector)
@@ -132,6 +136,10 @@ def _completion_loss_trainer() -> type:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if model.training else "eval"
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            # Position t predicts token t + 1, so the positions that count are those whose next token is labelled
+            # (TRL set -100 on the prompt and on the padding). Padding-free, a batch is one row of examples back
+            # to back: an example's last position faces the next one's first token, which TRL labels -100
+            # too (its position_ids restart at 0), so no loss crosses examples.
             labels = inputs["labels"][:, 1:]
             backbone_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
             mask = labels != -100
@@ -202,8 +210,8 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     """
     started = time.perf_counter()
     model_path = resolve_model(recipe.model.name)
-    tokenizer = load_tokenizer(model_path, recipe)
-    encoder = make_encoder(tokenizer, recipe)
+    tokenizer = load_tokenizer(model_path, recipe.model)
+    encoder = make_encoder(tokenizer, recipe.prompt, recipe.data)
     train_idx, eval_idx = split_train_eval(len(data), recipe.data, recipe.train.seed)
     train_set = build_dataset(data.subset(train_idx), encoder, recipe)
     eval_set = build_dataset(data.subset(eval_idx), encoder, recipe) if len(eval_idx) else None
@@ -212,7 +220,7 @@ def train(recipe: Recipe, data: EmotionData, run_dir: Path) -> dict[str, Any]:
     # The training arguments come before the model: they join the process group under accelerate launch
     # (FSDP's rank-0 loading needs it) and let ZeRO-3 build the model already partitioned.
     args = sft_config(recipe.train, run_dir / CHECKPOINT_DIR, has_eval=eval_set is not None)
-    model = load_causal_lm(model_path, recipe)
+    model = load_causal_lm(model_path, recipe.model)
     trainer = sft_trainer(recipe.lora, recipe.train, args, model, tokenizer, train_set, eval_set)
     summary = {"train_rows": int(len(train_idx)), "eval_rows": int(len(eval_idx))}
     summary = train_and_save(trainer, tokenizer, run_dir, ADAPTER_DIR, summary, started)

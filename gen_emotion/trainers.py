@@ -153,6 +153,9 @@ def train_and_save(
         "seconds": round(time.perf_counter() - started, 1),
         **{key: value for key, value in peak_memory().items() if "cuda" in key},  # this process's GPU peak
     }
+    # Under accelerate launch every process gets here holding the same history and tokenizer: rank 0 alone writes
+    # them (N writers would replace the same files and delete the checkpoints under each other), its summary
+    # (its own GPU peak) standing for the run's. The barrier below keeps every process until the files exist.
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(target))
         write_text(out_dir / TRAIN_LOG, json.dumps(history, indent=1))

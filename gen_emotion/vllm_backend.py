@@ -54,8 +54,8 @@ def engine_kwargs(recipe: Recipe, serve_path: str, tokenizer_path: str, *, lora:
     kwargs: dict[str, Any] = {
         "model": serve_path,
         "tokenizer": tokenizer_path,
-        "revision": hub_revision(serve_path, recipe),
-        "tokenizer_revision": hub_revision(tokenizer_path, recipe),
+        "revision": hub_revision(serve_path, recipe.model),
+        "tokenizer_revision": hub_revision(tokenizer_path, recipe.model),
         "generation_config": "vllm",  # the model's generation_config.json sets no defaults here
         "dtype": settings.dtype,
         "enable_prefix_caching": True,
@@ -115,9 +115,9 @@ class VLLMGenerator:
             self.lora_request = LoRARequest("gen-emotion", 1, str(adapter_dir))
             tokenizer_path = str(adapter_dir)  # the adapter's tokenizer: its EOS is the end of turn
         elif adapter_dir is not None:
-            serve_path = tokenizer_path = str(merged_model_dir(model_path, adapter_dir, recipe))
+            serve_path = tokenizer_path = str(merged_model_dir(model_path, adapter_dir, recipe.model, settings.dtype))
         if self.lora_request is not None and settings.quantized_base:
-            require_cuda_for_4bit(recipe, "generate.quantized_base")
+            require_cuda_for_4bit("generate.quantized_base")
         if cuda_available():
             check_free_memory(settings.gpu_memory_utilization)
         kwargs = engine_kwargs(recipe, serve_path, tokenizer_path, lora=self.lora_request is not None)

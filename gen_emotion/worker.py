@@ -70,6 +70,8 @@ def run_step(args: argparse.Namespace) -> None:
     from gen_emotion.runs import load_run_recipe, setup_logging
     from gen_emotion.steps import Fold, import_task
 
+    # Under accelerate launch this runs once per GPU: rank 0 alone logs, to the terminal and run.log, so the log
+    # reads as one process's rather than every line N times over.
     main = is_main_process()
     setup_logging(args.run_dir if main else None, verbose=main)
     recipe = load_run_recipe(args.run_dir)
@@ -160,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_step(args)
     except GenEmotionError as err:
+        # Rank 0 alone writes the file the parent shows (one writer, one message); another rank's error goes to
+        # standard error, above the parent's "step failed" line.
         if args.error_file is not None and is_main_process():
             args.error_file.write_text(str(err), encoding="utf-8")
         else:

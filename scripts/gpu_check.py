@@ -200,7 +200,7 @@ def fill_length(recipe_path: str, overrides: list[str], data) -> list[str]:
 
     def length(n: int) -> int:
         recipe = load_recipe(recipe_path, [*overrides, f"prompt.max_text_tokens={n}"])
-        encoder = make_encoder(load_tokenizer(recipe.model.name, recipe), recipe)
+        encoder = make_encoder(load_tokenizer(recipe.model.name, recipe.model), recipe.prompt, recipe.data)
         return len(encode_rows(data.subset([0]), encoder)[0]["input_ids"])
 
     limit = load_recipe(recipe_path, overrides).train.max_length

@@ -22,7 +22,7 @@ def family_setup(family, **generate):
     recipe = recipe_from_dict(
         {"model": {"name": path}, "prompt": {"template": template}, "generate": {"batch_size": 8, **generate}}
     )
-    encoder = make_encoder(load_tokenizer(path, recipe), recipe)
+    encoder = make_encoder(load_tokenizer(path, recipe.model), recipe.prompt, recipe.data)
     generator = TransformersGenerator(path, None, recipe, encoder.stop_ids)
     return recipe, encoder, generator
 
@@ -167,11 +167,13 @@ def test_model_revision_reaches_every_loader_of_a_hub_model(pinned_hub, qwen_ins
 
     pinned = recipe_from_dict({"model": {"name": pinned_hub, "revision": "pinned"}})
     default = recipe_from_dict({"model": {"name": pinned_hub}})
-    assert load_tokenizer(pinned_hub, default).eos_token == "<|eot_id|>"  # main: the Llama, what a dropped
-    assert load_causal_lm(pinned_hub, default).config.model_type == "llama"  # revision would load
-    tokenizer = load_tokenizer(pinned_hub, pinned)
-    assert tokenizer.eos_token == "<|im_end|>" and len(tokenizer) == len(load_tokenizer(str(qwen_instruct_dir), pinned))
-    assert load_causal_lm(pinned_hub, pinned).config.model_type == "qwen2"
-    generator = TransformersGenerator(pinned_hub, None, pinned, make_encoder(tokenizer, pinned).stop_ids)
+    assert load_tokenizer(pinned_hub, default.model).eos_token == "<|eot_id|>"  # main: the Llama, what a dropped
+    assert load_causal_lm(pinned_hub, default.model).config.model_type == "llama"  # revision would load
+    tokenizer, qwen = load_tokenizer(pinned_hub, pinned.model), load_tokenizer(str(qwen_instruct_dir), pinned.model)
+    assert tokenizer.eos_token == "<|im_end|>" and len(tokenizer) == len(qwen)
+    assert load_causal_lm(pinned_hub, pinned.model).config.model_type == "qwen2"
+    encoder = make_encoder(tokenizer, pinned.prompt, pinned.data)
+    generator = TransformersGenerator(pinned_hub, None, pinned, encoder.stop_ids)
     assert generator.model.config.model_type == "qwen2"
-    assert hub_revision(pinned_hub, pinned) == "pinned" and hub_revision(str(qwen_instruct_dir), pinned) is None
+    assert hub_revision(pinned_hub, pinned.model) == "pinned"
+    assert hub_revision(str(qwen_instruct_dir), pinned.model) is None

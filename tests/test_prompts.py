@@ -151,7 +151,7 @@ def family_encoder(family: tuple[str, str, str], **overrides: str):
     name, path, template = family
     values = {"model": {"name": path}, "prompt": {"template": template, **overrides}}
     recipe = recipe_from_dict(values)
-    return make_encoder(load_tokenizer(path, recipe), recipe)
+    return make_encoder(load_tokenizer(path, recipe.model), recipe.prompt, recipe.data)
 
 
 def test_prompt_starts_with_one_bos_or_none(family):
@@ -202,7 +202,8 @@ def test_llama_template_date_is_pinned_and_survives_saving(llama_instruct_dir, t
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     again = Encoder(reloaded, encoder.templates, 96)
     assert again.prompt_ids(TWEET) == encoder.prompt_ids(TWEET)
-    make_encoder(reloaded, family_recipe(family, template_date="03 Mar 2025"))  # pinning twice changes nothing
+    pinned = family_recipe(family, template_date="03 Mar 2025")
+    make_encoder(reloaded, pinned.prompt, pinned.data)  # pinning twice changes nothing
     assert reloaded.chat_template.count("gen-emotion: the date is pinned") == 1
 
 

@@ -45,13 +45,13 @@ def first_batch_loss(overrides: list[str], sample_dir: Path, tmp_path: Path, dro
 
     recipe = load_recipe(RECIPE, ["train.batch_size=4", "train.bf16=false", *overrides])
     path = resolve_model(recipe.model.name)
-    tokenizer = load_tokenizer(path, recipe)
+    tokenizer = load_tokenizer(path, recipe.model)
     data = read_train(sample_dir / "train.csv").subset(list(range(4)))
     trainer = _completion_loss_trainer()(
-        model=load_causal_lm(path, recipe),
+        model=load_causal_lm(path, recipe.model),
         args=sft_config(recipe.train, tmp_path / "out", has_eval=False),
         completion_positions_only=recipe.train.completion_positions_only,
-        train_dataset=build_dataset(data, make_encoder(tokenizer, recipe), recipe),
+        train_dataset=build_dataset(data, make_encoder(tokenizer, recipe.prompt, recipe.data), recipe),
         processing_class=tokenizer,
         peft_config=lora_config(recipe.lora),
     )
@@ -93,11 +93,11 @@ def test_loss_is_exactly_on_the_answer_and_its_end_of_turn(family, sample_dir: P
 
     name, path, template = family
     recipe = load_recipe(RECIPE, [f"model.name={path}", f"prompt.template={template}", "train.bf16=false"])
-    tokenizer = load_tokenizer(path, recipe)
-    encoder = make_encoder(tokenizer, recipe)
+    tokenizer = load_tokenizer(path, recipe.model)
+    encoder = make_encoder(tokenizer, recipe.prompt, recipe.data)
     data = read_train(sample_dir / "train.csv").subset(list(range(4)))
     trainer = _completion_loss_trainer()(
-        model=load_causal_lm(path, recipe),
+        model=load_causal_lm(path, recipe.model),
         args=sft_config(recipe.train, tmp_path / "out", has_eval=False),
         train_dataset=build_dataset(data, encoder, recipe),
         processing_class=tokenizer,
@@ -124,10 +124,10 @@ def qlora_like_trainer(path: Path, sample_dir: Path, tmp_path: Path, ours: bool)
 
     overrides = [f"model.name={path}", "model.dtype=bfloat16", "train.bf16=false", "train.batch_size=4"]
     recipe = load_recipe(RECIPE, [*overrides, "train.max_steps=2", "train.learning_rate=1e-2", "data.eval_rows=0"])
-    tokenizer = load_tokenizer(str(path), recipe)
+    tokenizer = load_tokenizer(str(path), recipe.model)
     data = read_train(sample_dir / "train.csv").subset(list(range(8)))
-    rows = build_dataset(data, make_encoder(tokenizer, recipe), recipe)
-    model = load_causal_lm(str(path), recipe)
+    rows = build_dataset(data, make_encoder(tokenizer, recipe.prompt, recipe.data), recipe)
+    model = load_causal_lm(str(path), recipe.model)
     model.is_loaded_in_4bit = True
     args = sft_config(recipe.train, tmp_path / "out", has_eval=False)
     if ours:

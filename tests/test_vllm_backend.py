@@ -27,7 +27,7 @@ def test_vllm_sends_training_ids_stops_on_end_of_turn_and_keeps_the_grammar(fixt
     recipe = recipe_from_dict(
         {"model": {"name": path}, "generate": {"backend": "vllm", "dtype": "float32"}, "train": {"max_length": 192}}
     )
-    encoder = make_encoder(load_tokenizer(path, recipe), recipe)
+    encoder = make_encoder(load_tokenizer(path, recipe.model), recipe.prompt, recipe.data)
     prompts = [encoder.prompt_ids(text) for text in read_train(sample_dir / "train.csv").texts[:12]]
     generator = VLLMGenerator(path, None, recipe, encoder.stop_ids)
     try:
@@ -112,7 +112,7 @@ def test_vllm_lora_serves_a_trained_adapter_as_its_merged_copy_on_the_pinned_rev
     data = read_train(sample_dir / "train.csv")
     train(recipe, data.subset(list(range(64))), tmp_path)
     adapter = tmp_path / ADAPTER_DIR
-    encoder = make_encoder(load_tokenizer(str(adapter), recipe), recipe)
+    encoder = make_encoder(load_tokenizer(str(adapter), recipe.model), recipe.prompt, recipe.data)
     prompts = [encoder.prompt_ids(text) for text in data.texts[64:88]]
     generator = VLLMGenerator(pinned_hub, adapter, recipe, encoder.stop_ids)
     try:
