@@ -11,10 +11,10 @@ from conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "gen_emotion"
 LAYERS = [  # lowest first, as in README.md
-    ["labels", "files", "errors"],
-    ["prediction_files", "thresholds", "metrics", "data", "formats", "parsing", "branches"],
+    ["labels", "files", "errors", "config", "redaction"],
+    ["prediction_files", "thresholds", "metrics", "data", "formats", "parsing", "branches", "download"],
     ["recipes", "prompts"],
-    ["models", "runs", "locks", "hardware"],
+    ["models", "runs", "logs", "locks", "hardware"],
     ["sft", "classify", "tfidf", "trainers", "generate", "vllm_backend"],
     ["tasks"],
     ["steps", "worker"],
