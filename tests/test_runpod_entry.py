@@ -34,7 +34,7 @@ PASSWORD, SIGNATURE = "hunter2pw", "abc123sig"
 
 def entry(args: list[str], env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
     """Run entry.sh with this venv's gen-emotion and no pod, secret or proxy variables but those in ``env``."""
-    drop = ("HF_TOKEN", "WANDB_API_KEY", "RUNPOD_API_KEY", "RUNPOD_POD_ID", "PUBLIC_KEY")
+    drop = (*SECRET_NAMES, "RUNPOD_POD_ID", "PUBLIC_KEY")
     base = {
         k: v
         for k, v in os.environ.items()
