@@ -30,10 +30,9 @@ def batches(recipe: Any, rows: int, batch: int) -> tuple[list[dict[str, Any]], l
     held-out rest, as tensors."""
     import torch
 
-    from gen_emotion.data import read_train
+    from gen_emotion.data import read_train, sample_data_dir
     from gen_emotion.models import load_tokenizer, resolve_model
     from gen_emotion.prompts import make_encoder
-    from gen_emotion.runs import sample_data_dir
     from gen_emotion.sft import encode_rows
 
     tokenizer = load_tokenizer(resolve_model(recipe.model.name), recipe.model)

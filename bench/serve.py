@@ -232,8 +232,8 @@ def main() -> int:
         baseline_server(args.baseline_server)
         return 0
 
-    from gen_emotion.data import read_test
-    from gen_emotion.runs import machine, sample_data_dir
+    from gen_emotion.data import read_test, sample_data_dir
+    from gen_emotion.hardware import machine
 
     out = (args.out or REPO / "runs" / ("bench-serve-smoke" if args.smoke else "bench-serve")).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -131,9 +131,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from gen_emotion.data import sample_data_dir
     from gen_emotion.inspection import run_inspect
     from gen_emotion.recipes import load_recipe
-    from gen_emotion.runs import sample_data_dir
 
     recipe = load_recipe(args.recipe, list(args.overrides))
     _check_data(args.data)
@@ -323,7 +323,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from gen_emotion.runs import setup_logging
+    from gen_emotion.logs import setup_logging
     from gen_emotion.serve import API_KEY_ENV, ServeOptions, serve
 
     options = ServeOptions(**{item.name: getattr(args, item.name) for item in fields(ServeOptions)})
@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         finish_output()
         return status
     except GenEmotionError as err:
-        from gen_emotion.runs import redact
+        from gen_emotion.redaction import redact
 
         print(f"gen-emotion: error: {redact(str(err))}", file=sys.stderr)
         return EXIT_ERROR

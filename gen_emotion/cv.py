@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import EmotionData, fold_indices
+from gen_emotion.data import EmotionData, fold_indices, read_data, sample_data_dir
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json, write_json
+from gen_emotion.hardware import machine, peak_memory
 from gen_emotion.locks import writing_folder
+from gen_emotion.logs import setup_logging
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.prediction_files import (
     as_written,
@@ -33,15 +35,7 @@ from gen_emotion.prediction_files import (
     write_submission,
 )
 from gen_emotion.recipes import Recipe, columns, with_header_labels
-from gen_emotion.runs import (
-    default_run_dir,
-    machine,
-    peak_memory,
-    prepare_run_dir,
-    read_data,
-    sample_data_dir,
-    setup_logging,
-)
+from gen_emotion.runs import default_run_dir, prepare_run_dir
 from gen_emotion.steps import Fold, Launcher, fit_predict
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_to_dict, tune_thresholds

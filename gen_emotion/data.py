@@ -30,7 +30,8 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -400,3 +401,23 @@ def split_fold(data: EmotionData, fold: int, n_splits: int = 10, seed: int = 42)
         raise GenEmotionError(f"fold must be in 0..{n_splits - 1}, got {fold}")
     train_idx, val_idx = fold_indices(data.labels, n_splits, seed)[fold]
     return data.subset(train_idx), data.subset(val_idx)
+
+
+def sample_data_dir() -> Path:
+    """The illustrative labelled sample shipped with the package (not real tweets)."""
+    return Path(str(resources.files("gen_emotion") / "sample_data"))
+
+
+def read_data(
+    data_dir: Path, rows: int | None = None, columns: Columns = SEMEVAL_COLUMNS
+) -> tuple[EmotionData, EmotionData]:
+    """The ``train`` and ``test`` files of ``data_dir`` (``data_file``: CSV, TSV, JSON Lines, Parquet or a
+    datasets folder), cut to their first ``rows`` rows when given; the test file's label columns, if any, are
+    the training file's."""
+    full = read_train(data_file(data_dir, "train"), columns)
+    test = read_test(data_file(data_dir, "test"), replace(columns, labels=full.label_names))
+    if rows is not None:
+        if rows < 2:
+            raise GenEmotionError(f"--rows must be at least 2, got {rows}")
+        full, test = full.subset(np.arange(min(rows, len(full)))), test.subset(np.arange(min(rows, len(test))))
+    return full, test

@@ -15,13 +15,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import platform
 import re
+import resource
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from gen_emotion.config import read_yaml
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.recipes import LoraArgs, Recipe, read_yaml, shipped_folders
+from gen_emotion.recipes import LoraArgs, Recipe, shipped_folders
 from gen_emotion.task_kinds import task_kind
 
 GB = 1e9
@@ -388,3 +394,25 @@ def check_local_packages(recipe: Recipe) -> None:
 def check_pod_packages(recipe: Recipe) -> None:
     """``check_optional_packages`` for training on a pod, before it is rented."""
     check_optional_packages(recipe, POD_IMAGE_MODULES.__contains__, "the pod image (runpod/Dockerfile)")
+
+
+# --- What a run used --------------------------------------------------------------------------------------------
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process and its finished children (MiB) and, where CUDA was used in this
+    process, its peak GPU memory (MiB): allocated by tensors, and reserved by PyTorch's caching allocator (what
+    the GPU must hold)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak = {"peak_rss_mib": round(max(own, children) / 1024, 1)}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        peak["peak_cuda_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
+    return peak
+
+
+def machine() -> dict[str, Any]:
+    """Where a run ran: Python, platform and CPU count."""
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, output_target
-from gen_emotion.runs import LOCK_FILE, redact
+from gen_emotion.redaction import redact
+from gen_emotion.runs import LOCK_FILE
 
 try:
     import fcntl

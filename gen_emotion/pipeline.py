@@ -15,13 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gen_emotion.data import read_data, sample_data_dir
 from gen_emotion.files import write_json
+from gen_emotion.hardware import machine
 from gen_emotion.labels import LabelSet
 from gen_emotion.locks import writing_folder
+from gen_emotion.logs import setup_logging
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.prediction_files import write_predictions, write_probabilities, write_submission
 from gen_emotion.recipes import Recipe, columns, label_set, with_header_labels
-from gen_emotion.runs import machine, prepare_run_dir, read_data, sample_data_dir, setup_logging
+from gen_emotion.runs import prepare_run_dir
 from gen_emotion.steps import Fold, FoldResult, Launcher, fit_predict
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, choose_thresholds, thresholds_to_dict

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from gen_emotion import cv, ensemble, pipeline
+from gen_emotion.config import apply_override
 from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, read_test
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json
 from gen_emotion.labels import LABELS
 from gen_emotion.locks import writing_file
 from gen_emotion.prediction_files import as_written, write_predictions, write_probabilities
-from gen_emotion.recipes import Recipe, apply_override, columns, label_set, recipe_from_dict
+from gen_emotion.recipes import Recipe, columns, label_set, recipe_from_dict
 from gen_emotion.runs import RECIPE_FILE, load_run_recipe
 from gen_emotion.steps import WorkerSession
 from gen_emotion.tasks import LoadedModel, Prediction, Task, get_task

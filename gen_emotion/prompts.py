@@ -14,8 +14,7 @@ written into the template saved with the adapter, so training and every later pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import numpy as np
@@ -24,11 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import SEMEVAL, LabelSet
-
-if TYPE_CHECKING:
-    from gen_emotion.recipes import DataArgs, PromptArgs
-
-_SEARCH = (Path(__file__).parent / "_prompts", Path(__file__).parent.parent / "prompts")
+from gen_emotion.recipes import DataArgs, PromptArgs, template_dir
 
 
 @dataclass
@@ -42,19 +37,6 @@ class PromptTemplates:
     """False for base models: the turns are joined as plain text (``template.yaml``: ``chat: false``)."""
     labels: LabelSet = SEMEVAL
     """The labels the templates list (``labels``, ``descriptions``, ``none``) and the targets name."""
-
-
-def template_dir(name: str) -> Path:
-    """The folder of prompt variant ``name``: a path, or a folder name under ``prompts/``."""
-    path = Path(name).expanduser()
-    if (path / "user.j2").is_file():
-        return path
-    for root in _SEARCH:
-        if (root / name / "user.j2").is_file():
-            return root / name
-    raise GenEmotionError(
-        f"prompt template {name!r}: no folder with a user.j2 (looked in {', '.join(map(str, _SEARCH))})"
-    )
 
 
 def load_templates(name: str = "default", labels: LabelSet = SEMEVAL) -> PromptTemplates:

@@ -1,33 +1,32 @@
 """Recipes: one YAML file per model setup, declared here once as typed dataclasses.
 
-Every field is declared with ``arg``: its default, its help, and its range or choices. ``load_recipe`` reads
-a YAML file (UTF-8, no key given twice), applies ``section.key=value`` overrides, and checks the whole
-recipe (``recipe_from_dict``: types, ranges, choices, then ``check_recipe`` for what ties fields together)
-before anything is written or rented. ``catalog`` lists the shipped recipes and shows a resolved one.
+Every field is declared with ``arg`` (``config``, the typed-config engine): its default, its help, and its
+range or choices. ``load_recipe`` reads a YAML file (UTF-8, no key given twice), applies ``section.key=value``
+overrides, and checks the whole recipe (``recipe_from_dict``: types, ranges, choices, then ``check_recipe`` for
+what ties fields together, a named prompt template included: ``template_dir``) before anything is written or
+rented; no recipe holds a secret (``redaction.SECRET_NAMES``). ``catalog`` lists the shipped recipes and shows
+a resolved one.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 import re
-import types
-import typing
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from gen_emotion.config import ConfigError, apply_override, arg, build, read_yaml
 from gen_emotion.data import Columns
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LabelSet
+from gen_emotion.redaction import SECRET_NAMES
 from gen_emotion.task_kinds import TASK_KINDS, task_kind
 
-SECRET_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "WANDB_API_KEY")
-"""Environment variables that hold secrets: they never belong in a recipe."""
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -55,6 +54,8 @@ OPTIMIZERS = (
 )
 """The optimizers a recipe may name (a subset of transformers' ``OptimizerNames``; a test checks it stays one)."""
 FROM_HEADER = "from_header"
+_TEMPLATE_FOLDERS = (Path(__file__).parent / "_prompts", Path(__file__).parent.parent / "prompts")
+"""Where a prompt variant named by ``prompt.template`` is looked for (``template_dir``)."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -62,21 +63,13 @@ class RecipeError(GenEmotionError):
     """A recipe file or override is invalid."""
 
 
-def arg(
-    default: Any = dataclasses.MISSING,
-    help: str = "",
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    above: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    factory: Callable[[], Any] | None = None,
-) -> Any:
-    """A recipe field: default, help, and its constraints (``low <= v <= high``, ``v > above``, ``choices``)."""
-    metadata = {"help": help, "low": low, "high": high, "above": above, "choices": choices}
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+@contextmanager
+def _recipe_errors() -> Iterator[None]:
+    """The config engine's errors (``ConfigError``) in a recipe, as ``RecipeError``s with the same message."""
+    try:
+        yield
+    except ConfigError as err:
+        raise RecipeError(str(err)) from None
 
 
 @dataclass
@@ -259,94 +252,6 @@ class Recipe:
 # --- Checking ------------------------------------------------------------------------------------------------
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key, where)
-            except RecipeError as err:
-                errors.append(str(err))
-        raise RecipeError(errors[0])
-    if tp is Any:
-        return value
-    if origin is list:
-        (item_type,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not value:
-            raise RecipeError(f"{where}: {key} must be a non-empty list, got {value!r}")
-        return [_coerce(item, item_type, key, where) for item in value]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 5e-5 as a string
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-            else:
-                if math.isfinite(number):
-                    return number
-    elif tp is str and isinstance(value, str):
-        return value
-    raise RecipeError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
-
-
-def _check_field(value: Any, meta: typing.Mapping[str, Any], key: str, where: str) -> None:
-    """The declared range and choices of one field (``None`` passes: it means "not set")."""
-    if value is None:
-        return
-    choices = meta.get("choices")
-    if choices and value not in choices:
-        raise RecipeError(f"{where}: {key} must be one of {', '.join(choices)}, got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
-        if low is not None and value < low:
-            raise RecipeError(f"{where}: {key} must be at least {low:g}, got {value!r}")
-        if above is not None and value <= above:
-            raise RecipeError(f"{where}: {key} must be above {above:g}, got {value!r}")
-        if high is not None and value > high:
-            raise RecipeError(f"{where}: {key} must be at most {high:g}, got {value!r}")
-
-
-def _build(cls: type, values: Any, prefix: str, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise RecipeError(f"{where}: {prefix.rstrip('.') or 'the recipe'} must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        full = f"{prefix}{key}"
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(fields)}"
-            raise RecipeError(f"{where}: unknown key {full!r}{hint}")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value if value is not None else {}, f"{full}.", where)
-        else:
-            kwargs[key] = _coerce(value, tp, full, where)
-            _check_field(kwargs[key], fields[key].metadata, full, where)
-    return cls(**kwargs)
-
-
 def check_recipe(recipe: Recipe, where: str) -> None:
     """What ties fields together, checked once for every recipe before anything runs."""
     if not _SAFE_NAME.fullmatch(recipe.name):
@@ -431,8 +336,6 @@ def with_header_labels(recipe: Recipe, names: Sequence[str]) -> Recipe:
 
 
 def _check_template(recipe: Recipe, where: str) -> None:
-    from gen_emotion.prompts import template_dir
-
     try:
         template_dir(recipe.prompt.template)
     except GenEmotionError as err:
@@ -441,7 +344,8 @@ def _check_template(recipe: Recipe, where: str) -> None:
 
 def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
     """Validate a recipe dict (as read from YAML) into a ``Recipe``."""
-    recipe = _build(Recipe, values, "", where)
+    with _recipe_errors():
+        recipe = build(Recipe, values, where, whole="the recipe")
     check_recipe(recipe, where)
     return recipe
 
@@ -449,67 +353,22 @@ def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
 # --- Files and overrides ----------------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses a key given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice (first on line {seen[key]})", key_node.start_mark
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_yaml(path: Path) -> Any:
-    """A YAML file's contents; not UTF-8, not YAML, or a key given twice is a one-line error with the line."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise RecipeError(
-            f"{path}: line {line}: not UTF-8 (byte {err.object[err.start]:#04x}); save it as UTF-8"
-        ) from None
-    except OSError as err:
-        raise RecipeError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        if "given twice" in problem:
-            raise RecipeError(f"{path}:{line} {problem}") from None
-        raise RecipeError(f"{path}:{line} not valid YAML ({problem})") from None
-
-
-def apply_override(values: dict[str, Any], override: str) -> None:
-    """Apply one ``section.key=value`` override (the value is read as YAML) to a recipe dict."""
-    if "=" not in override:
-        raise RecipeError(f"override {override!r} must look like section.key=value")
-    dotted, raw = override.split("=", 1)
-    parts = [p for p in dotted.strip().split(".") if p]
-    if not parts:
-        raise RecipeError(f"override {override!r} has no key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    node = values
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise RecipeError(f"override {override!r}: {part} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
 def shipped_folders() -> tuple[Path, ...]:
     here = Path(__file__).parent
     return (here / "_recipes", here.parent / "recipes")
+
+
+def template_dir(name: str) -> Path:
+    """The folder of prompt variant ``name``: a path, or a folder name under ``prompts/``."""
+    path = Path(name).expanduser()
+    if (path / "user.j2").is_file():
+        return path
+    for root in _TEMPLATE_FOLDERS:
+        if (root / name / "user.j2").is_file():
+            return root / name
+    raise GenEmotionError(
+        f"prompt template {name!r}: no folder with a user.j2 (looked in {', '.join(map(str, _TEMPLATE_FOLDERS))})"
+    )
 
 
 def find_recipe(name_or_path: str | Path) -> Path:
@@ -528,14 +387,16 @@ def find_recipe(name_or_path: str | Path) -> Path:
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a YAML recipe, apply ``key=value`` overrides, and validate it."""
     path = find_recipe(name_or_path)
-    values = read_yaml(path)
+    with _recipe_errors():
+        values = read_yaml(path)
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of sections")
     values.setdefault("name", path.stem)
-    for override in overrides:
-        apply_override(values, override)
+    with _recipe_errors():
+        for override in overrides:
+            apply_override(values, override)
     text = yaml.safe_dump(values)
     for secret in SECRET_NAMES:
         if secret.lower() in text.lower():

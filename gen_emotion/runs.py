@@ -8,114 +8,28 @@ redacted), beside what the command itself writes.
 from __future__ import annotations
 
 import logging
-import os
-import platform
-import re
-import resource
 import shutil
-import sys
-from dataclasses import replace
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
-
-from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, data_file, read_test, read_train
+from gen_emotion.data import data_file
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, read_json, write_json, write_text
-from gen_emotion.recipes import SECRET_NAMES, Recipe, recipe_from_dict
+from gen_emotion.recipes import Recipe, recipe_from_dict
 
 log = logging.getLogger(__name__)
 
-LIBRARY_LOGGERS = ("transformers", "trl", "peft", "accelerate", "vllm")
 RECIPE_FILE = "recipe.yaml"
-LOG_FILE = "run.log"
 DATA_FILE = "data.json"
 LOCK_FILE = ".gen-emotion.lock"  # gen_emotion.locks: the folder's writer holds it
 KEPT_ON_RESTART = (LOCK_FILE,)
-
-
-def sample_data_dir() -> Path:
-    """The illustrative labelled sample shipped with the package (not real tweets)."""
-    return Path(str(resources.files("gen_emotion") / "sample_data"))
 
 
 def default_run_dir(recipe: Recipe, prefix: str = "") -> Path:
     """``runs/[PREFIX]RECIPE-TIME``."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{prefix}{recipe.name}-{stamp}"
-
-
-MASK = "***"
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
-
-
-def mask_url(url: str) -> str:
-    """A URL safe to print: a user name and password become ``***@``, every query value ``***`` (a presigned
-    URL's signature is a credential); the scheme, host, path and query keys stay."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
-    query = "&".join(
-        f"{key}={MASK}" if sep else key for key, sep, _ in (item.partition("=") for item in parts.query.split("&"))
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query if parts.query else ""))
-
-
-def redact(text: str) -> str:
-    """``text`` with the values of secret environment variables and the credentials inside URLs masked."""
-    for name in SECRET_NAMES:
-        value = os.environ.get(name, "")
-        if len(value) >= 4:
-            text = text.replace(value, MASK)
-    if "://" in text:
-        text = _URL.sub(lambda match: mask_url(match.group(0)), text)
-    return text
-
-
-class RedactSecrets(logging.Filter):
-    """Mask secrets (``redact``) in log records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = redact(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-def setup_logging(run_dir: Path | None = None, verbose: bool = True) -> None:
-    """Log to stderr and, for a run, append to ``run_dir/run.log``; secrets are redacted in both."""
-    root = logging.getLogger("gen_emotion")
-    root.setLevel(logging.INFO)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-    handlers: list[logging.Handler] = []
-    if verbose:
-        handlers.append(logging.StreamHandler())
-    if run_dir is not None:
-        handlers.append(logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8"))
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-        handler.addFilter(RedactSecrets())
-        root.addHandler(handler)
-    if run_dir is not None:  # the libraries' warnings into run.log too (they print to the terminal themselves)
-        library_file = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
-        library_file.setLevel(logging.WARNING)
-        library_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s", "%H:%M:%S"))
-        library_file.addFilter(RedactSecrets())
-        for name in LIBRARY_LOGGERS:
-            library = logging.getLogger(name)
-            for handler in [h for h in library.handlers if getattr(h, "gen_emotion", False)]:
-                library.removeHandler(handler)
-                handler.close()
-            library_file.gen_emotion = True  # type: ignore[attr-defined]
-            library.addHandler(library_file)
 
 
 def load_run_recipe(run_dir: Path) -> Recipe:
@@ -197,37 +111,3 @@ def _describe_change(before: dict[str, Any] | None, now: dict[str, Any]) -> str:
         return f"{before.get('file')} is now {now['file']}"
     was = f"{before.get('bytes')} bytes, sha256 {str(before.get('sha256'))[:12]}"
     return f"{now['file']} was {was}, now {now['bytes']} bytes, sha256 {now['sha256'][:12]}"
-
-
-def read_data(
-    data_dir: Path, rows: int | None = None, columns: Columns = SEMEVAL_COLUMNS
-) -> tuple[EmotionData, EmotionData]:
-    """The ``train`` and ``test`` files of ``data_dir`` (``data.data_file``: CSV, TSV, JSON Lines, Parquet or a
-    datasets folder), cut to their first ``rows`` rows when given; the test file's label columns, if any, are
-    the training file's."""
-    full = read_train(data_file(data_dir, "train"), columns)
-    test = read_test(data_file(data_dir, "test"), replace(columns, labels=full.label_names))
-    if rows is not None:
-        if rows < 2:
-            raise GenEmotionError(f"--rows must be at least 2, got {rows}")
-        full, test = full.subset(np.arange(min(rows, len(full)))), test.subset(np.arange(min(rows, len(test))))
-    return full, test
-
-
-def peak_memory() -> dict[str, float]:
-    """Peak resident memory of this process and its finished children (MiB) and, where CUDA was used in this
-    process, its peak GPU memory (MiB): allocated by tensors, and reserved by PyTorch's caching allocator (what
-    the GPU must hold)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    peak = {"peak_rss_mib": round(max(own, children) / 1024, 1)}
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        peak["peak_cuda_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
-    return peak
-
-
-def machine() -> dict[str, Any]:
-    """Where a run ran: Python, platform and CPU count."""
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}

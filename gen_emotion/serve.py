@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
+from gen_emotion.config import arg
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.recipes import arg
-from gen_emotion.runs import redact
+from gen_emotion.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, fold_indices
+from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, fold_indices, read_data
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.hardware import accelerate_config_path
 from gen_emotion.recipes import Recipe
-from gen_emotion.runs import read_data
 from gen_emotion.tasks import Prediction, PredictionsNotSaved, Task, get_task
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ import numpy as np
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json, write_json, write_text
+from gen_emotion.hardware import peak_memory
 from gen_emotion.models import cuda_available
 from gen_emotion.recipes import DataArgs, TrainArgs
-from gen_emotion.runs import peak_memory
 
 log = logging.getLogger(__name__)
 

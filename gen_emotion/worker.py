@@ -66,8 +66,9 @@ def training_device() -> str:
 
 
 def run_step(args: argparse.Namespace) -> None:
+    from gen_emotion.logs import setup_logging
     from gen_emotion.recipes import columns
-    from gen_emotion.runs import load_run_recipe, setup_logging
+    from gen_emotion.runs import load_run_recipe
     from gen_emotion.steps import Fold, import_task
 
     # Under accelerate launch this runs once per GPU: rank 0 alone logs, to the terminal and run.log, so the log
@@ -97,8 +98,9 @@ def run_session(args: argparse.Namespace, replies: TextIO) -> None:
     import numpy as np
 
     from gen_emotion.data import EmotionData
+    from gen_emotion.logs import setup_logging
     from gen_emotion.recipes import label_set
-    from gen_emotion.runs import load_run_recipe, setup_logging
+    from gen_emotion.runs import load_run_recipe
     from gen_emotion.steps import import_task
 
     def reply(value: dict) -> None:

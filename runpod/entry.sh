@@ -33,7 +33,7 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TAIL_LINES=60
-SECRETS=(HF_TOKEN HUGGING_FACE_HUB_TOKEN WANDB_API_KEY RUNPOD_API_KEY)
+SECRETS=""  # the names of the secret variables, one a line: gen_emotion.redaction's list (main sets it)
 
 say() { printf '[entry %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -139,7 +139,7 @@ fi
 
 # Copy stdin to stdout with the values of secret variables replaced by *** (literal match, line by line).
 redact() {
-    SECRET_NAMES="${SECRETS[*]}" awk '
+    SECRET_NAMES="$SECRETS" awk '
         BEGIN { n = split(ENVIRON["SECRET_NAMES"], names, " ")
                 for (i = 1; i <= n; i++) { v = ENVIRON[names[i]]; if (length(v) >= 4) secret[++k] = v } }
         { line = $0
@@ -153,12 +153,10 @@ redact() {
           print line; fflush() }'
 }
 
-# A URL without its query string (a presigned URL's signature is a credential).
+# A URL as it may be shown: user:password@ masked, its query string hidden (a presigned URL's signature is a
+# credential).
 public_url() {
-    local url=${1%%\?*} rest host
-    rest=${url#*://} host=${rest%%/*}  # user:password@ is in the host part (a password may hold an @)
-    if [ "$rest" != "$url" ] && [[ $host == *@* ]]; then url="${url%%://*}://***@${host##*@}${rest#"$host"}"; fi
-    case $1 in *\?*) printf '%s?***\n' "$url" ;; *) printf '%s\n' "$url" ;; esac
+    "$GEN_EMOTION_PYTHON" -m gen_emotion.redaction url "$1"
 }
 
 # Run a command, or print it in a dry run.
@@ -198,71 +196,8 @@ prepare_data() {
         esac
         return 0
     fi
-    "$GEN_EMOTION_PYTHON" - "$source" "$dest" "$name" <<'PY'
-import base64, shutil, sys, tarfile, urllib.parse, urllib.request, zipfile
-from pathlib import Path
-
-source, dest, single = sys.argv[1], Path(sys.argv[2]), sys.argv[3]  # single: the name of the one file to predict
-parts = urllib.parse.urlsplit(source)
-netloc = "***@" + parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
-shown = urllib.parse.urlunsplit(parts._replace(netloc=netloc, query="***" if parts.query else ""))
-
-
-def data_folder(root: Path) -> Path:
-    for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        if (folder / "train.csv").is_file() and (folder / "test.csv").is_file():
-            return folder
-    sys.exit(f"entry: {shown}: no train.csv and test.csv (at the top or one folder down)")
-
-
-scheme = urllib.parse.urlsplit(source).scheme.lower()
-if scheme == "file":
-    path = Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path))
-elif scheme in ("http", "https"):
-    unpacked = dest / "unpacked"
-    if not single and unpacked.is_dir():  # downloaded before this pod restart
-        print(data_folder(unpacked))
-        sys.exit(0)
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / (single or "download")
-    # urllib sends no user:password@ of a URL: strip it and send it as basic auth (to this host, not a redirect's)
-    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])))
-    if parts.username is not None:
-        login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response, path.open("wb") as out:
-            shutil.copyfileobj(response, out)
-    except OSError as err:  # URLError and HTTPError too; their text holds no URL
-        sys.exit(f"entry: {shown}: download failed: {err}")
-elif len(scheme) > 1:
-    sys.exit(f"entry: {shown}: use a folder, a file:// or an http(s):// URL (for S3: a presigned https URL)")
-else:
-    path = Path(source)
-
-if single:
-    if not path.is_file():
-        sys.exit(f"entry: {shown}: no such file")
-    print(path.resolve())
-    sys.exit(0)
-if path.is_dir():
-    print(data_folder(path.resolve()))
-    sys.exit(0)
-if not path.is_file():
-    sys.exit(f"entry: {shown}: no such file or folder")
-unpacked = dest / "unpacked"
-shutil.rmtree(unpacked, ignore_errors=True)
-unpacked.mkdir(parents=True)
-if tarfile.is_tarfile(path):
-    with tarfile.open(path) as archive:
-        archive.extractall(unpacked, filter="data")
-elif zipfile.is_zipfile(path):
-    with zipfile.ZipFile(path) as archive:
-        archive.extractall(unpacked)
-else:
-    sys.exit(f"entry: {shown}: not a folder, a .tar(.gz) or a .zip")
-print(data_folder(unpacked))
-PY
+    # Downloads to DEST, unpacks, finds train.csv and test.csv, reuses an earlier download, masks the URL.
+    "$GEN_EMOTION_PYTHON" -m gen_emotion.download "$source" "$dest" ${name:+"$name"}
 }
 
 # The steps of the job; their output goes, secrets redacted, to entry.log and stdout.
@@ -338,6 +273,8 @@ start_sshd() {
 
 main() {
     if [ "$DRY_RUN" = 1 ]; then run_job; return; fi
+    SECRETS=$("$GEN_EMOTION_PYTHON" -m gen_emotion.redaction names) \
+        || die "cannot list the secret variables ($GEN_EMOTION_PYTHON -m gen_emotion.redaction names)"
     [ -z "$LOCAL_DIR" ] && start_sshd
     local marker=$MARK_DIR/${MARK_PREFIX}DONE
     [ -f "$marker" ] || marker=$MARK_DIR/${MARK_PREFIX}FAILED

@@ -219,9 +219,9 @@ def measure_fit(
     ``hardware.estimate_memory``."""
     import torch
 
+    from gen_emotion.data import read_data
     from gen_emotion.hardware import CUDA_OVERHEAD_GB, KNOWN_SHAPES, estimate_memory
     from gen_emotion.recipes import load_recipe
-    from gen_emotion.runs import read_data
     from gen_emotion.sft import train
 
     started = time.perf_counter()
@@ -273,8 +273,7 @@ def adapter_dtypes(adapter_dir: Path) -> list[str]:
 
 def serving_texts(path: Path) -> Path:
     """The shipped sample's tweets (train and test, a few hundred), one per line: what the serving paths predict."""
-    from gen_emotion.data import read_test, read_train
-    from gen_emotion.runs import sample_data_dir
+    from gen_emotion.data import read_test, read_train, sample_data_dir
 
     texts = read_train(sample_data_dir() / "train.csv").texts + read_test(sample_data_dir() / "test.csv").texts
     path.write_text("\n".join(" ".join(text.split()) for text in texts) + "\n", encoding="utf-8")

@@ -452,3 +452,11 @@ def test_this_python_is_asked_for_the_modules(tmp_path, monkeypatch):
         (tmp_path / name / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
     check_local_packages(recipe)
+
+
+def test_peak_memory_and_machine_say_what_this_process_used_and_where():
+    from gen_emotion.hardware import machine, peak_memory
+
+    peak = peak_memory()
+    assert peak["peak_rss_mib"] > 10 and set(peak) <= {"peak_rss_mib", "peak_cuda_mib", "peak_cuda_reserved_mib"}
+    assert set(machine()) == {"python", "platform", "cpus"} and machine()["cpus"] >= 1

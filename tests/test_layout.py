@@ -12,10 +12,10 @@ from conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "gen_emotion"
 DESIGN = REPO_ROOT / "docs" / "design.md"
 LAYERS = [  # lowest first, as in docs/design.md
-    ["labels", "files", "errors"],
-    ["prediction_files", "thresholds", "metrics", "data", "formats", "parsing", "branches"],
+    ["labels", "files", "errors", "config", "redaction"],
+    ["prediction_files", "thresholds", "metrics", "data", "formats", "parsing", "branches", "download"],
     ["recipes", "prompts", "task_kinds"],
-    ["models", "runs", "locks", "hardware"],
+    ["models", "runs", "logs", "locks", "hardware"],
     ["sft", "classify", "tfidf", "trainers", "generate", "vllm_backend"],
     ["tasks", "generation_task", "classifier_task", "tfidf_task"],
     ["steps", "worker"],

@@ -34,7 +34,7 @@ from gen_emotion.pods.plan import (
     run_name,
 )
 from gen_emotion.recipes import load_recipe, recipe_from_dict
-from gen_emotion.runs import MASK, mask_url, redact
+from gen_emotion.redaction import MASK
 
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
 CPU_RECIPE = REPO_ROOT / "recipes" / "smollm2-135m-cpu.yaml"
@@ -276,26 +276,6 @@ def test_data_urls_the_pod_cannot_read_are_refused_masked(url, message):
     with pytest.raises(GenEmotionError, match=message) as err:
         check_data_url(url)
     assert "secretpw" not in str(err.value) and "abc-signature-42" not in str(err.value)
-
-
-@pytest.mark.parametrize(
-    ("url", "masked"),
-    [
-        ("https://host/d.tar.gz", "https://host/d.tar.gz"),
-        ("https://host/d.tar.gz?a=1&b=2&flag", "https://host/d.tar.gz?a=***&b=***&flag"),
-        ("https://user:pw@host:8443/d?sig=x", "https://***@host:8443/d?sig=***"),
-        ("https://user:p@ss@host/d", "https://***@host/d"),
-        ("https://host/a@b/d", "https://host/a@b/d"),
-    ],
-)
-def test_mask_url(url, masked):
-    assert mask_url(url) == masked
-
-
-def test_redact_masks_secret_values_and_url_credentials(monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", SECRET)
-    text = f"token {SECRET} and download failed: {DATA_URL} (refused)"
-    assert redact(text) == "token *** and download failed: https://***@host/d.tar.gz?X-Amz-Signature=*** (refused)"
 
 
 # --- several GPUs --------------------------------------------------------------------------------------------------

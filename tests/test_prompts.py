@@ -11,7 +11,8 @@ from jinja2.exceptions import SecurityError
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LABELS
-from gen_emotion.prompts import Encoder, build_messages, load_templates, make_encoder, template_dir
+from gen_emotion.prompts import Encoder, build_messages, load_templates, make_encoder
+from gen_emotion.recipes import template_dir
 
 TWEET = "Can't wait for the weekend! #friday"
 

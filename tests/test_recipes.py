@@ -10,10 +10,10 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.recipes import (
     Recipe,
     RecipeError,
-    apply_override,
     find_recipe,
     load_recipe,
     recipe_from_dict,
+    template_dir,
 )
 
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
@@ -118,15 +118,21 @@ def test_overrides_apply():
     assert recipe.train.batch_size == 16
 
 
-def test_apply_override_on_a_dict():
-    values: dict = {"train": {"epochs": 1}}
-    apply_override(values, "train.max_steps=20")
-    apply_override(values, "lora.r=8")
-    assert values == {"train": {"epochs": 1, "max_steps": 20}, "lora": {"r": 8}}
+def test_a_bad_override_is_a_recipe_error():
     with pytest.raises(RecipeError, match="section.key=value"):
-        apply_override(values, "train.max_steps")
+        load_recipe(CPU_RECIPE, ["train.max_steps"])
     with pytest.raises(RecipeError, match="not a section"):
-        apply_override(values, "train.epochs.x=1")
+        load_recipe(CPU_RECIPE, ["train.epochs.x=1"])
+
+
+def test_a_prompt_template_is_a_shipped_name_or_a_folder(tmp_path):
+    assert (template_dir("default") / "user.j2").is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "user.j2").write_text("{{ text }}", encoding="utf-8")
+    assert template_dir(str(tmp_path / "mine")) == tmp_path / "mine"
+    assert recipe_from_dict({"prompt": {"template": str(tmp_path / "mine")}}).prompt.template == str(tmp_path / "mine")
+    with pytest.raises(RecipeError, match="prompt.template: prompt template 'nope': no folder with a user.j2"):
+        recipe_from_dict({"prompt": {"template": "nope"}}, where="r.yaml")
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from gen_emotion.cli import main
 from gen_emotion.data import read_label_file
 from gen_emotion.pods.plan import LaunchOptions, plan_launch
 from gen_emotion.recipes import load_recipe, recipe_from_dict
+from gen_emotion.redaction import SECRET_NAMES
 
 ENTRY = REPO_ROOT / "runpod" / "entry.sh"
 CPU_RECIPE = REPO_ROOT / "recipes" / "smollm2-135m-cpu.yaml"
@@ -33,7 +34,7 @@ PASSWORD, SIGNATURE = "hunter2pw", "abc123sig"
 
 def entry(args: list[str], env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
     """Run entry.sh with this venv's gen-emotion and no pod, secret or proxy variables but those in ``env``."""
-    drop = ("HF_TOKEN", "WANDB_API_KEY", "RUNPOD_API_KEY", "RUNPOD_POD_ID", "PUBLIC_KEY")
+    drop = (*SECRET_NAMES, "RUNPOD_POD_ID", "PUBLIC_KEY")
     base = {
         k: v
         for k, v in os.environ.items()
@@ -140,6 +141,20 @@ def test_failing_run_leaves_failed_with_status_and_log_tail(tmp_path):
     # ...unless forced.
     forced = entry(["--force", *args], {"HF_TOKEN": secret})
     assert forced.returncode == 2 and marker_fields(failed)["exit_status"] == "2"
+
+
+def test_every_secret_of_the_package_list_is_redacted_from_the_log(tmp_path):
+    """entry.sh takes the secrets' names from gen_emotion.redaction (the one list), not a list of its own."""
+    assert "HUGGING_FACE_HUB_TOKEN" not in ENTRY.read_text()
+    secrets = {name: f"secret-of-{name.lower()}-42" for name in SECRET_NAMES}
+    overrides = [f"train.{value}=1" for value in secrets.values()]
+    result = entry(["--local", str(tmp_path), "run", str(CPU_RECIPE), *overrides], secrets)
+    assert result.returncode == 2
+    run_dir = tmp_path / "runs" / "smollm2-135m-cpu"
+    log = (run_dir / "entry.log").read_text()
+    assert "train.***=1" in log
+    for output in (log, (run_dir / "FAILED").read_text(), result.stdout, result.stderr):
+        assert not any(value in output for value in secrets.values())
 
 
 def test_data_archive_is_unpacked_and_bad_data_fails(tmp_path):

@@ -5,8 +5,8 @@ asked for (with secrets masked).
 Everything the pod needs travels in its environment: the resolved recipe as base64 YAML, the command (by default
 the task's ``pod_command``: ``run`` for ``task: generate``, ``cv`` for ``task: classify``), the GPU count and the
 data URL (an https URL, e.g. a presigned S3 URL, of a .tar.gz/.zip holding train.csv and test.csv, which
-``runpod/entry.sh`` downloads); ``HF_TOKEN`` and ``WANDB_API_KEY`` are copied from the caller's environment and
-never printed.
+``runpod/entry.sh`` downloads); the secrets of ``redaction.POD_SECRETS`` (``HF_TOKEN``, ``WANDB_API_KEY``) are
+copied from the caller's environment and never printed.
 """
 
 from __future__ import annotations
@@ -34,14 +34,12 @@ from gen_emotion.hardware import (
 from gen_emotion.pods.client import CONSOLE_URL
 from gen_emotion.pods.gpus import ACCELERATE_CONFIGS, MAX_GPUS, GpuType, check_fits, choose_strategy, find_gpu, pick_gpu
 from gen_emotion.recipes import Recipe
-from gen_emotion.runs import MASK, mask_url
+from gen_emotion.redaction import MASK, POD_SECRETS, mask_url
 from gen_emotion.task_kinds import task_kind
 
 WORKSPACE = "/workspace"
 """Where the pod's volume is mounted; ``runpod/entry.sh`` writes everything under it."""
 IMAGE_ENV = "GEN_EMOTION_IMAGE"
-SECRET_ENV = ("HF_TOKEN", "WANDB_API_KEY")
-"""Copied from the caller's environment into the pod's, and masked in every printout."""
 COMMANDS = ("run", "cv")
 CV_DEFAULT_FOLDS = 5
 """``gen-emotion cv --folds``'s default, used when ``--folds`` is not given."""
@@ -137,7 +135,7 @@ def check_data_url(url: str) -> str:
 
 
 def pod_env(
-    plan_env: Mapping[str, str], environ: Mapping[str, str], secrets: tuple[str, ...] = SECRET_ENV
+    plan_env: Mapping[str, str], environ: Mapping[str, str], secrets: tuple[str, ...] = POD_SECRETS
 ) -> dict[str, str]:
     """The pod's environment: the plan's settings plus the secrets set in ``environ`` (never RUNPOD_API_KEY)."""
     env = dict(plan_env)
@@ -152,7 +150,7 @@ def pod_env(
     return env
 
 
-def mask_request(request: Mapping[str, Any], secrets: tuple[str, ...] = SECRET_ENV) -> dict[str, Any]:
+def mask_request(request: Mapping[str, Any], secrets: tuple[str, ...] = POD_SECRETS) -> dict[str, Any]:
     """A copy of a pod request that is safe to print: secret values are ``***``, a data URL loses its query."""
     masked = copy.deepcopy(dict(request))
     env = masked.get("env") or {}
