@@ -5,8 +5,9 @@ bf16 step of its weight (2^-9 of the weight) is rounded away. gen-emotion keeps 
 (``sft.keep_adapter_in_float32``, always applied after TRL builds its trainer). Here SmolLM2-135M-Instruct
 (embedded; fp32 base weights, fast on a CPU) trains a LoRA adapter with the 14B QLoRA recipe's settings (rank,
 alpha, targets, learning rate, weight decay, AdamW), once with the adapter in bf16 (TRL's cast) and once in fp32,
-from the same initial adapter, on the same batches of the shipped sample, on CPU. After each step it counts, per ``lora_A``/``lora_B`` element, the updates
-the optimizer made (a non-zero first moment, or weight decay on a non-zero weight) that left the weight unchanged.
+from the same initial adapter, on the same batches of the shipped sample, on CPU. After each step it counts, per
+``lora_A``/``lora_B`` element, the updates the optimizer made (a non-zero first moment, or weight decay on a
+non-zero weight) that left the weight unchanged.
 
     python bench/adapter_dtype.py [--steps 30] [--batch 8] [--warmup 0]
 
