@@ -12,7 +12,7 @@ from conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "gen_emotion"
 LAYERS = [  # lowest first, as in README.md
     ["labels", "files", "errors"],
-    ["prediction_files", "thresholds", "metrics", "data", "formats", "parsing", "branches"],
+    ["prediction_files", "thresholds", "metrics", "run_metrics", "data", "formats", "parsing", "branches"],
     ["recipes", "prompts"],
     ["models", "runs", "locks", "hardware"],
     ["sft", "classify", "tfidf", "trainers", "generate", "vllm_backend"],
