@@ -138,7 +138,7 @@ def main() -> int:
     ensemble = None
     if len(finished) >= 2:
         ensemble = search_ensembles(finished, out / "ensemble-best")
-        results.append(ensemble)
+        results.append(ensemble.to_dict())
     print()
     if results:
         print(leaderboard(results))
@@ -148,8 +148,8 @@ def main() -> int:
         print("no run finished within the budget")
     if ensemble:
         print(
-            f"best ensemble: {ensemble['name']} (chosen on the same out-of-fold rows: optimistic; honest "
-            f"{ensemble['macro_f1_thresholds_cv']:.4f})"
+            f"best ensemble: {ensemble.name} (chosen on the same out-of-fold rows: optimistic; honest "
+            f"{ensemble.macro_f1_thresholds_cv:.4f})"
         )
     summary = {
         "bench": "quality",

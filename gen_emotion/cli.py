@@ -65,7 +65,7 @@ def _check_data(data: Path | None) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from gen_emotion.pipeline import run_recipe
     from gen_emotion.recipes import load_recipe
-    from gen_emotion.runs import default_run_dir
+    from gen_emotion.runs import SUBMISSION, default_run_dir
     from gen_emotion.task_kinds import task_kind
 
     overrides = list(args.overrides)
@@ -78,19 +78,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     launcher = _launcher(args, recipe)
     run_dir = args.out or default_run_dir(recipe)
     metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher, restart=args.restart)
-    held = metrics["held_out"]
+    held = metrics.held_out
     print(f"run folder: {run_dir}")
     print(f"held-out macro-F1 {held['macro_f1']:.4f}  micro-F1 {held['micro_f1']:.4f}  jaccard {held['jaccard']:.4f}")
-    if metrics.get("decision") == "thresholds":
-        honest = metrics["probabilities"]["thresholded_macro_f1_cv"]
+    if metrics.decision == "thresholds" and metrics.probabilities is not None:
+        honest = metrics.probabilities["thresholded_macro_f1_cv"]
         print(f"with per-label thresholds (used for the submission): macro-F1 {honest:.4f} cross-validated")
-    print(f"submission: {run_dir / 'submission.csv'} ({metrics['test_rows']} rows)")
+    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows)")
     return 0
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
     from gen_emotion.cv import default_cv_dir, run_cv
     from gen_emotion.recipes import load_recipe
+    from gen_emotion.runs import SUBMISSION
 
     recipe = load_recipe(args.recipe, list(args.overrides))
     _check_data(args.data)
@@ -110,12 +111,12 @@ def cmd_cv(args: argparse.Namespace) -> int:
     )
     print(f"cv folder: {run_dir}")
     print(
-        f"out-of-fold macro-F1 {metrics['macro_f1']:.4f} (per fold {metrics['per_fold_macro_f1_mean']:.4f} "
-        f"± {metrics['per_fold_macro_f1_std']:.4f})  micro-F1 {metrics['micro_f1']:.4f}  "
-        f"jaccard {metrics['jaccard']:.4f}  {metrics['wall_s']:.0f} s"
+        f"out-of-fold macro-F1 {metrics.macro_f1:.4f} (per fold {metrics.per_fold_macro_f1_mean:.4f} "
+        f"± {metrics.per_fold_macro_f1_std:.4f})  micro-F1 {metrics.micro_f1:.4f}  "
+        f"jaccard {metrics.jaccard:.4f}  {metrics.wall_s:.0f} s"
     )
-    how = "the fold models' mean probabilities" if metrics["has_probabilities"] else "the fold models' majority vote"
-    print(f"submission: {run_dir / 'submission.csv'} ({metrics['test_rows']} rows, {how})")
+    how = "the fold models' mean probabilities" if metrics.has_probabilities else "the fold models' majority vote"
+    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows, {how})")
     return 0
 
 
@@ -299,16 +300,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from gen_emotion.ensemble import run_ensemble
+    from gen_emotion.runs import SUBMISSION
 
     metrics = run_ensemble(args.run_dirs, args.out, weighted=args.weighted, stacked=args.stack)
-    for member in metrics["members"]:
+    for member in metrics.members:
         print(f"  {member['name']:<40} macro-F1 {member['macro_f1']:.4f}  weight {member['weight']:.3f}")
     print(
-        f"ensemble ({metrics['mode']}): out-of-fold macro-F1 {metrics['macro_f1']:.4f} "
-        f"(honest {metrics['macro_f1_thresholds_cv']:.4f}), micro-F1 {metrics['micro_f1']:.4f}, "
-        f"jaccard {metrics['jaccard']:.4f}"
+        f"ensemble ({metrics.mode}): out-of-fold macro-F1 {metrics.macro_f1:.4f} "
+        f"(honest {metrics.macro_f1_thresholds_cv:.4f}), micro-F1 {metrics.micro_f1:.4f}, "
+        f"jaccard {metrics.jaccard:.4f}"
     )
-    print(f"submission: {args.out / 'submission.csv'}")
+    print(f"submission: {args.out / SUBMISSION}")
     return 0
 
 

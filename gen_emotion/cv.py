@@ -26,26 +26,33 @@ from gen_emotion.files import read_json, write_json
 from gen_emotion.hardware import machine, peak_memory
 from gen_emotion.locks import writing_folder
 from gen_emotion.logs import setup_logging
-from gen_emotion.metrics import macro_f1, score
+from gen_emotion.metrics import macro_f1
 from gen_emotion.prediction_files import (
     as_written,
     read_probabilities,
-    write_predictions,
     write_probabilities,
-    write_submission,
 )
 from gen_emotion.recipes import Recipe, columns, with_header_labels
-from gen_emotion.runs import default_run_dir, prepare_run_dir
+from gen_emotion.run_metrics import CvMetrics
+from gen_emotion.runs import (
+    CV_SETTINGS,
+    FOLD_DONE,
+    SUBMISSION,
+    TEST_PROBS,
+    VAL_PROBS,
+    OutOfFold,
+    default_run_dir,
+    fold_path,
+    prepare_run_dir,
+    read_cv_settings,
+    write_folder_metrics,
+    write_out_of_fold,
+)
 from gen_emotion.steps import Fold, Launcher, fit_predict
 from gen_emotion.tasks import Task, get_task
-from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_to_dict, tune_thresholds
+from gen_emotion.thresholds import apply_thresholds, tune_thresholds
 
 log = logging.getLogger("gen_emotion.cv")
-
-FOLDS_DIR = "folds"
-FOLD_DONE = "fold.json"
-SETTINGS = "cv.json"
-METRICS = "oof_metrics.json"
 
 
 def _check_settings(
@@ -53,9 +60,9 @@ def _check_settings(
 ) -> None:
     """Write ``recipe.yaml`` and ``cv.json``, or check that a resumed run has the same ones."""
     prepare_run_dir(recipe, run_dir, data_dir, restart)
-    settings_path = run_dir / SETTINGS
+    settings_path = run_dir / CV_SETTINGS
     if settings_path.is_file():
-        previous_settings = read_json(settings_path, "the cv settings written by gen-emotion cv")
+        previous_settings = read_cv_settings(run_dir)
         changed = [k for k in ("folds", "seed", "rows", "test_rows") if previous_settings.get(k) != settings[k]]
         if changed:
             raise GenEmotionError(
@@ -69,8 +76,8 @@ def _check_settings(
 def _load_fold(fold_dir: Path, held_out: EmotionData, test: EmotionData) -> tuple[np.ndarray, np.ndarray, dict]:
     """A finished fold's saved predictions, checked against the rows it must cover."""
     summary = read_json(fold_dir / FOLD_DONE, "the fold's figures written by gen-emotion cv")
-    val_ids, val = read_probabilities(fold_dir / "val_probs.csv", held_out.label_names)
-    test_ids, tst = read_probabilities(fold_dir / "test_probs.csv", held_out.label_names)
+    val_ids, val = read_probabilities(fold_dir / VAL_PROBS, held_out.label_names)
+    test_ids, tst = read_probabilities(fold_dir / TEST_PROBS, held_out.label_names)
     if val_ids != held_out.ids or test_ids != test.ids:
         raise GenEmotionError(f"{fold_dir} was written for other rows; use a new --out")
     return val, tst, summary
@@ -88,8 +95,8 @@ def run_fold(
     result = fit_predict(recipe, fold, fold_dir, run_dir, task=task, launcher=launcher)
     val, tst = result.val.scores, result.test.scores
     names = fold.full.label_names
-    write_probabilities(fold_dir / "val_probs.csv", result.val.ids, val, names)
-    write_probabilities(fold_dir / "test_probs.csv", result.test.ids, tst, names)
+    write_probabilities(fold_dir / VAL_PROBS, result.val.ids, val, names)
+    write_probabilities(fold_dir / TEST_PROBS, result.test.ids, tst, names)
     summary = {
         **result.training,
         "predict_s": result.seconds["predict_s"],
@@ -124,7 +131,7 @@ def run_cv(
     task: Task | None = None,
     launcher: Launcher | None = None,
     restart: bool = False,
-) -> dict[str, Any]:
+) -> CvMetrics:
     """Cross-validate ``recipe`` on ``data_dir/train.csv`` with ``folds`` multilabel-stratified folds and
     predict ``data_dir/test.csv``; write the run folder (module docstring) and return its metrics."""
     task = task or get_task(recipe.task)
@@ -149,15 +156,15 @@ def run_cv(
         summaries = []
 
         for k, split in enumerate(tqdm(splits, desc=f"cv {recipe.name}", unit="fold")):
-            fold_dir = run_dir / FOLDS_DIR / f"fold-{k}"
+            folder = fold_path(run_dir, k)
             fold = Fold.load(data_dir, rows, folds, k, recipe.data.seed, data=(full, test), split=split)
-            resumed = (fold_dir / FOLD_DONE).is_file()
+            resumed = (folder / FOLD_DONE).is_file()
             log.info(
                 "fold %d/%d: %s", k + 1, folds, "saved, skipping" if resumed else f"training on {len(split[0])} rows"
             )
-            val, tst, summary = run_fold(recipe, fold, fold_dir, run_dir, task, launcher)
+            val, tst, summary = run_fold(recipe, fold, folder, run_dir, task, launcher)
             if not keep_models:
-                drop_model(fold_dir, task)
+                drop_model(folder, task)
             oof[split[1]] = val
             covered[split[1]] += 1
             fold_of[split[1]] = k
@@ -182,22 +189,28 @@ def finish_cv(
     summaries: list[dict[str, Any]],
     data_dir: Path,
     started: float,
-) -> dict[str, Any]:
-    """Tune thresholds on the out-of-fold scores, score, and write the run's files. ``wall_s`` is the
-    folds' own time plus this step's, so a resumed run reports what the whole run cost."""
+) -> CvMetrics:
+    """Tune thresholds on the out-of-fold scores, score, and write the run's files (``runs.write_out_of_fold``).
+    ``wall_s`` is the folds' own time plus this step's, so a resumed run reports what the whole run cost."""
     finishing = time.perf_counter()
     hard = any(s.get("hard") for s in summaries)
     y, names = full.labels, full.label_names
     thresholds = np.full(len(names), 0.5) if hard else tune_thresholds(y, oof)
-    oof_pred, test_pred = apply_thresholds(oof, thresholds), apply_thresholds(test_scores, thresholds)
-    if not hard:
-        write_probabilities(run_dir / "oof_probs.csv", full.ids, oof, names)
-        write_probabilities(run_dir / "test_probs.csv", test.ids, test_scores, names)
-    write_predictions(run_dir / "oof_predictions.csv", full.ids, oof_pred, names=names)
-    write_predictions(run_dir / "oof_labels.csv", full.ids, y, names=names)
-    write_predictions(run_dir / "test_predictions.csv", test.ids, test_pred, names=names)
-    write_submission(run_dir / "submission.csv", test.ids, test_pred, names, recipe.data.id_column)
-    write_json(run_dir / "thresholds.json", thresholds_to_dict(thresholds, names))
+    layout = OutOfFold(
+        full.ids,
+        y,
+        oof,
+        test.ids,
+        test_scores,
+        thresholds,
+        names,
+        recipe.data.id_column,
+        probabilities=not hard,
+        tuned=not hard,
+        seed=recipe.data.seed,
+    )
+    figures = write_out_of_fold(run_dir, layout)
+    oof_pred = layout.predictions
 
     folds = len(summaries)
     per_fold = []
@@ -221,44 +234,39 @@ def finish_cv(
     cuda = [s["peak_cuda_mib"] for s in summaries if "peak_cuda_mib" in s]
     if cuda:
         memory["peak_cuda_mib"] = max(cuda)
-    scores = score(y, oof_pred, names)
-    metrics = {
-        "name": recipe.name,
-        "kind": "cv",
-        "task": recipe.task,
-        "model": task.describe_model(recipe),
-        "has_probabilities": not hard,
-        "folds": folds,
-        "seed": recipe.data.seed,
-        **{k: scores[k] for k in ("macro_f1", "micro_f1", "jaccard", "rows")},
-        "macro_f1_at_0_5": macro_f1(y, apply_thresholds(oof, np.full(len(names), 0.5))),
-        "macro_f1_thresholds_cv": None if hard else cross_validated_macro_f1(y, oof, seed=recipe.data.seed),
-        "per_label": scores["per_label"],
-        "thresholds": thresholds_to_dict(thresholds, names),
-        "per_fold": per_fold,
-        "per_fold_macro_f1_mean": float(np.mean(fold_scores)),
-        "per_fold_macro_f1_std": float(np.std(fold_scores)),
-        "test_rows": len(test),
-        "wall_s": round(sum(s.get("seconds", 0) for s in summaries) + time.perf_counter() - finishing, 1),
-        "this_call_s": round(time.perf_counter() - started, 1),
+    metrics = CvMetrics(
+        name=recipe.name,
+        kind="cv",
+        task=recipe.task,
+        model=task.describe_model(recipe),
+        has_probabilities=not hard,
+        folds=folds,
+        seed=recipe.data.seed,
+        **figures,
+        per_fold=per_fold,
+        per_fold_macro_f1_mean=float(np.mean(fold_scores)),
+        per_fold_macro_f1_std=float(np.std(fold_scores)),
+        test_rows=len(test),
+        wall_s=round(sum(s.get("seconds", 0) for s in summaries) + time.perf_counter() - finishing, 1),
+        this_call_s=round(time.perf_counter() - started, 1),
         **memory,
-        "note": "macro_f1 uses thresholds tuned on these same out-of-fold rows (slightly optimistic); "
+        note="macro_f1 uses thresholds tuned on these same out-of-fold rows (slightly optimistic); "
         "macro_f1_thresholds_cv tunes them on 4/5 of the rows and scores the other 1/5, pooled (honest).",
-        "data": str(data_dir),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-    }
-    write_json(run_dir / METRICS, metrics)
+        data=str(data_dir),
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        machine=machine(),
+    )
+    write_folder_metrics(run_dir, metrics)
     log.info(
         "cv %s: out-of-fold macro-F1 %.4f (folds %.4f +- %.4f), micro-F1 %.4f, jaccard %.4f; %.0f s; wrote %s",
         recipe.name,
-        metrics["macro_f1"],
-        metrics["per_fold_macro_f1_mean"],
-        metrics["per_fold_macro_f1_std"],
-        metrics["micro_f1"],
-        metrics["jaccard"],
-        metrics["wall_s"],
-        run_dir / "submission.csv",
+        metrics.macro_f1,
+        metrics.per_fold_macro_f1_mean,
+        metrics.per_fold_macro_f1_std,
+        metrics.micro_f1,
+        metrics.jaccard,
+        metrics.wall_s,
+        run_dir / SUBMISSION,
     )
     return metrics
 

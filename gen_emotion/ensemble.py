@@ -5,125 +5,36 @@ when a member has no probabilities; then tune per-label thresholds on the combin
 
 An ensemble folder has the same files as a cv run folder (``oof_metrics.json``, ``oof_labels.csv``,
 ``oof_predictions.csv``, ``test_predictions.csv``, ``submission.csv``, ``thresholds.json``, and the
-probability files when it averaged or stacked probabilities), so it can be reported or ensembled again.
+probability files when it averaged or stacked probabilities; one writer, ``runs.write_out_of_fold``), so it can be
+reported or ensembled again (``runs.load_member`` reads both). Its honest figure (``macro_f1_thresholds_cv``) splits
+its rows with its first member's seed, as that member's own figure did; it records the seed as its ``seed``.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gen_emotion.cv import METRICS
-from gen_emotion.data import Columns, read_label_file
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.files import make_folder, read_json, write_json
-from gen_emotion.labels import LABELS
+from gen_emotion.files import make_folder, write_json
 from gen_emotion.locks import writing_folder
-from gen_emotion.metrics import macro_f1, score
-from gen_emotion.prediction_files import read_probabilities, write_predictions, write_probabilities, write_submission
-from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_to_dict, tune_thresholds
-
-
-@dataclass
-class Member:
-    """One cross-validated run: its out-of-fold and test predictions, and probabilities when it has them."""
-
-    run_dir: Path
-    name: str
-    metrics: dict[str, Any]
-    ids: list[str]
-    labels: np.ndarray
-    oof_pred: np.ndarray
-    test_ids: list[str]
-    test_pred: np.ndarray
-    oof_probs: np.ndarray | None = None
-    test_probs: np.ndarray | None = None
-    label_names: tuple[str, ...] = LABELS
-    id_column: str = "ID"
-    """The ID column of its submission (the data's)."""
-
-    @property
-    def has_probs(self) -> bool:
-        return self.oof_probs is not None and self.test_probs is not None
-
-
-def _labels(path: Path) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
-    data = read_label_file(path, Columns(labels=None))  # the label columns as the file has them
-    return data.ids, data.labels, data.label_names
-
-
-STACKER = "stacker.json"
-"""A stacked ensemble's fitted logistic regressions (``apply_stacker``)."""
-
-NUMBERS = ("macro_f1", "macro_f1_thresholds_cv", "per_fold_macro_f1_std", "micro_f1", "jaccard", "wall_s")
-
-
-def check_metrics(metrics: dict[str, Any], path: Path, names: tuple[str, ...] = LABELS) -> dict[str, Any]:
-    """The fields of an ``oof_metrics.json`` that ensembles and reports read, checked: a damaged or foreign file
-    is a one-line error naming the file and the field."""
-    expected = "expected the oof_metrics.json of gen-emotion cv or ensemble"
-
-    def damaged(field: str, what: str) -> GenEmotionError:
-        return GenEmotionError(f"{path}: damaged: {field} must be {what}; {expected}")
-
-    for field in NUMBERS + ("peak_rss_mib",):
-        value = metrics.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise damaged(field, "a number")
-    if not isinstance(metrics.get("macro_f1"), (int, float)):
-        raise damaged("macro_f1", "a number")
-    if not isinstance(metrics.get("name", ""), str) or not isinstance(metrics.get("has_probabilities", False), bool):
-        raise damaged("name and has_probabilities", "a string and true/false")
-    per_label = metrics.get("per_label")
-    if not isinstance(per_label, dict) or any(
-        not isinstance(per_label.get(label), dict) or not isinstance(per_label[label].get("f1"), (int, float))
-        for label in names
-    ):
-        raise damaged(
-            "per_label", f"a mapping of each of the {len(names)} labels to its precision, recall, f1 and support"
-        )
-    return metrics
-
-
-def load_member(run_dir: Path) -> Member:
-    """A finished cv (or ensemble) run folder; error naming the missing file otherwise."""
-    run_dir = Path(run_dir)
-    metrics_path = run_dir / METRICS
-    if not metrics_path.is_file():
-        raise GenEmotionError(f"{run_dir}: no {METRICS}; pass finished gen-emotion cv or ensemble folders")
-    metrics = read_json(metrics_path, f"the {METRICS} of a gen-emotion cv or ensemble run")
-    ids, labels, names = _labels(run_dir / "oof_labels.csv")
-    check_metrics(metrics, metrics_path, names)
-    pred_ids, oof_pred, pred_names = _labels(run_dir / "oof_predictions.csv")
-    test_ids, test_pred, test_names = _labels(run_dir / "test_predictions.csv")
-    if pred_ids != ids:
-        raise GenEmotionError(f"{run_dir}: oof_predictions.csv and oof_labels.csv list different IDs")
-    if pred_names != names or test_names != names:
-        raise GenEmotionError(f"{run_dir}: its prediction files have other label columns than oof_labels.csv")
-    member = Member(run_dir, metrics.get("name") or run_dir.name, metrics, ids, labels, oof_pred, test_ids, test_pred)
-    member.label_names = names
-    member.id_column = _submission_id_column(run_dir / "submission.csv")
-    if metrics.get("has_probabilities") and (run_dir / "oof_probs.csv").is_file():
-        prob_ids, member.oof_probs = read_probabilities(run_dir / "oof_probs.csv", names)
-        test_prob_ids, member.test_probs = read_probabilities(run_dir / "test_probs.csv", names)
-        if prob_ids != ids or test_prob_ids != test_ids:
-            raise GenEmotionError(f"{run_dir}: the probability files list other IDs than the prediction files")
-    return member
-
-
-def _submission_id_column(path: Path) -> str:
-    """The first column of a run's submission (its data's ID column), ``ID`` where there is none."""
-    if not path.is_file():
-        return "ID"
-    with path.open(encoding="utf-8", newline="") as handle:
-        header = next(csv.reader(handle), None)
-    return header[0] if header else "ID"
+from gen_emotion.metrics import macro_f1
+from gen_emotion.run_metrics import EnsembleMetrics
+from gen_emotion.runs import (
+    STACKER,
+    Member,
+    OutOfFold,
+    load_member,
+    unique_names,
+    write_folder_metrics,
+    write_out_of_fold,
+)
+from gen_emotion.thresholds import apply_thresholds, tune_thresholds
 
 
 def _reorder(values: np.ndarray | None, ids: list[str], order: list[str]) -> np.ndarray | None:
@@ -165,7 +76,7 @@ def align_members(members: list[Member]) -> None:
 
 def member_weights(members: list[Member], weighted: bool) -> np.ndarray:
     """Equal weights, or each member's out-of-fold macro-F1, normalised to sum to one."""
-    raw = np.array([float(m.metrics.get("macro_f1", 0.0)) for m in members]) if weighted else np.ones(len(members))
+    raw = np.array([float(m.metrics.macro_f1) for m in members]) if weighted else np.ones(len(members))
     if raw.sum() <= 0:
         raw = np.ones(len(members))
     return raw / raw.sum()
@@ -233,11 +144,6 @@ def apply_stacker(stacker: dict[str, Any], probs: list[np.ndarray]) -> np.ndarra
     return np.column_stack([expit((x @ coef[j : j + 1].T + intercept[j]).ravel()) for j in range(len(intercept))])
 
 
-def unique_names(members: list[Member]) -> list[str]:
-    names = [m.name for m in members]
-    return [f"{m.name} ({m.run_dir.name})" if names.count(m.name) > 1 else m.name for m in members]
-
-
 def evaluate(members: list[Member], weighted: bool, stacked: bool = False) -> dict[str, Any]:
     """Combine aligned members (``stacked``: with ``stack``) and tune thresholds on the combined out-of-fold
     scores (nothing written)."""
@@ -261,7 +167,7 @@ def evaluate(members: list[Member], weighted: bool, stacked: bool = False) -> di
     }
 
 
-def run_ensemble(run_dirs: list[Path], out_dir: Path, weighted: bool = False, stacked: bool = False) -> dict[str, Any]:
+def run_ensemble(run_dirs: list[Path], out_dir: Path, weighted: bool = False, stacked: bool = False) -> EnsembleMetrics:
     """Ensemble the cv runs in ``run_dirs`` into ``out_dir``; return its metrics."""
     if weighted and stacked:
         raise GenEmotionError("choose --weighted (a weighted average) or --stack, not both")
@@ -275,58 +181,60 @@ def run_ensemble(run_dirs: list[Path], out_dir: Path, weighted: bool = False, st
 
 def write_ensemble(
     members: list[Member], result: dict[str, Any], out_dir: Path, weighted: bool, started: float
-) -> dict[str, Any]:
+) -> EnsembleMetrics:
     """Write an ensemble folder from ``evaluate``'s result."""
     make_folder(out_dir, "--out")
     first = members[0]
-    y, oof, thresholds, stacked = first.labels, result["oof"], result["thresholds"], result["mode"] == "stack"
-    labels = first.label_names
-    if result["mode"] in ("average", "stack"):
-        write_probabilities(out_dir / "oof_probs.csv", first.ids, oof, labels)
-        write_probabilities(out_dir / "test_probs.csv", first.test_ids, result["test"], labels)
-    write_predictions(out_dir / "oof_labels.csv", first.ids, y, names=labels)
-    write_predictions(out_dir / "oof_predictions.csv", first.ids, result["oof_pred"], names=labels)
-    write_predictions(out_dir / "test_predictions.csv", first.test_ids, result["test_pred"], names=labels)
-    write_submission(out_dir / "submission.csv", first.test_ids, result["test_pred"], labels, first.id_column)
-    write_json(out_dir / "thresholds.json", thresholds_to_dict(thresholds, labels))
+    has_probabilities, stacked = result["mode"] in ("average", "stack"), result["mode"] == "stack"
+    seed = first.metrics.seed or 0  # a member from before the seed was recorded: 0, as its figure had
+    layout = OutOfFold(
+        first.ids,
+        first.labels,
+        result["oof"],
+        first.test_ids,
+        result["test"],
+        result["thresholds"],
+        first.label_names,
+        first.id_column,
+        probabilities=has_probabilities,
+        tuned=True,
+        seed=seed,
+    )
+    figures = write_out_of_fold(out_dir, layout)
     if result["stacker"] is not None:
         write_json(out_dir / STACKER, result["stacker"])
     names = unique_names(members)
-    scores = score(y, result["oof_pred"], labels)
     members_info = [
         {
             "name": name,
             "run_dir": str(m.run_dir),
-            "macro_f1": m.metrics.get("macro_f1"),
+            "macro_f1": m.metrics.macro_f1,
             "weight": float(w),
             "has_probabilities": m.has_probs,
         }
         for name, m, w in zip(names, members, result["weights"])
     ]
-    metrics = {
-        "name": f"ensemble({'+'.join(names)}{', weighted' if weighted else ''}{', stacked' if stacked else ''})",
-        "kind": "ensemble",
-        "mode": result["mode"],
-        "weighted": weighted,
-        "has_probabilities": result["mode"] in ("average", "stack"),
-        "members": members_info,
-        **{k: scores[k] for k in ("macro_f1", "micro_f1", "jaccard", "rows")},
-        "macro_f1_at_0_5": macro_f1(y, apply_thresholds(oof, np.full(len(labels), 0.5))),
-        "macro_f1_thresholds_cv": cross_validated_macro_f1(y, oof),
-        "best_member_macro_f1": max(float(m.metrics.get("macro_f1", 0.0)) for m in members),
-        "per_label": scores["per_label"],
-        "thresholds": thresholds_to_dict(thresholds, labels),
-        "test_rows": len(first.test_ids),
-        "wall_s": round(sum(float(m.metrics.get("wall_s") or 0.0) for m in members) + time.perf_counter() - started, 1),
-        "peak_rss_mib": max(float(m.metrics.get("peak_rss_mib") or 0.0) for m in members),
-        "note": "wall_s and peak_rss_mib are the members' (their training and prediction) plus combining; "
+    metrics = EnsembleMetrics(
+        name=f"ensemble({'+'.join(names)}{', weighted' if weighted else ''}{', stacked' if stacked else ''})",
+        kind="ensemble",
+        mode=result["mode"],
+        weighted=weighted,
+        has_probabilities=has_probabilities,
+        seed=seed,
+        members=members_info,
+        **figures,
+        best_member_macro_f1=max(float(m.metrics.macro_f1) for m in members),
+        test_rows=len(first.test_ids),
+        wall_s=round(sum(float(m.metrics.wall_s or 0.0) for m in members) + time.perf_counter() - started, 1),
+        peak_rss_mib=max(float(m.metrics.peak_rss_mib or 0.0) for m in members),
+        note="wall_s and peak_rss_mib are the members' (their training and prediction) plus combining; "
         "macro_f1 tunes thresholds on the same out-of-fold rows it scores, macro_f1_thresholds_cv does not.",
-    }
-    write_json(out_dir / METRICS, metrics)
+    )
+    write_folder_metrics(out_dir, metrics)
     return metrics
 
 
-def search_ensembles(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
+def search_ensembles(run_dirs: list[Path], out_dir: Path) -> EnsembleMetrics:
     """Try every subset of two or more runs, averaged plainly, weighted and stacked; write the one with
     the best out-of-fold macro-F1 to ``out_dir`` and return its metrics plus every candidate's figure
     (``candidates``).
@@ -351,7 +259,6 @@ def search_ensembles(run_dirs: list[Path], out_dir: Path) -> dict[str, Any]:
                     best = (f1, chosen, result, weighted)
     _, chosen, result, weighted = best
     with writing_folder(out_dir):
-        metrics = write_ensemble(chosen, result, out_dir, weighted, started)
-        metrics["candidates"] = candidates
-        write_json(out_dir / METRICS, metrics)
+        metrics = replace(write_ensemble(chosen, result, out_dir, weighted, started), candidates=candidates)
+        write_folder_metrics(out_dir, metrics)
     return metrics

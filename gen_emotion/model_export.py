@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +25,25 @@ from gen_emotion.files import make_folder, read_json, write_json, write_text
 from gen_emotion.hardware import vllm_lora_rank
 from gen_emotion.locks import writing_file
 from gen_emotion.models import ADAPTER_DIR, load_tokenizer, merged_model_dir, resolve_model
-from gen_emotion.predictor import (
+from gen_emotion.predictor import folder_kind, member_folder, stacker_of
+from gen_emotion.prompts import build_messages, load_templates, make_encoder
+from gen_emotion.recipes import Recipe, label_set
+from gen_emotion.run_metrics import EnsembleMetrics, FolderMetrics, RunMetrics
+from gen_emotion.runs import (
     CV_SETTINGS,
     FOLDER_METRICS,
-    FOLDS_DIR,
+    RECIPE_FILE,
     RUN_METRICS,
     STACKER,
     THRESHOLDS,
-    folder_kind,
-    member_folder,
-    stacker_of,
+    fold_path,
+    load_run_recipe,
+    read_cv_settings,
+    read_folder_metrics,
+    read_run_metrics,
+    threshold_values,
+    write_folder_metrics,
 )
-from gen_emotion.prompts import build_messages, load_templates, make_encoder
-from gen_emotion.recipes import Recipe, label_set
-from gen_emotion.runs import RECIPE_FILE, load_run_recipe
 from gen_emotion.task_kinds import task_kind
 from gen_emotion.tasks import Task, get_task
 
@@ -87,8 +93,8 @@ def export_model(folder: Path, out_dir: Path, merged: bool = False) -> dict[str,
 def _export_run(run_dir: Path, out_dir: Path, merged: bool) -> dict[str, Any]:
     recipe = load_run_recipe(run_dir)
     if not get_task(recipe.task).is_fitted(run_dir) or not (run_dir / RUN_METRICS).is_file():
-        raise GenEmotionError(f"{run_dir}: the run did not finish (no metrics.json); run it to the end first")
-    metrics = read_json(run_dir / RUN_METRICS, "the run's metrics written by gen-emotion run")
+        raise GenEmotionError(f"{run_dir}: the run did not finish (no {RUN_METRICS}); run it to the end first")
+    metrics = read_run_metrics(run_dir)
     kind = task_kind(recipe.task)
     if not kind.transformers_model:
         if merged:
@@ -120,12 +126,12 @@ def _export_run(run_dir: Path, out_dir: Path, merged: bool) -> dict[str, Any]:
         description["serve_base"] = adapter.get("base_model_name_or_path") or recipe.model.name
         description["max_lora_rank"] = vllm_lora_rank(recipe.lora.r)
     if (run_dir / THRESHOLDS).is_file():
-        description["thresholds"] = read_json(run_dir / THRESHOLDS, "one threshold per label")
+        description["thresholds"] = threshold_values(run_dir)
     return description
 
 
 def _export_classifier(
-    run_dir: Path, out_dir: Path, recipe: Recipe, metrics: dict[str, Any], merged: bool
+    run_dir: Path, out_dir: Path, recipe: Recipe, metrics: RunMetrics, merged: bool
 ) -> dict[str, Any]:
     """A classifier's folder as trained, or a LoRA classifier merged into its base model (``merged``)."""
     from gen_emotion.classify import MODEL_DIR, load_trained
@@ -146,9 +152,9 @@ def _export_classifier(
     return {**describe(recipe, metrics, weights), "mean_pooling_head": MEAN_POOLING_HEAD}
 
 
-def describe(recipe: Recipe, metrics: dict[str, Any], weights: str, generation: dict | None = None) -> dict[str, Any]:
+def describe(recipe: Recipe, metrics: RunMetrics, weights: str, generation: dict | None = None) -> dict[str, Any]:
     """What a run's ``gen_emotion.json`` holds: enough to prompt, constrain and decode the model as the run did."""
-    held, task = metrics.get("held_out", {}), get_task(recipe.task)
+    held, task = metrics.held_out, get_task(recipe.task)
     description: dict[str, Any] = {
         "kind": "run",
         "task": recipe.task,
@@ -157,9 +163,9 @@ def describe(recipe: Recipe, metrics: dict[str, Any], weights: str, generation: 
         "weights": weights,
         "labels": list(label_set(recipe).names),
         "none_label": recipe.data.none_label,
-        "decision": metrics.get("decision"),
+        "decision": metrics.decision,
         "held_out": {key: held.get(key) for key in ("fold", "folds", "rows", "macro_f1", "micro_f1", "jaccard")},
-        "held_out_final_macro_f1": metrics.get("held_out_final_macro_f1"),
+        "held_out_final_macro_f1": metrics.held_out_final_macro_f1,
         "recipe": recipe.to_dict(),
     }
     if generation is not None:
@@ -175,26 +181,26 @@ def describe(recipe: Recipe, metrics: dict[str, Any], weights: str, generation: 
     return description
 
 
-def _out_of_fold(metrics: dict[str, Any]) -> dict[str, Any]:
+def _out_of_fold(metrics: FolderMetrics) -> dict[str, Any]:
     keys = ("rows", "macro_f1", "macro_f1_thresholds_cv", "micro_f1", "jaccard", "per_label")
-    return {key: metrics.get(key) for key in keys}
+    return {key: getattr(metrics, key) for key in keys}
 
 
 def _export_cv(cv_dir: Path, out_dir: Path) -> dict[str, Any]:
     """A cv folder's recipe, settings, thresholds and figures, and each fold's model files (``Task.export_files``)."""
     recipe = load_run_recipe(cv_dir)
     task: Task = get_task(recipe.task)
-    metrics = read_json(cv_dir / FOLDER_METRICS, f"the {FOLDER_METRICS} of gen-emotion cv")
-    settings = read_json(cv_dir / CV_SETTINGS, "the cv settings written by gen-emotion cv")
+    metrics = read_folder_metrics(cv_dir, f"the {FOLDER_METRICS} of gen-emotion cv")
+    settings = read_cv_settings(cv_dir)
     folds = int(settings.get("folds") or 0)
     for k in range(folds):
-        fold = cv_dir / FOLDS_DIR / f"fold-{k}"
+        fold = fold_path(cv_dir, k)
         if not task.is_fitted(fold):
             raise GenEmotionError(f"{fold}: holds no model (cv --drop-models deletes them); nothing was exported")
     for name in (RECIPE_FILE, CV_SETTINGS, THRESHOLDS, FOLDER_METRICS):
         shutil.copy2(cv_dir / name, out_dir / name)
     for k in range(folds):
-        source, target = cv_dir / FOLDS_DIR / f"fold-{k}", out_dir / FOLDS_DIR / f"fold-{k}"
+        source, target = fold_path(cv_dir, k), fold_path(out_dir, k)
         target.mkdir(parents=True)
         for name in task.export_files:
             if (source / name).is_dir():
@@ -209,9 +215,9 @@ def _export_cv(cv_dir: Path, out_dir: Path) -> dict[str, Any]:
         "weights": "folder",
         "labels": list(label_set(recipe).names),
         "folds": folds,
-        "has_probabilities": bool(metrics.get("has_probabilities")),
+        "has_probabilities": bool(metrics.has_probabilities),
         "decision": "thresholds",
-        "thresholds": read_json(cv_dir / THRESHOLDS, "one threshold per label"),
+        "thresholds": threshold_values(cv_dir),
         "out_of_fold": _out_of_fold(metrics),
         "recipe": recipe.to_dict(),
     }
@@ -219,9 +225,10 @@ def _export_cv(cv_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 def _export_ensemble(folder: Path, out_dir: Path) -> dict[str, Any]:
     """An ensemble's combiner, thresholds and figures, and each member exported under ``members/K-NAME``."""
-    metrics = read_json(folder / FOLDER_METRICS, f"the {FOLDER_METRICS} of gen-emotion ensemble")
+    metrics = read_folder_metrics(folder, f"the {FOLDER_METRICS} of gen-emotion ensemble")
+    assert isinstance(metrics, EnsembleMetrics)  # folder_kind read its kind
     members, descriptions = [], []
-    for k, member in enumerate(metrics.get("members") or []):
+    for k, member in enumerate(metrics.members):
         relative = f"{MEMBERS_DIR}/{k}-{Path(member_folder(folder, member)).name}"
         source = member_folder(folder, member)
         (out_dir / relative).mkdir(parents=True)
@@ -234,22 +241,21 @@ def _export_ensemble(folder: Path, out_dir: Path) -> dict[str, Any]:
         descriptions.append(exported)
         members.append({**{key: value for key, value in member.items() if key != "run_dir"}, "folder": relative})
     shutil.copy2(folder / THRESHOLDS, out_dir / THRESHOLDS)
-    if metrics.get("mode") == "stack":
-        write_json(out_dir / STACKER, stacker_of(folder, metrics["members"]))
-    kept = {key: value for key, value in metrics.items() if key != "candidates"}
-    write_json(out_dir / FOLDER_METRICS, {**kept, "members": members})
+    if metrics.mode == "stack":
+        write_json(out_dir / STACKER, stacker_of(folder, metrics.members))
+    write_folder_metrics(out_dir, replace(metrics, members=members, candidates=None))  # no search candidates
     first = descriptions[0]
     return {
         "kind": "ensemble",
         "task": first["task"] if len({d["task"] for d in descriptions}) == 1 else "mixed",
         "base_model": ", ".join(dict.fromkeys(d["base_model"] for d in descriptions)),
-        "title": metrics.get("name") or "ensemble",
+        "title": metrics.name or "ensemble",
         "weights": "folder",
         "labels": first["labels"],
-        "mode": metrics.get("mode"),
+        "mode": metrics.mode,
         "members": [m.get("name") or m["folder"] for m in members],
         "decision": "thresholds",
-        "thresholds": read_json(folder / THRESHOLDS, "one threshold per label"),
+        "thresholds": threshold_values(folder),
         "out_of_fold": _out_of_fold(metrics),
     }
 

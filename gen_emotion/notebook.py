@@ -21,6 +21,7 @@ import numpy as np
 
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.predictor import Predictor, PredictSettings, TextPredictions, folder_kind, load_predictor
+from gen_emotion.runs import THRESHOLDS
 
 __all__ = ["EmotionModel", "TextPredictions"]
 
@@ -45,7 +46,7 @@ class EmotionModel:
         """The loaded folder (loading it now if no call has yet)."""
         if self._predictor is None:
             # a generation run with probabilities gives them too (its labels stay its decision)
-            with_probs = True if self.kind == "run" and (self.folder / "thresholds.json").is_file() else None
+            with_probs = True if self.kind == "run" and (self.folder / THRESHOLDS).is_file() else None
             self._predictor = load_predictor(self.folder, PredictSettings(backend=self.backend, with_probs=with_probs))
         return self._predictor
 

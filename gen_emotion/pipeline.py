@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from gen_emotion.data import read_data, sample_data_dir
-from gen_emotion.files import write_json
 from gen_emotion.hardware import machine
 from gen_emotion.labels import LabelSet
 from gen_emotion.locks import writing_folder
@@ -24,15 +23,22 @@ from gen_emotion.logs import setup_logging
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.prediction_files import write_predictions, write_probabilities, write_submission
 from gen_emotion.recipes import Recipe, columns, label_set, with_header_labels
-from gen_emotion.runs import prepare_run_dir
+from gen_emotion.run_metrics import RunMetrics
+from gen_emotion.runs import (
+    SUBMISSION,
+    TEST_PREDICTIONS,
+    TEST_PROBS,
+    VAL_PREDICTIONS,
+    VAL_PROBS,
+    prepare_run_dir,
+    write_run_metrics,
+    write_thresholds,
+)
 from gen_emotion.steps import Fold, FoldResult, Launcher, fit_predict
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, choose_thresholds, thresholds_to_dict
 
 log = logging.getLogger("gen_emotion")
-
-METRICS = "metrics.json"
-THRESHOLDS = "thresholds.json"
 
 
 def run_recipe(
@@ -43,7 +49,7 @@ def run_recipe(
     task: Task | None = None,
     launcher: Launcher | None = None,
     restart: bool = False,
-) -> dict[str, Any]:
+) -> RunMetrics:
     """Hold out fold ``data.fold`` of ``data_dir/train.csv``, train the recipe's task on the rest, predict the
     fold and ``data_dir/test.csv``, score, and write everything to ``run_dir``. Returns the metrics."""
     task = task or get_task(recipe.task)
@@ -73,7 +79,7 @@ def run_recipe(
 
 def finish_run(
     recipe: Recipe, task: Task, fold: Fold, result: FoldResult, run_dir: Path, timings: dict[str, Any]
-) -> dict[str, Any]:
+) -> RunMetrics:
     """Score the held-out fold, decide between the task's own labels and tuned thresholds (``choose_thresholds``),
     and write the predictions, the submission and ``metrics.json`` (one layout for every task)."""
     held, test, val, tst = fold.held_out, fold.test, result.val, result.test
@@ -84,9 +90,9 @@ def finish_run(
     probabilities = None
     if val.probs is not None and tst.probs is not None:
         choice = choose_thresholds(held.labels, val.probs, held_scores["macro_f1"], seed=recipe.data.seed)
-        write_json(run_dir / THRESHOLDS, thresholds_to_dict(choice.thresholds, names))
-        write_probabilities(run_dir / "val_probs.csv", held.ids, val.probs, names)
-        write_probabilities(run_dir / "test_probs.csv", test.ids, tst.probs, names)
+        write_thresholds(run_dir, choice.thresholds, names)
+        write_probabilities(run_dir / VAL_PROBS, held.ids, val.probs, names)
+        write_probabilities(run_dir / TEST_PROBS, test.ids, tst.probs, names)
         probabilities = {
             "method": task.probability_method(recipe),
             "thresholds": thresholds_to_dict(choice.thresholds, names),
@@ -102,35 +108,35 @@ def finish_run(
             decision = "thresholds"
             val_final = apply_thresholds(val.probs, choice.thresholds)
             test_final = apply_thresholds(tst.probs, choice.thresholds)
-    write_predictions(run_dir / "val_predictions.csv", held.ids, val_final, val.outputs, names)
-    write_predictions(run_dir / "test_predictions.csv", test.ids, test_final, tst.outputs, names)
-    write_submission(run_dir / "submission.csv", test.ids, test_final, names, recipe.data.id_column)
-    metrics = {
-        "recipe": recipe.name,
-        "task": recipe.task,
-        "model": task.describe_model(recipe),
-        "held_out": {"fold": fold.index, "folds": fold.folds, **held_scores},
-        "decision": decision,
-        "held_out_final_macro_f1": macro_f1(held.labels, val_final),
-        "probabilities": probabilities,
-        "outputs": output_counts(val.outputs, tst.outputs, recipe.prompt.target_format, labels),
-        "test_rows": len(test),
-        "training": result.training,
-        "timings": timings,
-        "data": str(fold.data_dir),
-        "backend": recipe.generate.backend if val.outputs is not None else None,
-        "machine": machine(),
-    }
-    write_json(run_dir / METRICS, metrics)
+    write_predictions(run_dir / VAL_PREDICTIONS, held.ids, val_final, val.outputs, names)
+    write_predictions(run_dir / TEST_PREDICTIONS, test.ids, test_final, tst.outputs, names)
+    write_submission(run_dir / SUBMISSION, test.ids, test_final, names, recipe.data.id_column)
+    metrics = RunMetrics(
+        recipe=recipe.name,
+        task=recipe.task,
+        model=task.describe_model(recipe),
+        held_out={"fold": fold.index, "folds": fold.folds, **held_scores},
+        decision=decision,
+        held_out_final_macro_f1=macro_f1(held.labels, val_final),
+        probabilities=probabilities,
+        outputs=output_counts(val.outputs, tst.outputs, recipe.prompt.target_format, labels),
+        test_rows=len(test),
+        training=result.training,
+        timings=timings,
+        data=str(fold.data_dir),
+        backend=recipe.generate.backend if val.outputs is not None else None,
+        machine=machine(),
+    )
+    write_run_metrics(run_dir, metrics)
     log.info(
         "held-out macro-F1 %.4f (%s), %.4f as submitted (%s); micro-F1 %.4f, jaccard %.4f; wrote %s",
         held_scores["macro_f1"],
         task.base_decision,
-        metrics["held_out_final_macro_f1"],
+        metrics.held_out_final_macro_f1,
         decision,
         held_scores["micro_f1"],
         held_scores["jaccard"],
-        run_dir / "submission.csv",
+        run_dir / SUBMISSION,
     )
     return metrics
 

@@ -26,25 +26,36 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion import cv, ensemble, pipeline
+from gen_emotion import ensemble
 from gen_emotion.config import apply_override
 from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, read_test
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.files import read_json
 from gen_emotion.labels import LABELS
 from gen_emotion.locks import writing_file
 from gen_emotion.prediction_files import as_written, write_predictions, write_probabilities
 from gen_emotion.recipes import Recipe, columns, label_set, recipe_from_dict
-from gen_emotion.runs import RECIPE_FILE, load_run_recipe
+from gen_emotion.run_metrics import EnsembleMetrics, FolderMetrics
+from gen_emotion.runs import (
+    CV_SETTINGS,
+    FOLDER_METRICS,
+    RECIPE_FILE,
+    RUN_METRICS,
+    STACKER,
+    THRESHOLDS,
+    fold_path,
+    load_member,
+    load_run_recipe,
+    read_cv_settings,
+    read_folder_metrics,
+    read_run_metrics,
+    read_stacker,
+    read_thresholds,
+)
 from gen_emotion.steps import WorkerSession
 from gen_emotion.tasks import LoadedModel, Prediction, Task, get_task
-from gen_emotion.thresholds import apply_thresholds, thresholds_from_dict
+from gen_emotion.thresholds import apply_thresholds
 
 log = logging.getLogger(__name__)
-
-RUN_METRICS, THRESHOLDS = pipeline.METRICS, pipeline.THRESHOLDS
-FOLDER_METRICS, CV_SETTINGS, FOLDS_DIR = cv.METRICS, cv.SETTINGS, cv.FOLDS_DIR
-STACKER = ensemble.STACKER
 
 
 @dataclass
@@ -146,14 +157,6 @@ class FittedModels:
         self.models = []
 
 
-def _thresholds(folder: Path, names: tuple[str, ...]) -> np.ndarray:
-    values = read_json(folder / THRESHOLDS, "one threshold per label")
-    try:
-        return thresholds_from_dict(values, names)
-    except (ValueError, TypeError) as err:
-        raise GenEmotionError(f"{folder / THRESHOLDS}: damaged ({err}); expected one threshold per label") from None
-
-
 class RunPredictor(Predictor):
     """A ``gen-emotion run`` folder."""
 
@@ -169,14 +172,14 @@ class RunPredictor(Predictor):
         if not (folder / RUN_METRICS).is_file():
             raise GenEmotionError(f"{folder}: the run did not finish (no {RUN_METRICS}); run it again to finish it")
         self.names = label_set(self.recipe).names
-        decision = read_json(folder / RUN_METRICS, "the run's metrics written by gen-emotion run").get("decision")
+        decision = read_run_metrics(folder).decision
         self.generates = self.task.base_decision == "greedy"
         has_thresholds = (folder / THRESHOLDS).is_file()
         if with_probs and self.generates and not has_thresholds:
             raise GenEmotionError(
                 f"{folder}: this generation run has no probabilities; train it with generate.probabilities=true"
             )
-        self.cut = _thresholds(folder, self.names) if decision == "thresholds" else None
+        self.cut = read_thresholds(folder, self.names) if decision == "thresholds" else None
         # A generation run makes probabilities where its decision needs them, or when asked; a classifier always.
         self.with_probs = not self.generates or bool(with_probs) or self.cut is not None
         self.has_probs = self.with_probs
@@ -205,14 +208,14 @@ class CVPredictor(Predictor):
         self.recipe = prediction_recipe(folder, settings)
         task = get_task(self.recipe.task)
         metrics = _folder_metrics(folder)
-        folds = read_json(folder / CV_SETTINGS, "the cv settings written by gen-emotion cv").get("folds")
+        folds = read_cv_settings(folder).get("folds")
         if not isinstance(folds, int) or folds < 2:
             raise GenEmotionError(f"{folder / CV_SETTINGS}: damaged: folds must be a number of at least 2")
         self.names = label_set(self.recipe).names
-        self.has_probs = bool(metrics.get("has_probabilities"))
+        self.has_probs = bool(metrics.has_probabilities)
         self.generates = task.base_decision == "greedy"
-        self.thresholds = _thresholds(folder, self.names)
-        model_dirs = [folder / FOLDS_DIR / f"fold-{k}" for k in range(folds)]
+        self.thresholds = read_thresholds(folder, self.names)
+        model_dirs = [fold_path(folder, k) for k in range(folds)]
         self.models = FittedModels(self.recipe, task, model_dirs)
 
     def scores(self, texts: list[str], first_shard: int = 0) -> np.ndarray:
@@ -241,8 +244,8 @@ class EnsemblePredictor(Predictor):
     def __init__(self, folder: Path, settings: PredictSettings) -> None:
         self.folder = folder
         metrics = _folder_metrics(folder)
-        self.mode = metrics.get("mode")
-        members = metrics.get("members")
+        self.mode = metrics.mode if isinstance(metrics, EnsembleMetrics) else None
+        members = metrics.members if isinstance(metrics, EnsembleMetrics) else None
         if self.mode not in ("average", "vote", "stack") or not isinstance(members, list) or len(members) < 2:
             raise GenEmotionError(f"{folder / FOLDER_METRICS}: damaged: expected its mode and two or more members")
         self.weights = np.array([float(m.get("weight", 0.0)) for m in members])
@@ -253,7 +256,7 @@ class EnsemblePredictor(Predictor):
             self.names = self.members[0].names
             if any(m.names != self.names for m in self.members):
                 raise GenEmotionError(f"{folder}: its members have different labels")
-            self.thresholds = _thresholds(folder, self.names)
+            self.thresholds = read_thresholds(folder, self.names)
             self.stacker = stacker_of(folder, members) if self.mode == "stack" else None
         except BaseException:
             self.close()
@@ -296,17 +299,16 @@ def stacker_of(folder: Path, members: list[dict[str, Any]]) -> dict[str, Any]:
     """The stacked ensemble's fitted meta-model: ``stacker.json``, or, for an ensemble made before it was saved,
     fitted again from the members' out-of-fold files exactly as the ensemble fitted it."""
     if (folder / STACKER).is_file():
-        return read_json(folder / STACKER, "the stacked ensemble's logistic regressions")
-    loaded = [ensemble.load_member(member_folder(folder, m)) for m in members]
+        return read_stacker(folder)
+    loaded = [load_member(member_folder(folder, m)) for m in members]
     ensemble.align_members(loaded)
     return ensemble.stack(loaded)[2]
 
 
-def _folder_metrics(folder: Path) -> dict[str, Any]:
-    path = folder / FOLDER_METRICS
-    if not path.is_file():
+def _folder_metrics(folder: Path) -> FolderMetrics:
+    if not (folder / FOLDER_METRICS).is_file():
         raise GenEmotionError(f"{folder}: did not finish (no {FOLDER_METRICS}); run it again to finish it")
-    return read_json(path, f"the {FOLDER_METRICS} of gen-emotion cv or ensemble")
+    return read_folder_metrics(folder)
 
 
 def folder_kind(folder: Path) -> str:
@@ -315,10 +317,8 @@ def folder_kind(folder: Path) -> str:
         raise GenEmotionError(f"{folder}: no such folder")
     if (folder / CV_SETTINGS).is_file():
         return "cv"
-    if (folder / FOLDER_METRICS).is_file():
-        kind = read_json(folder / FOLDER_METRICS, f"the {FOLDER_METRICS} of gen-emotion cv or ensemble").get("kind")
-        if kind == "ensemble":
-            return "ensemble"
+    if (folder / FOLDER_METRICS).is_file() and read_folder_metrics(folder).kind == "ensemble":
+        return "ensemble"
     if (folder / RECIPE_FILE).is_file():
         return "run"
     raise GenEmotionError(
@@ -376,7 +376,8 @@ def load_predictor(folder: str | Path, settings: PredictSettings | None = None) 
 def folder_recipe(folder: Path) -> Recipe:
     """The recipe whose data columns a folder reads: its own, or an ensemble's first member's."""
     if folder_kind(folder) == "ensemble":
-        members = _folder_metrics(folder).get("members") or [{}]
+        metrics = _folder_metrics(folder)
+        members = (metrics.members if isinstance(metrics, EnsembleMetrics) else None) or [{}]
         return folder_recipe(member_folder(folder, members[0]))
     return load_run_recipe(folder)
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.ensemble import Member, load_member, unique_names
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, open_output, write_text
+from gen_emotion.run_metrics import CvMetrics
+from gen_emotion.runs import Member, load_member, unique_names
 
 F1_CHART = "per_label_f1.png"
 LOSS_CHART = "training_loss.png"
@@ -33,7 +34,7 @@ def _figure(width: float, height: float) -> Any:
 
 def per_label_f1(member: Member) -> np.ndarray:
     """The 11 per-label F1 scores of a run's out-of-fold predictions."""
-    table = member.metrics.get("per_label") or {}
+    table = member.metrics.per_label or {}
     return np.array([float(table.get(label, {}).get("f1", 0.0)) for label in member.label_names])
 
 
@@ -45,7 +46,7 @@ def f1_chart(members: list[Member], names: list[str], path: Path) -> None:
     x = np.arange(len(labels))
     width = 0.8 / len(members)
     for i, (member, name) in enumerate(zip(members, names)):
-        label = f"{name} (macro-F1 {float(member.metrics.get('macro_f1', 0.0)):.3f})"
+        label = f"{name} (macro-F1 {float(member.metrics.macro_f1):.3f})"
         axes.bar(x - 0.4 + width * (i + 0.5), per_label_f1(member), width, label=label)
     axes.set_xticks(x, labels, rotation=30, ha="right")
     axes.set_ylim(0, 1)
@@ -129,19 +130,19 @@ def summary_rows(members: list[Member], names: list[str]) -> list[list[str]]:
     rows = []
     for member, name in zip(members, names):
         m = member.metrics
-        std = m.get("per_fold_macro_f1_std")
+        cv = m if isinstance(m, CvMetrics) else None
         rows.append(
             [
                 name,
-                m.get("kind", "cv"),
-                _fmt(m.get("macro_f1")),
-                _fmt(m.get("macro_f1_thresholds_cv")),
-                _fmt(std, "± {:.4f}"),
-                _fmt(m.get("micro_f1")),
-                _fmt(m.get("jaccard")),
-                str(m.get("folds", "-")),
-                _seconds(m.get("wall_s")),
-                _fmt(m.get("peak_rss_mib"), "{:.0f} MiB"),
+                m.kind,
+                _fmt(m.macro_f1),
+                _fmt(m.macro_f1_thresholds_cv),
+                _fmt(cv and cv.per_fold_macro_f1_std, "± {:.4f}"),
+                _fmt(m.micro_f1),
+                _fmt(m.jaccard),
+                str(cv.folds) if cv and cv.folds is not None else "-",
+                _seconds(m.wall_s),
+                _fmt(m.peak_rss_mib, "{:.0f} MiB"),
             ]
         )
     return rows
@@ -169,7 +170,7 @@ def label_rows(members: list[Member], support: np.ndarray) -> list[list[str]]:
         best = f1[:, j].max()
         cells = [f"**{v:.3f}**" if v == best and len(members) > 1 else f"{v:.3f}" for v in f1[:, j]]
         rows.append([label, str(int(support[j])), *cells])
-    macro = [f"{float(m.metrics.get('macro_f1', 0.0)):.3f}" for m in members]
+    macro = [f"{float(m.metrics.macro_f1):.3f}" for m in members]
     rows.append(["macro-F1", "", *macro])
     return rows
 

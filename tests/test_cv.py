@@ -48,7 +48,7 @@ def test_writes_a_complete_cv_folder(cv_run) -> None:
     for k in range(5):
         fold = run_dir / "folds" / f"fold-{k}"
         assert {"fold.json", "val_probs.csv", "test_probs.csv", "tfidf_logreg.pkl"} <= {p.name for p in fold.iterdir()}
-    assert json.loads((run_dir / "oof_metrics.json").read_text()) == metrics
+    assert json.loads((run_dir / "oof_metrics.json").read_text()) == metrics.to_dict()
 
 
 def test_every_training_row_is_predicted_exactly_once(cv_run, sample_dir: Path) -> None:
@@ -82,19 +82,19 @@ def test_thresholds_and_averaged_test_probabilities(cv_run, sample_dir: Path) ->
     submission = read_label_file(run_dir / "submission.csv")
     assert submission.ids == test.ids == test_ids
     assert np.array_equal(submission.labels, apply_thresholds(test_probs, thresholds))
-    assert metrics["rows"] == 300 and metrics["test_rows"] == len(test)
+    assert metrics.rows == 300 and metrics.test_rows == len(test)
 
 
 def test_metrics_hold_per_fold_scores_time_and_memory(cv_run) -> None:
     _, metrics = cv_run
-    assert 0 < metrics["macro_f1"] <= 1 and 0 < metrics["micro_f1"] <= 1 and 0 < metrics["jaccard"] <= 1
-    assert metrics["macro_f1"] >= metrics["macro_f1_thresholds_cv"] - 1e-9  # in-sample tuning is optimistic
-    assert [f["fold"] for f in metrics["per_fold"]] == list(range(5))
-    assert sum(f["rows"] for f in metrics["per_fold"]) == 300
-    scores = [f["macro_f1"] for f in metrics["per_fold"]]
-    assert metrics["per_fold_macro_f1_std"] == pytest.approx(float(np.std(scores)))
-    assert metrics["wall_s"] > 0 and metrics["peak_rss_mib"] > 50
-    assert set(metrics["per_label"]) == set(LABELS) and metrics["has_probabilities"] is True
+    assert 0 < metrics.macro_f1 <= 1 and 0 < metrics.micro_f1 <= 1 and 0 < metrics.jaccard <= 1
+    assert metrics.macro_f1 >= metrics.macro_f1_thresholds_cv - 1e-9  # in-sample tuning is optimistic
+    assert [f["fold"] for f in metrics.per_fold] == list(range(5))
+    assert sum(f["rows"] for f in metrics.per_fold) == 300
+    scores = [f["macro_f1"] for f in metrics.per_fold]
+    assert metrics.per_fold_macro_f1_std == pytest.approx(float(np.std(scores)))
+    assert metrics.wall_s > 0 and metrics.peak_rss_mib > 50
+    assert set(metrics.per_label) == set(LABELS) and metrics.has_probabilities is True
 
 
 def test_resumes_fold_by_fold(sample_dir: Path, tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_resumes_fold_by_fold(sample_dir: Path, tmp_path: Path) -> None:
     second = run_cv(recipe, sample_dir, tmp_path / "run", folds=3)
     assert kept.stat().st_mtime == 1  # fold 0 was read back, not trained again
     assert (tmp_path / "run" / "folds" / "fold-2" / "fold.json").is_file()
-    assert second["macro_f1"] == pytest.approx(first["macro_f1"])
+    assert second.macro_f1 == pytest.approx(first.macro_f1)
 
 
 def test_refuses_to_resume_with_other_settings(sample_dir: Path, tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_a_resume_on_changed_data_is_refused_until_restarted(sample_dir: Path, t
 
 def test_rows_cut_both_files(sample_dir: Path, tmp_path: Path) -> None:
     metrics = run_cv(load_recipe("recipes/tfidf-logreg.yaml"), sample_dir, tmp_path / "run", folds=2, rows=50)
-    assert metrics["rows"] == 50 and metrics["test_rows"] == 50
+    assert metrics.rows == 50 and metrics.test_rows == 50
     assert len(read_label_file(tmp_path / "run" / "submission.csv").ids) == 50
 
 

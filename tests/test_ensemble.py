@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from gen_emotion.cli import main
-from gen_emotion.cv import METRICS
 from gen_emotion.data import read_label_file
-from gen_emotion.ensemble import load_member, run_ensemble, search_ensembles
+from gen_emotion.ensemble import align_members, combine, member_weights, run_ensemble, search_ensembles
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import NUM_LABELS
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.prediction_files import read_probabilities as read_probs
 from gen_emotion.prediction_files import write_predictions
 from gen_emotion.prediction_files import write_probabilities as write_probs
-from gen_emotion.thresholds import apply_thresholds, thresholds_to_dict, tune_thresholds
+from gen_emotion.runs import FOLDER_METRICS, load_member
+from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_to_dict, tune_thresholds
 
 N_ROWS, N_TEST = 400, 50
 
@@ -67,7 +67,7 @@ def make_run(
         "wall_s": 12.0,
         "peak_rss_mib": 300.0,
     }
-    (path / METRICS).write_text(json.dumps(metrics))
+    (path / FOLDER_METRICS).write_text(json.dumps(metrics))
     return path
 
 
@@ -85,20 +85,20 @@ def complementary(tmp_path: Path) -> tuple[np.ndarray, Path, Path]:
 def test_average_beats_each_complementary_member(complementary, tmp_path: Path) -> None:
     y, a, b = complementary
     metrics = run_ensemble([a, b], tmp_path / "ens")
-    assert metrics["mode"] == "average" and not metrics["weighted"]
+    assert metrics.mode == "average" and not metrics.weighted
     _, pa = read_probs(a / "oof_probs.csv")
     _, pb = read_probs(b / "oof_probs.csv")
     _, combined = read_probs(tmp_path / "ens" / "oof_probs.csv")
     assert np.allclose(combined, (pa + pb) / 2, atol=2e-6)
-    assert metrics["macro_f1"] > max(m["macro_f1"] for m in metrics["members"])
-    assert [m["name"] for m in metrics["members"]] == ["model-a", "model-b"]
-    thresholds = np.array(list(metrics["thresholds"].values()))
+    assert metrics.macro_f1 > max(m["macro_f1"] for m in metrics.members)
+    assert [m["name"] for m in metrics.members] == ["model-a", "model-b"]
+    thresholds = np.array(list(metrics.thresholds.values()))
     assert np.array_equal(
         read_label_file(tmp_path / "ens" / "oof_predictions.csv").labels, apply_thresholds(combined, thresholds)
     )
     for name in ("submission.csv", "test_predictions.csv", "test_probs.csv", "oof_labels.csv", "thresholds.json"):
         assert (tmp_path / "ens" / name).is_file(), name
-    assert metrics["wall_s"] >= 24.0 and metrics["peak_rss_mib"] == 300.0
+    assert metrics.wall_s >= 24.0 and metrics.peak_rss_mib == 300.0
 
 
 def test_weighted_average_uses_out_of_fold_macro_f1(complementary, tmp_path: Path) -> None:
@@ -107,8 +107,8 @@ def test_weighted_average_uses_out_of_fold_macro_f1(complementary, tmp_path: Pat
         tmp_path / "weak", "weak", y, np.random.default_rng(5).random(y.shape), np.zeros((N_TEST, NUM_LABELS))
     )
     metrics = run_ensemble([a, weak], tmp_path / "ens", weighted=True)
-    f1a, f1w = (m["macro_f1"] for m in metrics["members"])
-    weights = [m["weight"] for m in metrics["members"]]
+    f1a, f1w = (m["macro_f1"] for m in metrics.members)
+    weights = [m["weight"] for m in metrics.members]
     assert weights == pytest.approx([f1a / (f1a + f1w), f1w / (f1a + f1w)])
     _, pa = read_probs(a / "oof_probs.csv")
     _, pw = read_probs(weak / "oof_probs.csv")
@@ -121,14 +121,14 @@ def test_vote_when_a_member_has_no_probabilities(complementary, tmp_path: Path) 
     test = np.random.default_rng(3).random((N_TEST, NUM_LABELS))
     hard = make_run(tmp_path / "hard", "generative", y, noisy(y, np.ones(NUM_LABELS, bool), 4), test, with_probs=False)
     metrics = run_ensemble([a, b, hard], tmp_path / "ens")
-    assert metrics["mode"] == "vote" and metrics["has_probabilities"] is False
+    assert metrics.mode == "vote" and metrics.has_probabilities is False
     assert not (tmp_path / "ens" / "oof_probs.csv").exists()
     votes = np.mean([read_label_file(p / "oof_predictions.csv").labels for p in (a, b, hard)], axis=0)
-    thresholds = np.array(list(metrics["thresholds"].values()))
+    thresholds = np.array(list(metrics.thresholds.values()))
     assert np.array_equal(
         read_label_file(tmp_path / "ens" / "oof_predictions.csv").labels, apply_thresholds(votes, thresholds)
     )
-    assert metrics["macro_f1"] == pytest.approx(macro_f1(y, apply_thresholds(votes, thresholds)))
+    assert metrics.macro_f1 == pytest.approx(macro_f1(y, apply_thresholds(votes, thresholds)))
 
 
 def test_members_must_cover_the_same_ids(complementary, tmp_path: Path) -> None:
@@ -161,7 +161,7 @@ def test_members_in_another_row_order_are_aligned(complementary, tmp_path: Path)
     shuffled = make_run(tmp_path / "b2", "model-b", y[order], pb[order], tb, [ids_a[i] for i in order])
     straight = run_ensemble([a, b], tmp_path / "e1")
     aligned = run_ensemble([a, shuffled], tmp_path / "e2")
-    assert aligned["macro_f1"] == pytest.approx(straight["macro_f1"])
+    assert aligned.macro_f1 == pytest.approx(straight.macro_f1)
 
 
 def test_an_ensemble_folder_is_a_member_and_the_search_picks_the_best(complementary, tmp_path: Path) -> None:
@@ -170,13 +170,29 @@ def test_an_ensemble_folder_is_a_member_and_the_search_picks_the_best(complement
         tmp_path / "weak", "weak", y, np.random.default_rng(5).random(y.shape), np.zeros((N_TEST, NUM_LABELS))
     )
     best = search_ensembles([a, b, weak], tmp_path / "best")
-    assert len(best["candidates"]) == 12  # {ab, aw, bw, abw} x {plain, weighted, stacked}
-    assert sum(c["stacked"] for c in best["candidates"]) == 4
-    assert best["macro_f1"] == pytest.approx(max(c["macro_f1"] for c in best["candidates"]))
+    assert len(best.candidates) == 12  # {ab, aw, bw, abw} x {plain, weighted, stacked}
+    assert sum(c["stacked"] for c in best.candidates) == 4
+    assert best.macro_f1 == pytest.approx(max(c["macro_f1"] for c in best.candidates))
     member = load_member(tmp_path / "best")
-    assert member.has_probs and member.metrics["kind"] == "ensemble"
+    assert member.has_probs and member.metrics.kind == "ensemble"
     again = run_ensemble([tmp_path / "best", a], tmp_path / "again")
-    assert again["rows"] == N_ROWS
+    assert again.rows == N_ROWS
+
+
+def test_the_honest_figure_splits_with_the_first_members_seed(complementary, tmp_path: Path) -> None:
+    y, a, b = complementary
+    for folder, seed in ((a, 7), (b, 9)):  # as gen-emotion cv records its recipe's data.seed
+        values = json.loads((folder / FOLDER_METRICS).read_text())
+        (folder / FOLDER_METRICS).write_text(json.dumps({**values, "seed": seed}))
+    metrics = run_ensemble([a, b], tmp_path / "ens")
+    members = [load_member(a), load_member(b)]
+    align_members(members)
+    _, oof, _ = combine(members, member_weights(members, False))
+    assert metrics.seed == 7 and json.loads((tmp_path / "ens" / FOLDER_METRICS).read_text())["seed"] == 7
+    assert metrics.macro_f1_thresholds_cv == cross_validated_macro_f1(y, oof, seed=7)
+    assert cross_validated_macro_f1(y, oof, seed=7) != cross_validated_macro_f1(y, oof, seed=0)
+    again = run_ensemble([tmp_path / "ens", b], tmp_path / "again")  # an ensemble passes its seed on
+    assert again.seed == 7
 
 
 def test_command(complementary, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,9 +211,9 @@ def test_stacking_learns_what_an_average_cannot(complementary, tmp_path: Path) -
     inverted = make_run(tmp_path / "inv", "inverted", y, 1 - noisy(y, np.ones(NUM_LABELS, bool), 6), test)
     average = run_ensemble([a, inverted], tmp_path / "avg")
     stacked = run_ensemble([a, inverted], tmp_path / "stack", stacked=True)
-    assert stacked["mode"] == "stack" and stacked["name"].endswith(", stacked)")
-    assert stacked["macro_f1_thresholds_cv"] > average["macro_f1_thresholds_cv"] + 0.1
-    assert stacked["macro_f1"] > max(m["macro_f1"] for m in stacked["members"])
+    assert stacked.mode == "stack" and stacked.name.endswith(", stacked)")
+    assert stacked.macro_f1_thresholds_cv > average.macro_f1_thresholds_cv + 0.1
+    assert stacked.macro_f1 > max(m["macro_f1"] for m in stacked.members)
     ids, oof = read_probs(tmp_path / "stack" / "oof_probs.csv")
     assert ids == [f"r{i}" for i in range(N_ROWS)] and oof.shape == (N_ROWS, NUM_LABELS)
     assert read_probs(tmp_path / "stack" / "test_probs.csv")[1].shape == (N_TEST, NUM_LABELS)

@@ -46,7 +46,7 @@ def test_training_and_generation_run_in_processes_of_their_own(tmp_path: Path) -
     assert generation and all(not r["trainer_loaded"] for r in generation)  # the engine's process never trained
     pids = {r["pid"] for r in fit} | {r["pid"] for r in generation}
     assert len(pids) == 2 and os.getpid() not in pids  # two processes, neither of them this one
-    assert metrics["held_out"]["rows"] == 30 and metrics["test_rows"] == 80
+    assert metrics.held_out["rows"] == 30 and metrics.test_rows == 80
     log = (tmp_path / "run" / "run.log").read_text()
     assert "predict step: trainer modules loaded in this process: none" in log
 
@@ -59,23 +59,23 @@ def test_run_writes_every_file_and_one_metrics_layout(tmp_path: Path) -> None:
         assert (run_dir / name).is_file(), name
     for name in ("val_probs.csv", "test_probs.csv", "thresholds.json", "metrics.json", "run.log"):
         assert (run_dir / name).is_file(), name
-    assert set(metrics) == set(json.loads((tmp_path / "run" / "metrics.json").read_text()))
-    assert metrics["outputs"]["canonical_share"] == 1.0
-    assert metrics["probabilities"]["base"] == "greedy"
-    assert metrics["decision"] in ("greedy", "thresholds")
+    assert set(metrics.to_dict()) == set(json.loads((tmp_path / "run" / "metrics.json").read_text()))
+    assert metrics.outputs["canonical_share"] == 1.0
+    assert metrics.probabilities["base"] == "greedy"
+    assert metrics.decision in ("greedy", "thresholds")
     submission = read_label_file(run_dir / "submission.csv")
     assert submission.ids == read_test(SAMPLE_DIR / "test.csv").ids
     # a classifier run writes the same keys (the one layout)
     tfidf = run_recipe(load_recipe("recipes/tfidf-logreg.yaml"), SAMPLE_DIR, tmp_path / "tfidf")
-    assert set(tfidf) == set(metrics)
-    assert tfidf["outputs"] is None and tfidf["probabilities"]["base"] == "0.5"
+    assert set(tfidf.to_dict()) == set(metrics.to_dict())
+    assert tfidf.outputs is None and tfidf.probabilities["base"] == "0.5"
 
 
 def test_branch_probabilities_come_with_the_greedy_pass_and_resume(tmp_path: Path) -> None:
     recipe = load_recipe(RECIPE, ["generate.probabilities=true", "generate.probability_source=branches"])
     run_dir = tmp_path / "run"
     metrics = run_recipe(recipe, SAMPLE_DIR, run_dir, task=FakeGenerateTask())
-    assert "greedy output" in metrics["probabilities"]["method"]
+    assert "greedy output" in metrics.probabilities["method"]
     shards = run_dir / "shards" / "val"
     assert sorted(p.name for p in shards.iterdir()) == ["greedy-branches"]  # one pass: no greedy, no samples
     ids, probs = read_probabilities(run_dir / "val_probs.csv", LABELS)
@@ -134,7 +134,7 @@ def test_a_failing_step_is_one_line_from_its_process(tmp_path: Path) -> None:
 def test_cv_takes_the_same_path_fold_by_fold_and_drops_models(tmp_path: Path) -> None:
     recipe = load_recipe(RECIPE, ["generate.probabilities=true", "generate.num_samples=4"])
     metrics = run_cv(recipe, SAMPLE_DIR, tmp_path / "cv", folds=3, keep_models=False, task=FakeGenerateTask())
-    assert metrics["folds"] == 3 and metrics["has_probabilities"]
+    assert metrics.folds == 3 and metrics.has_probabilities
     for k in range(3):
         fold_dir = tmp_path / "cv" / "folds" / f"fold-{k}"
         assert (fold_dir / "fold.json").is_file()
