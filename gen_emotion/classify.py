@@ -245,11 +245,15 @@ def train_classifier(
     the last checkpoint in ``out_dir/checkpoints``. Returns training figures.
     """
     import torch
+    from transformers import set_seed
 
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = resolve_any_model(recipe.model.name)
     tokenizer = load_tokenizer(model_path, recipe.model, padding_side="right")
+    # The head (and a LoRA adapter) start from random weights drawn here, before the Trainer seeds anything:
+    # seeded, two runs of one recipe train the same model, and a resumed run ends where an uninterrupted one does.
+    set_seed(recipe.train.seed)
     model = load_base_classifier(model_path, recipe, tokenizer)
     if recipe.classifier.use_lora:
         model = add_lora(model, recipe)
