@@ -93,6 +93,12 @@ class VLLMGenerator:
     ) -> None:
         """``engine_options`` override ``vllm.LLM`` keywords and ``regex`` the output grammar (bench/generation.py
         measures its levers on this class)."""
+        # vLLM runs its engine in a process of its own by default, fed requests while it already steps: which rows
+        # share a step then depends on timing, a step's batch shape changes its float sums, and a near tie in the
+        # greedy output can go either way between two runs of the same folder (seen here: 2 of 80 test rows). In
+        # this process, scheduling is deterministic (vLLM's reproducibility notes), so a resumed or repeated
+        # prediction writes what an uninterrupted one did. VLLM_ENABLE_V1_MULTIPROCESSING=1 trades that for speed.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             from vllm import LLM, SamplingParams
             from vllm.sampling_params import StructuredOutputsParams
