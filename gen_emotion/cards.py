@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from gen_emotion.labels import LABELS
+from gen_emotion.task_kinds import task_kind
 
 CITATION = (
     'Saif M. Mohammad, Felipe Bravo-Marquez, Mohammad Salameh and Svetlana Kiritchenko (2018). "SemEval-2018 Task 1: '
@@ -23,9 +24,9 @@ def model_card(d: dict[str, Any]) -> str:
     """The card of an exported folder from its description."""
     if d.get("kind") in ("cv", "ensemble"):
         body = _folder_card(d)
-    elif d["task"] == "generate":
+    elif task_kind(d["task"]).generates_text:
         body = [*_held_out(d), *_generation_card(d)]
-    elif d["task"] == "tfidf":
+    elif not task_kind(d["task"]).transformers_model:
         body = [*_held_out(d), *_tfidf_card(d)]
     else:
         body = [*_held_out(d), *_classifier_card(d)]

@@ -28,6 +28,7 @@ from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, fold_indices
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.hardware import accelerate_config_path
 from gen_emotion.recipes import Recipe
+from gen_emotion.runs import RECIPE_FILE
 from gen_emotion.tasks import Prediction, PredictionsNotSaved, Task, get_task
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ class WorkerSession:
 
     def __init__(self, task: Task, recipe: Recipe, model_dirs: list[Path]) -> None:
         self.recipe_dir = tempfile.TemporaryDirectory(prefix="gen-emotion-session-")
-        (Path(self.recipe_dir.name) / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+        (Path(self.recipe_dir.name) / RECIPE_FILE).write_text(recipe.to_yaml(), encoding="utf-8")
         command = [*Launcher().command("session"), "session", "--task", task_reference(task)]
         command += ["--run-dir", self.recipe_dir.name]
         for model_dir in model_dirs:
