@@ -3,6 +3,7 @@ run folder trained on the shipped sample, called with a real HTTP client (httpx)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -241,6 +242,31 @@ def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_10_s(tfidf_run
     assert gone < 10, gone
     assert code == -signal.SIGTERM  # uvicorn ends by re-raising the signal, as a process killed by it would
     assert "Shutting down" in server.logs()
+
+
+def test_a_killed_server_leaves_its_folder_as_it_was_and_a_restart_answers_the_same(tfidf_run, serve, texts):
+    """SIGKILL with requests in flight (#24): a server writes nothing in the folder it serves, so there is nothing
+    to resume; the next server on that folder gives the answers the killed one gave."""
+    before = {p: p.read_bytes() for p in sorted(tfidf_run.rglob("*")) if p.is_file()}
+    first = serve(tfidf_run)
+    with httpx.Client(timeout=30) as client:
+        first.wait_ready(client)
+        expected = client.post(f"{first.url}/predict", json={"texts": texts[:8]}).json()
+    with ThreadPoolExecutor(4) as pool:
+        in_flight = [
+            pool.submit(httpx.post, f"{first.url}/predict", json={"texts": texts}, timeout=30) for _ in range(8)
+        ]
+        time.sleep(0.05)
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        for future in in_flight:
+            with contextlib.suppress(httpx.TransportError):  # cut off by the kill, or answered before it
+                assert future.result().status_code == 200
+    assert {p: p.read_bytes() for p in sorted(tfidf_run.rglob("*")) if p.is_file()} == before
+    second = serve(tfidf_run)
+    with httpx.Client(timeout=30) as client:
+        second.wait_ready(client)
+        assert client.post(f"{second.url}/predict", json={"texts": texts[:8]}).json() == expected
 
 
 def test_a_folder_that_cannot_load_is_one_line(tmp_path):
