@@ -8,6 +8,7 @@ or deletes checkpoints, and only once every process has saved its part of the mo
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -101,6 +102,20 @@ def log_callback() -> Any:
     return LogToRunLog()
 
 
+def disk_full(err: BaseException) -> str | None:
+    """Why a write failed, when it failed for want of room (a full disk, a quota, a file-size limit), else None.
+    safetensors raises its own error type, with the operating system's message in its text."""
+    if isinstance(err, OSError):
+        return err.strerror if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else None
+    text = str(err)
+    if type(err).__name__ == "SafetensorError" and "I/O error: " in text:
+        reason = text.split("I/O error: ", 1)[1]
+        return (
+            reason if any(f"os error {code})" in reason for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)) else None
+        )
+    return None
+
+
 def last_whole_checkpoint(checkpoints: Path) -> Path | None:
     """The last checkpoint in ``checkpoints`` that was saved whole, or None.
 
@@ -134,9 +149,18 @@ def train_and_save(
     resume = last_whole_checkpoint(checkpoints)
     if resume is not None:
         log.info("resuming training from %s", resume)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     target = out_dir / weights_dir
-    trainer.save_model(str(target))  # every process: FSDP and ZeRO-3 gather the shards here
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        trainer.save_model(str(target))  # every process: FSDP and ZeRO-3 gather the shards here
+    except Exception as err:
+        reason = disk_full(err)
+        if reason is None:
+            raise
+        raise GenEmotionError(
+            f"{out_dir}: cannot write a checkpoint or the trained weights ({reason}); free some space and rerun "
+            "the same command: training resumes from the last whole checkpoint"
+        ) from None
     trainer.accelerator.wait_for_everyone()
     history = trainer.state.log_history
     eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]

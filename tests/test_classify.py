@@ -274,3 +274,23 @@ def test_a_classifier_run_killed_in_training_resumes_to_the_uninterrupted_run(tm
     assert json.loads((out / "training.json").read_text())["steps"] == 6
     for name in ("model/model.safetensors", "val_probs.csv", "test_probs.csv", "submission.csv", "thresholds.json"):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_while_a_checkpoint_is_saved_is_one_line_and_the_rerun_finishes(tmp_path: Path) -> None:
+    """The child may not write a file past 40 MiB: MiniLM's weights (90 MB) fail in the step-2 checkpoint."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40 << 20, 40 << 20))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    out = tmp_path / "run"
+    full = subprocess.run(classifier_run(out), cwd=REPO, capture_output=True, text=True, preexec_fn=limit)
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-2000:]
+    errors = [line for line in full.stderr.splitlines() if line.startswith("gen-emotion: error: ")]
+    assert len(errors) == 1 and "cannot write a checkpoint or the trained weights (File too large" in errors[0]
+    rerun = subprocess.run(classifier_run(out), cwd=REPO, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert json.loads((out / "training.json").read_text())["steps"] == 6 and (out / "submission.csv").is_file()

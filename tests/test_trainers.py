@@ -17,7 +17,7 @@ from conftest import REPO_ROOT, SAMPLE_DIR
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.recipes import load_recipe
 from gen_emotion.runs import prepare_run_dir
-from gen_emotion.trainers import last_whole_checkpoint, split_train_eval
+from gen_emotion.trainers import disk_full, last_whole_checkpoint, split_train_eval
 
 
 def test_rows_kept_aside_are_seeded_disjoint_and_capped():
@@ -28,6 +28,20 @@ def test_rows_kept_aside_are_seeded_disjoint_and_capped():
     assert len(held) == 10 and len(train) == 50 and not set(train) & set(held)
     with pytest.raises(GenEmotionError, match="no training rows left"):
         split_train_eval(0, recipe.data, recipe.train.seed)
+
+
+def test_a_write_that_failed_for_want_of_room_is_told_from_other_failures(tmp_path):
+    import errno
+
+    import torch
+    from safetensors.torch import save_file
+
+    assert disk_full(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device"
+    assert disk_full(OSError(errno.EFBIG, "File too large")) == "File too large"
+    assert disk_full(OSError(errno.EACCES, "Permission denied")) is None and disk_full(ValueError("x")) is None
+    with pytest.raises(Exception) as missing:  # safetensors' own error type, with the OS's message inside
+        save_file({"w": torch.zeros(2)}, str(tmp_path / "no-such-folder" / "w.safetensors"))
+    assert type(missing.value).__name__ == "SafetensorError" and disk_full(missing.value) is None
 
 
 def test_a_checkpoint_cut_mid_save_is_skipped_for_the_one_before_it(tmp_path, caplog):
