@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from gen_emotion.config import describe_constraints
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.recipes import Recipe, find_recipe, load_recipe, shipped_folders
 from gen_emotion.task_kinds import task_kind
@@ -61,15 +62,7 @@ def copy_recipe(name: str, destination: Path) -> Path:
 
 
 def _constraint(meta: typing.Mapping[str, Any]) -> str:
-    parts = []
-    if meta.get("choices"):
-        parts.append("one of " + ", ".join(meta["choices"]))
-    if meta.get("low") is not None:
-        parts.append(f">= {meta['low']:g}")
-    if meta.get("above") is not None:
-        parts.append(f"> {meta['above']:g}")
-    if meta.get("high") is not None:
-        parts.append(f"<= {meta['high']:g}")
+    parts = describe_constraints(meta)
     return f" [{'; '.join(parts)}]" if parts else ""
 
 

@@ -95,6 +95,21 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     raise ConfigError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
 
 
+def describe_constraints(meta: typing.Mapping[str, Any], name: Callable[[str], str] = str) -> list[str]:
+    """A field's declared choices and range in words (``one of a, b``, ``>= 1``, ...), each choice written by
+    ``name``: what ``gen-emotion show`` and the recipe-field reference print beside its help."""
+    parts = []
+    if meta.get("choices"):
+        parts.append("one of " + ", ".join(name(c) for c in meta["choices"]))
+    if meta.get("low") is not None:
+        parts.append(f">= {meta['low']:g}")
+    if meta.get("above") is not None:
+        parts.append(f"> {meta['above']:g}")
+    if meta.get("high") is not None:
+        parts.append(f"<= {meta['high']:g}")
+    return parts
+
+
 def _check_field(value: Any, meta: typing.Mapping[str, Any], key: str, where: str) -> None:
     """The declared range and choices of one field (``None`` passes: it means "not set")."""
     if value is None:

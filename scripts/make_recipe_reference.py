@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from gen_emotion.config import describe_constraints
 from gen_emotion.recipes import Recipe  # the one import to change if Recipe moves
 
 COMMAND = ".venv/bin/python scripts/make_recipe_reference.py > docs/recipe-fields.md"
@@ -57,16 +58,7 @@ def default_text(f: dataclasses.Field) -> str:
 
 
 def constraints(meta: typing.Mapping[str, Any]) -> str:
-    parts = []
-    if meta.get("choices"):
-        parts.append("one of " + ", ".join(f"`{c}`" for c in meta["choices"]))
-    if meta.get("low") is not None:
-        parts.append(f">= {meta['low']:g}")
-    if meta.get("above") is not None:
-        parts.append(f"> {meta['above']:g}")
-    if meta.get("high") is not None:
-        parts.append(f"<= {meta['high']:g}")
-    return "; ".join(parts)
+    return "; ".join(describe_constraints(meta, name="`{}`".format))
 
 
 def cell(text: str) -> str:
