@@ -102,17 +102,19 @@ def log_callback() -> Any:
     return LogToRunLog()
 
 
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""The errors of a write that found no room: a full disk, a quota, a file-size limit."""
+
+
 def disk_full(err: BaseException) -> str | None:
     """Why a write failed, when it failed for want of room (a full disk, a quota, a file-size limit), else None.
     safetensors raises its own error type, with the operating system's message in its text."""
     if isinstance(err, OSError):
-        return err.strerror if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else None
+        return err.strerror if err.errno in NO_ROOM else None
     text = str(err)
     if type(err).__name__ == "SafetensorError" and "I/O error: " in text:
         reason = text.split("I/O error: ", 1)[1]
-        return (
-            reason if any(f"os error {code})" in reason for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)) else None
-        )
+        return reason if any(f"os error {code})" in reason for code in NO_ROOM) else None
     return None
 
 
