@@ -40,7 +40,7 @@ JOIN_TRIES = 60
 
 
 @dataclass(frozen=True)
-class Machines:
+class SkyCluster:
     """This machine's place in the cluster, from SkyPilot's variables."""
 
     rank: int
@@ -49,7 +49,7 @@ class Machines:
     """GPUs per machine."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Machines:
+    def from_env(cls, env: Mapping[str, str]) -> SkyCluster:
         missing = [name for name in ("SKYPILOT_NODE_RANK", "SKYPILOT_NODE_IPS") if not env.get(name, "").strip()]
         if missing:
             raise GenEmotionError(
@@ -87,7 +87,7 @@ class Step:
         return f"+ {shlex.join(self.argv)}{'   # until it joins' if self.how == 'join' else ''}"
 
 
-def ray_steps(machines: Machines, port: int, head_job: list[str], ray: str) -> list[Step]:
+def ray_steps(machines: SkyCluster, port: int, head_job: list[str], ray: str) -> list[Step]:
     """Start Ray over the machines; the head runs ``head_job`` once all are in, then stops its Ray."""
     address = f"{machines.head}:{port}"
     if machines.rank > 0:
@@ -100,7 +100,7 @@ def ray_steps(machines: Machines, port: int, head_job: list[str], ray: str) -> l
     ]
 
 
-def job_steps(args: argparse.Namespace, machines: Machines) -> list[Step]:
+def job_steps(args: argparse.Namespace, machines: SkyCluster) -> list[Step]:
     """What this machine runs for ``args.job`` (the module docstring)."""
     gen_emotion, ray = args.gen_emotion, args.ray
     given = [args.target, *args.overrides]
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     env = os.environ if env is None else env
     try:
         args = parse_args(argv)
-        machines = Machines.from_env(env)
+        machines = SkyCluster.from_env(env)
         steps = job_steps(args, machines)
         if args.dry_run:
             print(f"# machine {machines.rank} of {machines.count} ({machines.gpus} GPU(s) each), head {machines.head}")

@@ -65,10 +65,11 @@ RESTARTS = 3
 
 def row_groups(predictor: Predictor, texts: list[str]) -> list[np.ndarray] | None:
     """The groups of rows ``predictor`` predicts together (``LoadedModel.batches``), the same for all its models,
-    or ``None`` where every row stands alone; models that group differently leave one group of every row."""
+    or ``None`` where every row stands alone; models that group differently, or that predict in a process of
+    their own (whose batches are not known here), leave one group of every row."""
     if isinstance(predictor, EnsemblePredictor):
         found = [row_groups(member, texts) for member in predictor.members]
-    elif isinstance(predictor, (RunPredictor, CVPredictor)):
+    elif isinstance(predictor, (RunPredictor, CVPredictor)) and predictor.models.session is None:
         found = [model.batches(texts) for model in predictor.models.models]
     else:
         return [np.arange(len(texts))]
