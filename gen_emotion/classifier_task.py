@@ -32,7 +32,7 @@ class ClassifyTask(Task):
         return train_classifier(recipe, rows.subset(train_idx), eval_data, out_dir)
 
     def load(self, recipe: Recipe, out_dir: Path, **options: Any) -> LoadedModel:
-        from gen_emotion.classify import MODEL_DIR, load_trained, predict_with
+        from gen_emotion.classify import MODEL_DIR, length_batches, load_trained, predict_with
 
         held = list(load_trained(out_dir / MODEL_DIR, recipe))
 
@@ -40,4 +40,8 @@ class ClassifyTask(Task):
             held.clear()
             release_gpu_memory()
 
-        return ProbabilityModel(lambda texts: predict_with(*held, texts, recipe), release)
+        return ProbabilityModel(
+            lambda texts: predict_with(*held, texts, recipe),
+            release,
+            batches=lambda texts: length_batches(held[1], texts, recipe),
+        )

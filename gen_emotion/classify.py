@@ -375,20 +375,29 @@ def _load_mean_pooling(model_dir: Path, recipe: Recipe) -> Any:
     return model
 
 
+def _batches(ids: list[list[int]], size: int) -> list[np.ndarray]:
+    order = np.argsort([len(row) for row in ids], kind="stable")
+    return [order[start : start + size] for start in range(0, len(order), size)]
+
+
+def length_batches(tokenizer: Any, texts: list[str], recipe: Recipe) -> list[np.ndarray]:
+    """The batches ``predict_with`` predicts ``texts`` in: row indices by token count (a stable sort),
+    ``classifier.predict_batch_size`` at a time. A row's probabilities depend on the rows padded with it, so the
+    rows of whole batches predicted together, in this order, get the numbers that all the texts at once get."""
+    return _batches(encode(tokenizer, texts, recipe.classifier), recipe.classifier.predict_batch_size)
+
+
 def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -> np.ndarray:
-    """Sigmoid probabilities ``(n, 11)`` for ``texts``, in their order (batched by length)."""
+    """Sigmoid probabilities ``(n, 11)`` for ``texts``, in their order (batched by length: ``length_batches``)."""
     import torch
 
     device = next(model.parameters()).device
     ids = encode(tokenizer, texts, recipe.classifier)
-    order = np.argsort([len(row) for row in ids], kind="stable")
     collate = make_collator(tokenizer)
     probs = np.zeros((len(texts), len(label_set(recipe))), dtype=np.float64)
-    size = recipe.classifier.predict_batch_size
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.train.bf16)
     with torch.inference_mode(), autocast:
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
+        for chunk in _batches(ids, recipe.classifier.predict_batch_size):
             batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[i]} for i in chunk]).items()}
             logits = model(**batch).logits.float()
             probs[chunk] = torch.sigmoid(logits).cpu().numpy()

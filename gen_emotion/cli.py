@@ -31,7 +31,7 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
         check_local_packages,
         model_shape,
     )
-    from gen_emotion.steps import Launcher
+    from gen_emotion.steps import Launcher, Machines
     from gen_emotion.tasks import get_task
 
     check_local_packages(recipe)
@@ -39,18 +39,25 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
     if args.gpus < 1:
         raise GenEmotionError(f"--gpus must be at least 1, got {args.gpus}")
     config = accelerate_config_path(args.accelerate_config)  # a name or a file: refused at once if neither
-    if args.gpus > 1:
+    machines = Machines.from_flags(
+        getattr(args, "num_machines", None),
+        getattr(args, "machine_rank", None),
+        getattr(args, "main_process_ip", None),
+        getattr(args, "main_process_port", 29500),
+    )
+    processes = args.gpus * (machines.count if machines else 1)
+    if processes > 1:
         import torch
 
         visible = torch.cuda.device_count()
-        if visible < args.gpus:
+        if visible < args.gpus and not getattr(args, "ray_address", None):  # a Ray cluster's GPUs: its own check
             raise GenEmotionError(f"--gpus {args.gpus}: this machine has {visible} CUDA GPU(s)")
         try:
             shape = model_shape(recipe.model.name)
         except GenEmotionError:  # a hub model whose size its name does not say: the heads are checked by vLLM
             shape = ModelShape(0.0)
-        check_gpu_plan(recipe, task.multi_gpu, args.gpus, accelerate_sharding(config), shape)
-    return Launcher(gpus=args.gpus, accelerate_config=str(config))
+        check_gpu_plan(recipe, task.multi_gpu, processes, accelerate_sharding(config), shape)
+    return Launcher(gpus=args.gpus, accelerate_config=str(config), machines=machines)
 
 
 def _check_data(data: Path | None) -> None:
@@ -78,6 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     launcher = _launcher(args, recipe)
     run_dir = args.out or default_run_dir(recipe)
     metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher, restart=args.restart)
+    if metrics is None:
+        print(f"machine {launcher.machines.rank}: its share of the training is done; machine 0 writes the run")
+        return 0
     held = metrics.held_out
     print(f"run folder: {run_dir}")
     print(f"held-out macro-F1 {held['macro_f1']:.4f}  micro-F1 {held['micro_f1']:.4f}  jaccard {held['jaccard']:.4f}")
@@ -89,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
+    from gen_emotion.cluster import on_ray
     from gen_emotion.cv import default_cv_dir, run_cv
     from gen_emotion.recipes import load_recipe
     from gen_emotion.runs import SUBMISSION
@@ -99,6 +110,12 @@ def cmd_cv(args: argparse.Namespace) -> int:
         raise GenEmotionError(f"--folds must be at least 2, got {args.folds}")
     launcher = _launcher(args, recipe)
     run_dir = args.out or default_cv_dir(recipe)
+    parallel = None
+    if on_ray(args.parallel_folds, "--parallel-folds", args.ray_address):
+        from gen_emotion.cluster import parallel_folds
+        from gen_emotion.task_kinds import task_kind
+
+        parallel = parallel_folds(args.parallel_folds, args.ray_address, task_kind(recipe.task).transformers_model)
     metrics = run_cv(
         recipe,
         args.data,
@@ -108,6 +125,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         keep_models=not args.drop_models,
         launcher=launcher,
         restart=args.restart,
+        parallel=parallel,
     )
     print(f"cv folder: {run_dir}")
     print(
@@ -150,15 +168,24 @@ def _predict_settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from gen_emotion.cluster import on_ray
     from gen_emotion.predictor import predict_file
 
     if sum(x is not None for x in (args.input, args.text)) != 1:
         raise GenEmotionError("predict takes one of --input FILE (- for standard input) or --text TEXT")
     if args.text is not None or args.input == Path("-"):
+        if args.workers is not None:
+            raise GenEmotionError("--workers goes with --input FILE")
         return predict_texts(args)
     if args.out is None:
         raise GenEmotionError("predict --input FILE needs --out PRED.csv")
-    result = predict_file(args.run_dir, args.input, args.out, _predict_settings(args))
+    if on_ray(args.workers, "--workers", args.ray_address):
+        from gen_emotion.sharded_predict import predict_with_workers
+
+        settings = _predict_settings(args)
+        result = predict_with_workers(args.run_dir, args.input, args.out, settings, args.workers, args.ray_address)
+    else:
+        result = predict_file(args.run_dir, args.input, args.out, _predict_settings(args))
     extra = f" and {args.out.stem}_probs.csv" if result["probs"] else ""
     print(f"wrote {args.out}: {result['rows']} rows{extra} (the {result['kind']} folder's decision)")
     return 0
@@ -358,11 +385,29 @@ def _recipe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _ray_address_argument(p: argparse.ArgumentParser, flag: str) -> None:
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help=f"with {flag}: the Ray cluster at ADDR (host:6379); default: a local Ray started and stopped here",
+    )
+
+
+def _machines_arguments(p: argparse.ArgumentParser) -> None:
+    """One training over several machines: the same ``run`` on each, with its rank (docs/cluster.md)."""
+    p.add_argument("--num-machines", type=int, default=None, help="train over N machines (--gpus GPUs each)")
+    p.add_argument("--machine-rank", type=int, default=None, help="with --num-machines: this machine's rank (0: main)")
+    p.add_argument("--main-process-ip", default=None, help="with --num-machines: the main machine's address")
+    p.add_argument("--main-process-port", type=int, default=29500, help="with --num-machines: its port (29500)")
+
+
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
     """``run``, ``cv`` and ``predict``."""
     p = sub.add_parser("run", help="train on all but one fold, predict it and the test file, score, export")
     _recipe_arguments(p, "run")
     p.add_argument("--backend", choices=("transformers", "vllm"), default=None, help="generation backend")
+    _machines_arguments(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("cv", help="K-fold cross-validation: out-of-fold probabilities, thresholds, test averaged")
@@ -372,6 +417,14 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--drop-models", action="store_true", help="delete each fold's model once its probabilities are saved"
     )
+    p.add_argument(
+        "--parallel-folds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train N folds at a time as Ray tasks, each with --gpus GPUs (GPU recipes) or a share of the CPUs",
+    )
+    _ray_address_argument(p, "--parallel-folds")
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser("inspect", help="show a recipe's training examples and inference prompt ids, flag differences")
@@ -396,6 +449,14 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a generation run: also make its per-label probabilities (OUT_probs.csv); the labels stay its decision",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--input FILE in shards over N Ray workers, each loading the model once (same output, in input order)",
+    )
+    _ray_address_argument(p, "--workers")
     p.set_defaults(func=cmd_predict)
 
 

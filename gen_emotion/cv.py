@@ -7,6 +7,10 @@ folder holds ``recipe.yaml``, ``cv.json`` (folds, seed, rows), ``folds/fold-k/``
 ``oof_probs.csv``, ``oof_predictions.csv``, ``oof_labels.csv``, ``thresholds.json``, ``test_probs.csv``,
 ``test_predictions.csv``, ``submission.csv`` and ``oof_metrics.json``. A fold whose ``fold.json`` exists is
 not trained again, so an interrupted run resumes fold by fold.
+
+``cv --parallel-folds N`` trains the folds still to do side by side first (``cluster.run_folds``: Ray tasks, each
+``train_pending_fold``, the same ``run_fold`` as the sequential loop, writing its own ``folds/fold-k/`` while this
+process holds the cv folder's lock); the loop then finds every fold done and gathers them as a resumed run would.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,12 +49,13 @@ from gen_emotion.runs import (
     OutOfFold,
     default_run_dir,
     fold_path,
+    load_run_recipe,
     prepare_run_dir,
     read_cv_settings,
     write_folder_metrics,
     write_out_of_fold,
 )
-from gen_emotion.steps import Fold, Launcher, fit_predict
+from gen_emotion.steps import Fold, Launcher, fit_predict, import_task, task_reference
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, tune_thresholds
 
@@ -120,6 +127,35 @@ def drop_model(fold_dir: Path, task: Task) -> None:
                 path.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class PendingFolds:
+    """The folds of a cv run still to train, with what each needs to train alone, in a process or on a machine of
+    its own (``train_pending_fold``): the run folder (its ``recipe.yaml``), the data folder and how it is cut."""
+
+    run_dir: Path
+    data_dir: Path
+    rows: int | None
+    folds: int
+    indices: tuple[int, ...]
+    task: str
+    """``module:Class`` of the task (``steps.task_reference``)."""
+    launcher: Launcher
+    keep_models: bool
+
+
+def train_pending_fold(pending: PendingFolds, k: int, launcher: Launcher | None = None) -> None:
+    """Train and predict fold ``k`` into ``folds/fold-k/`` exactly as the sequential loop does (``run_fold``, then
+    ``drop_model`` under ``--drop-models``), from the run folder's ``recipe.yaml`` and the data folder alone."""
+    recipe = load_run_recipe(pending.run_dir)
+    task = import_task(pending.task)
+    fold = Fold.load(pending.data_dir, pending.rows, pending.folds, k, recipe.data.seed, columns=columns(recipe))
+    folder = fold_path(pending.run_dir, k)
+    log.info("fold %d/%d: training on %d rows", k + 1, pending.folds, len(fold.train_idx))
+    run_fold(recipe, fold, folder, pending.run_dir, task, launcher or pending.launcher)
+    if not pending.keep_models:
+        drop_model(folder, task)
+
+
 def run_cv(
     recipe: Recipe,
     data_dir: Path | None,
@@ -131,9 +167,11 @@ def run_cv(
     task: Task | None = None,
     launcher: Launcher | None = None,
     restart: bool = False,
+    parallel: Callable[[PendingFolds], None] | None = None,
 ) -> CvMetrics:
     """Cross-validate ``recipe`` on ``data_dir/train.csv`` with ``folds`` multilabel-stratified folds and
-    predict ``data_dir/test.csv``; write the run folder (module docstring) and return its metrics."""
+    predict ``data_dir/test.csv``; write the run folder (module docstring) and return its metrics. ``parallel``
+    trains the folds not yet done side by side before they are gathered (``cluster.run_folds``)."""
     task = task or get_task(recipe.task)
     started = time.perf_counter()
     data_dir = data_dir or sample_data_dir()
@@ -145,6 +183,10 @@ def run_cv(
         _check_settings(run_dir, recipe, {**settings, "data": str(data_dir)}, data_dir, restart)
         setup_logging(run_dir)
         log.info("cv %s (%s): %d rows in %d folds, %d test rows", recipe.name, recipe.task, len(full), folds, len(test))
+        pending = tuple(k for k in range(folds) if not (fold_path(run_dir, k) / FOLD_DONE).is_file())
+        if parallel is not None and pending:
+            where = (run_dir, Path(data_dir), rows, folds, pending, task_reference(task))
+            parallel(PendingFolds(*where, launcher or Launcher(), keep_models))
 
         from tqdm.auto import tqdm
 

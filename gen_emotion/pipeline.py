@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gen_emotion.data import read_data, sample_data_dir
+from gen_emotion.errors import GenEmotionError
 from gen_emotion.hardware import machine
 from gen_emotion.labels import LabelSet
 from gen_emotion.locks import writing_folder
@@ -34,7 +35,7 @@ from gen_emotion.runs import (
     write_run_metrics,
     write_thresholds,
 )
-from gen_emotion.steps import Fold, FoldResult, Launcher, fit_predict
+from gen_emotion.steps import Fold, FoldResult, Launcher, fit_predict, run_isolated
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, choose_thresholds, thresholds_to_dict
 
@@ -49,9 +50,10 @@ def run_recipe(
     task: Task | None = None,
     launcher: Launcher | None = None,
     restart: bool = False,
-) -> RunMetrics:
+) -> RunMetrics | None:
     """Hold out fold ``data.fold`` of ``data_dir/train.csv``, train the recipe's task on the rest, predict the
-    fold and ``data_dir/test.csv``, score, and write everything to ``run_dir``. Returns the metrics."""
+    fold and ``data_dir/test.csv``, score, and write everything to ``run_dir``. Returns the metrics; ``None`` on a
+    machine other than the main one of a training over several (``join_training``)."""
     task = task or get_task(recipe.task)
     data_dir = data_dir or sample_data_dir()
     started = time.perf_counter()
@@ -72,9 +74,30 @@ def run_recipe(
             len(fold.test),
             data_dir,
         )
+        machines = launcher.machines if launcher is not None else None
+        if machines is not None and machines.rank > 0:
+            return join_training(recipe, task, fold, run_dir, launcher)
         result = fit_predict(recipe, fold, run_dir, run_dir, task=task, launcher=launcher)
         timings = {"data_s": data_s, "train_s": result.training.get("seconds"), **result.seconds}
         return finish_run(recipe, task, fold, result, run_dir, timings)
+
+
+def join_training(recipe: Recipe, task: Task, fold: Fold, run_dir: Path, launcher: Launcher) -> None:
+    """A machine other than the main one of a training over several (``Launcher.machines``): its share of the
+    training step, in step with the others; the main machine saves the model, predicts and writes the run."""
+    if not task.isolated(recipe):
+        raise GenEmotionError(f"recipe {recipe.name!r} (task: {recipe.task}) does not train over several machines")
+    log.info(
+        "machine %d of %d: training with the main machine at %s",
+        launcher.machines.rank,
+        launcher.machines.count,
+        launcher.machines.main_ip,
+    )
+    run_isolated("fit", task, fold, run_dir, run_dir, launcher)
+    log.info(
+        "machine %d: its share of the training is done; the main machine predicts and writes the run",
+        launcher.machines.rank,
+    )
 
 
 def finish_run(

@@ -396,6 +396,46 @@ def read_inputs(path: Path, columns: Columns = SEMEVAL_COLUMNS) -> EmotionData:
     return read_test(path, columns)
 
 
+def shard_key(folder: Path, settings: PredictSettings, *extra: object) -> str:
+    """The name of the folder a predict saves its shards in: the trained folder and how it predicts (and ``extra``,
+    what else decides the shards), so a predict with other settings never reads another's shards."""
+    import hashlib
+    import json
+
+    key = json.dumps([str(folder.resolve()), settings.backend, settings.with_probs, list(settings.overrides), *extra])
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def shards_folder(out_path: Path) -> Path:
+    """Where a predict into ``out_path`` keeps its shards until the files are written: ``.OUT.shards/``."""
+    return out_path.parent / f".{out_path.name}.shards"
+
+
+def saved_rows(found: TextPredictions) -> list[dict[str, Any]]:
+    """One row per text as a saved shard holds it (JSON): its labels, its probabilities and its output."""
+    return [
+        {
+            "labels": found.labels[i].tolist(),
+            "probs": None if found.probs is None else found.probs[i].tolist(),
+            "output": None if found.outputs is None else found.outputs[i],
+        }
+        for i in range(len(found.texts))
+    ]
+
+
+def write_saved_rows(
+    out_path: Path, data: EmotionData, names: tuple[str, ...], rows: list[dict[str, Any]], has_probs: bool
+) -> None:
+    """Write the predictions of ``data`` (``saved_rows``, in its order) to ``out_path`` and, where the folder has
+    probabilities (``has_probs``), ``OUT_probs.csv``."""
+    labels = np.array([row["labels"] for row in rows], dtype=np.int64).reshape(len(rows), len(names))
+    outputs = [row["output"] for row in rows] if rows and rows[0]["output"] is not None else None
+    if has_probs:
+        probs = np.array([row["probs"] for row in rows], dtype=np.float64).reshape(len(rows), len(names))
+        write_probabilities(out_path.with_name(f"{out_path.stem}_probs.csv"), data.ids, probs, names)
+    write_predictions(out_path, data.ids, labels, outputs, names)
+
+
 def predict_file(
     folder: Path, input_path: Path, out_path: Path, settings: PredictSettings | None = None
 ) -> dict[str, Any]:
@@ -403,8 +443,6 @@ def predict_file(
     generation run's ``output``) and, where the folder has probabilities, ``OUT_probs.csv``. A generation model
     predicts in shards of ``generate.shard_size`` rows saved beside ``out_path`` as they are made, so an
     interrupted call resumes (and shows its progress); they are removed once the files are written."""
-    import hashlib
-    import json
     import shutil
 
     from gen_emotion.generate import run_in_shards
@@ -416,32 +454,15 @@ def predict_file(
     with writing_file(out_path):  # one predict into out_path at a time
         with load_predictor(folder, settings) as predictor:
             if predictor.generates:
-                key = json.dumps(
-                    [str(folder.resolve()), settings.backend, settings.with_probs, list(settings.overrides)]
-                )
-                shard_dir = out_path.parent / f".{out_path.name}.shards" / hashlib.sha1(key.encode()).hexdigest()[:12]
+                shard_dir = shards_folder(out_path) / shard_key(folder, settings)
 
                 def chunk(start: int, stop: int, index: int) -> list[dict[str, Any]]:
-                    found = predictor.predict(data.texts[start:stop], first_shard=index)
-                    return [
-                        {
-                            "labels": found.labels[i].tolist(),
-                            "probs": None if found.probs is None else found.probs[i].tolist(),
-                            "output": None if found.outputs is None else found.outputs[i],
-                        }
-                        for i in range(stop - start)
-                    ]
+                    return saved_rows(predictor.predict(data.texts[start:stop], first_shard=index))
 
                 rows = run_in_shards(chunk, data.ids, shard_dir, shard_size=recipe.generate.shard_size, desc="predict")
-                labels = np.array([row["labels"] for row in rows], dtype=np.int64).reshape(len(rows), len(names))
-                probs = np.array([row["probs"] for row in rows], dtype=np.float64) if predictor.has_probs else None
-                outputs = [row["output"] for row in rows] if rows and rows[0]["output"] is not None else None
             else:
-                found = predictor.predict(data.texts)
-                labels, probs, outputs, shard_dir = found.labels, found.probs, found.outputs, None
-        if probs is not None:
-            write_probabilities(out_path.with_name(f"{out_path.stem}_probs.csv"), data.ids, probs, names)
-        write_predictions(out_path, data.ids, labels, outputs, names)
+                rows, shard_dir = saved_rows(predictor.predict(data.texts)), None
+        write_saved_rows(out_path, data, names, rows, predictor.has_probs)
         if shard_dir is not None:
             shutil.rmtree(shard_dir.parent, ignore_errors=True)
-    return {"rows": len(data), "probs": probs is not None, "kind": predictor.kind}
+    return {"rows": len(data), "probs": predictor.has_probs, "kind": predictor.kind}

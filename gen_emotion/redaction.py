@@ -30,6 +30,7 @@ SECRETS = (
     Secret("HUGGING_FACE_HUB_TOKEN", to_pod=False),
     Secret("RUNPOD_API_KEY", to_pod=False),  # a pod gets a pod-scoped key of its own from RunPod
     Secret("WANDB_API_KEY", to_pod=True),
+    Secret("RAY_AUTH_TOKEN", to_pod=False),  # a Ray cluster's shared token (runpod/sky-cluster.yaml)
 )
 SECRET_NAMES = tuple(secret.name for secret in SECRETS)
 POD_SECRETS = tuple(secret.name for secret in SECRETS if secret.to_pod)

@@ -89,23 +89,79 @@ class Fold:
         return ["--data", str(self.data_dir), "--folds", str(self.folds), "--fold", str(self.index), *rows]
 
 
+@dataclass(frozen=True)
+class Machines:
+    """One training over several machines (``run --num-machines``): how many, this one's rank (0: the main machine,
+    which predicts and writes the run) and the main machine's address and port, which every machine's training
+    processes meet at (accelerate's ``--num_machines``, ``--machine_rank``, ``--main_process_ip``/``_port``)."""
+
+    count: int
+    rank: int
+    main_ip: str
+    port: int = 29500
+
+    def __post_init__(self) -> None:
+        if self.count < 2 or not 0 <= self.rank < self.count:
+            raise GenEmotionError(f"--machine-rank must be in 0..{self.count - 1} and --num-machines at least 2")
+        if not self.main_ip.strip():
+            raise GenEmotionError("--num-machines needs --main-process-ip, the main machine's address")
+
+    @classmethod
+    def from_flags(cls, count: int | None, rank: int | None, main_ip: str | None, port: int) -> Machines | None:
+        """``run --num-machines N --machine-rank R --main-process-ip IP --main-process-port P``; ``None`` without
+        ``--num-machines``."""
+        if count is None:
+            if rank is not None or main_ip:
+                raise GenEmotionError("--machine-rank and --main-process-ip go with --num-machines")
+            return None
+        return cls(count, rank or 0, main_ip or "", port)
+
+    def accelerate_args(self) -> list[str]:
+        return [
+            "--num_machines",
+            str(self.count),
+            "--machine_rank",
+            str(self.rank),
+            "--main_process_ip",
+            self.main_ip,
+            "--main_process_port",
+            str(self.port),
+        ]
+
+
 @dataclass
 class Launcher:
-    """How the process of an isolated step starts: with ``gpus`` > 1, training runs under ``accelerate
-    launch`` (one process per GPU, ``accelerate_config`` from ``recipes/accelerate/``)."""
+    """How the process of an isolated step starts: with ``gpus`` > 1, or over several ``machines``, training runs
+    under ``accelerate launch`` (one process per GPU of every machine, ``accelerate_config`` from
+    ``recipes/accelerate/``); ``main_process_port`` keeps trainings that run side by side on one machine
+    (``cv --parallel-folds``) from meeting at accelerate's one default port."""
 
     gpus: int = 1
     accelerate_config: str = "ddp"
+    machines: Machines | None = None
+    main_process_port: int | None = None
+
+    @property
+    def processes(self) -> int:
+        """Training processes in all: one per GPU of every machine."""
+        return self.gpus * (self.machines.count if self.machines else 1)
 
     def command(self, step: str) -> list[str]:
-        if step == "fit" and self.gpus > 1:
+        if step == "fit" and self.processes > 1:
             config = accelerate_config_path(self.accelerate_config)
+            if self.machines is not None:
+                where = self.machines.accelerate_args()
+            elif self.main_process_port is not None:
+                where = ["--main_process_port", str(self.main_process_port)]
+            else:
+                where = []
             return [
                 *accelerate_command(),
                 "--config_file",
                 str(config),
                 "--num_processes",
-                str(self.gpus),
+                str(self.processes),
+                *where,
                 "-m",
                 WORKER,
             ]

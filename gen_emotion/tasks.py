@@ -117,6 +117,12 @@ class LoadedModel:
     def predict(self, data: EmotionData, with_probs: bool | None = None, first_shard: int = 0) -> Prediction:
         raise NotImplementedError
 
+    def batches(self, texts: list[str]) -> list[np.ndarray] | None:
+        """The groups of rows (indices into ``texts``, in the order predicted) whose numbers depend on one another,
+        as ``predict`` of all ``texts`` forms them (a classifier's padded batches); ``None``: each row stands alone.
+        Predicting whole groups apart, each in this order, gives the numbers of one call (``sharded_predict``)."""
+        return None
+
     def close(self) -> None:
         """Free the model (and the GPU memory it holds)."""
 
@@ -130,9 +136,18 @@ class LoadedModel:
 class ProbabilityModel(LoadedModel):
     """A model whose prediction is per-label probabilities (``probs(texts)``), cut at 0.5."""
 
-    def __init__(self, probs: Callable[[list[str]], np.ndarray], release: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        probs: Callable[[list[str]], np.ndarray],
+        release: Callable[[], None] | None = None,
+        batches: Callable[[list[str]], list[np.ndarray]] | None = None,
+    ):
         self.probs = probs
         self.release = release
+        self.grouped = batches
+
+    def batches(self, texts: list[str]) -> list[np.ndarray] | None:
+        return self.grouped(texts) if self.grouped is not None else None
 
     def predict(self, data: EmotionData, with_probs: bool | None = None, first_shard: int = 0) -> Prediction:
         started = time.perf_counter()

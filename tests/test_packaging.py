@@ -48,7 +48,7 @@ def test_constraints_pin_the_whole_gpu_stack():
 def test_gpu_extra_resolves_to_the_pinned_versions(tmp_path):
     report = tmp_path / "report.json"
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
-    command += ["--report", str(report), "-c", str(CONSTRAINTS), f"{REPO_ROOT}[gpu,pod]"]
+    command += ["--report", str(report), "-c", str(CONSTRAINTS), f"{REPO_ROOT}[gpu,pod,ray]"]  # the image's extras
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     resolved = {
