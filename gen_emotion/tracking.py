@@ -40,6 +40,15 @@ OUT_OF_FOLD = "out-of-fold"
 """The TensorBoard subfolder of a cv's out-of-fold figures (its folds': ``fold-K``)."""
 PROJECT = "gen-emotion"
 """The W&B project and the MLflow experiment, unless ``WANDB_PROJECT`` or ``MLFLOW_EXPERIMENT_NAME`` name another."""
+TRACKER_SETTINGS = (
+    "WANDB_PROJECT",
+    "WANDB_ENTITY",
+    "WANDB_MODE",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_EXPERIMENT_NAME",
+)
+"""Where the trackers keep their runs (their keys are secrets, ``redaction``): ``launch`` copies these to a pod."""
 _UNSAFE = re.compile(r"[^0-9A-Za-z_\-. /]")
 
 
