@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -88,6 +89,8 @@ class TrackerRun:
         env = self.environment()
         before = {name: os.environ.get(name) for name in env}
         os.environ.update(env)
+        if "wandb" in self.trackers:
+            _forget_wandb_settings()
         try:
             yield
         finally:
@@ -277,11 +280,20 @@ def _finish_wandb(run: TrackerRun, figures: dict, recipe: Recipe, notes: dict, s
             current.config.update(config, allow_val_change=True)
         current.summary.update({**{_safe_key(k): v for k, v in figures.items()}, **notes})
         current.finish()
+        _forget_wandb_settings()
     except (wandb.errors.Error, OSError) as err:
         raise GenEmotionError(
             f"{run.folder}: W&B run {run.wandb_id} took no figures ({str(err).splitlines()[0]}); set WANDB_API_KEY "
             "(or WANDB_MODE=offline) and rerun the same command: the finished run logs them again"
         ) from None
+
+
+def _forget_wandb_settings() -> None:
+    """W&B reads its environment (``WANDB_RUN_ID``...) once a process, at its first run: end its session in this
+    process (``wandb.teardown``), so that the next run (a cv's next fold, trained here) reads the environment anew."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
 
 
 # --- MLflow --------------------------------------------------------------------------------------------------------

@@ -204,6 +204,46 @@ def test_a_cv_logs_one_tracker_run_per_fold_grouped_under_its_out_of_fold_figure
     no_secret_in(cv_dir)
 
 
+def test_the_trainers_callbacks_find_each_tracker_run_in_the_environment(stores: Path) -> None:
+    """What transformers' callbacks do while a fold trains here (a classifier's cv): W&B's and MLflow's start their
+    runs from the environment alone, TensorBoard's writes where it says. Two folds in one process: each its own."""
+    import os
+
+    import mlflow
+    import wandb
+    from mlflow.tracking import MlflowClient
+
+    from gen_emotion.tracking import open_cv, open_fold
+
+    recipe, cv_dir = load_recipe("tfidf-logreg", [EVERY_TRACKER]), stores / "cv-here"
+    cv_dir.mkdir()
+    open_cv(recipe, cv_dir)
+    for k in range(2):
+        fold_dir = cv_dir / "folds" / f"fold-{k}"
+        fold_dir.mkdir(parents=True)
+        tracker = open_fold(recipe, cv_dir, fold_dir)
+        with tracker.training():
+            run = wandb.init(project=os.environ["WANDB_PROJECT"])  # as WandbCallback.setup
+            assert (run.id, run.name, run.group, run.job_type) == (
+                tracker.wandb_id,
+                f"cv-here-fold-{k}",
+                "cv-here",
+                "fold",
+            )
+            run.log({"train/loss": 1.0 + k})
+            with mlflow.start_run() as active:  # as MLflowCallback.setup
+                assert active.info.run_id == tracker.mlflow_run_id
+                mlflow.log_metric("loss", 1.0 + k, step=1)
+            assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(cv_dir / "tensorboard" / f"fold-{k}")
+        assert "WANDB_RUN_ID" not in os.environ and "MLFLOW_RUN_ID" not in os.environ
+        tracker.finish({"held_out/macro_f1": 0.5 + k}, recipe, {"decision": "0.5"}, step=1)
+        metrics = MlflowClient().get_run(tracker.mlflow_run_id).data.metrics
+        assert metrics == {"loss": 1.0 + k, "held_out/macro_f1": 0.5 + k}  # the Trainer's run took the figures
+        (found,) = wandb_runs(fold_dir)
+        assert found["id"] == tracker.wandb_id and found["summary"]["held_out/macro_f1"] == 0.5 + k
+        assert found["config"]["recipe"]["task"] == "tfidf"
+
+
 def test_what_report_to_may_name_is_checked_once_before_anything_runs(sample_dir: Path, stores: Path, monkeypatch):
     with pytest.raises(
         RecipeError, match=r"train.report_to must be one of none, tensorboard, wandb, mlflow, got 'wandbb'"
