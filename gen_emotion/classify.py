@@ -18,6 +18,7 @@ import numpy as np
 
 from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
+from gen_emotion.metrics import macro_f1
 from gen_emotion.models import (
     cuda_available,
     load_kwargs,
@@ -27,7 +28,7 @@ from gen_emotion.models import (
     torch_dtype,
 )
 from gen_emotion.recipes import ClassifierArgs, ModelArgs, Recipe, TrainArgs, label_set
-from gen_emotion.trainers import CHECKPOINT_DIR, train_and_save, trainer_arguments
+from gen_emotion.trainers import CHECKPOINT_DIR, train_and_save, trainer_arguments, training_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,14 @@ def _weighted_bce_trainer() -> type:
     return WeightedBCETrainer
 
 
+def validation_metrics(prediction: Any) -> dict[str, float]:
+    """The Trainer's ``compute_metrics``: the validation rows' macro-F1 with the probabilities cut at 0.5 (a logit
+    of 0), logged as ``eval_macro_f1`` beside the validation loss (``train.best_model_metric: macro_f1``)."""
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    labels = np.asarray(prediction.label_ids)
+    return {"macro_f1": macro_f1(labels.round().astype(np.int64), (np.asarray(logits) >= 0).astype(np.int64))}
+
+
 def training_arguments(train: TrainArgs, settings: ClassifierArgs, output_dir: Path, has_eval: bool) -> Any:
     """transformers' ``TrainingArguments`` from the recipe's ``train`` and ``classifier`` sections."""
     from transformers import TrainingArguments
@@ -236,13 +245,19 @@ def training_arguments(train: TrainArgs, settings: ClassifierArgs, output_dir: P
 
 
 def train_classifier(
-    recipe: Recipe, train_data: EmotionData, eval_data: EmotionData | None, out_dir: Path
+    recipe: Recipe,
+    train_data: EmotionData,
+    eval_data: EmotionData | None,
+    out_dir: Path,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the recipe's model as an 11-way multilabel classifier on ``train_data``.
 
-    With ``eval_data`` the checkpoint with the lowest validation loss is kept. The model (or LoRA
+    With ``eval_data`` each validation gives its loss and macro-F1, and the checkpoint with the best
+    ``train.best_model_metric`` is kept (early stopping too where the recipe asks). The model (or LoRA
     adapter with the head) and tokenizer land in ``out_dir/model``; an interrupted call resumes from
-    the last checkpoint in ``out_dir/checkpoints``. Returns training figures.
+    the last checkpoint in ``out_dir/checkpoints``. ``callbacks`` are more ``TrainerCallback``s (a benchmark's).
+    Returns training figures.
     """
     import torch
     from transformers import set_seed
@@ -265,7 +280,7 @@ def train_classifier(
         "classifier %s: training on %d rows%s; pos_weight %s",
         recipe.model.name,
         len(train_rows),
-        f", validation loss on {len(eval_rows)}" if eval_rows else "",
+        f", validation (loss, macro-F1) on {len(eval_rows)}" if eval_rows else "",
         np.round(weights, 2).tolist(),
     )
     trainer = _weighted_bce_trainer()(
@@ -276,6 +291,8 @@ def train_classifier(
         data_collator=make_collator(tokenizer),
         processing_class=tokenizer,
         pos_weight=torch.tensor(weights, dtype=torch.float32),
+        compute_metrics=validation_metrics if eval_rows is not None else None,
+        callbacks=[*training_callbacks(recipe.train, has_eval=eval_rows is not None), *(callbacks or [])],
     )
     summary = {
         "model_dir": str(out_dir / MODEL_DIR),

@@ -111,12 +111,14 @@ def describe_constraints(meta: typing.Mapping[str, Any], name: Callable[[str], s
 
 
 def _check_field(value: Any, meta: typing.Mapping[str, Any], key: str, where: str) -> None:
-    """The declared range and choices of one field (``None`` passes: it means "not set")."""
+    """The declared range and choices of one field (``None`` passes: it means "not set"; the choices of a list
+    field are those of each item)."""
     if value is None:
         return
     choices = meta.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"{where}: {key} must be one of {', '.join(choices)}, got {value!r}")
+    for item in value if isinstance(value, list) else [value]:  # a list's choices hold for each of its items
+        if choices and item not in choices:
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(choices)}, got {item!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
         if low is not None and value < low:

@@ -6,7 +6,8 @@ folder holds ``recipe.yaml``, ``cv.json`` (folds, seed, rows), ``folds/fold-k/``
 ``val_probs.csv``, ``test_probs.csv`` and ``fold.json``, written last), and, once every fold is done:
 ``oof_probs.csv``, ``oof_predictions.csv``, ``oof_labels.csv``, ``thresholds.json``, ``test_probs.csv``,
 ``test_predictions.csv``, ``submission.csv`` and ``oof_metrics.json``. A fold whose ``fold.json`` exists is
-not trained again, so an interrupted run resumes fold by fold.
+not trained again, so an interrupted run resumes fold by fold. The trackers of ``train.report_to`` get one
+tracker run per fold, grouped under the cv's own, which gets the out-of-fold figures (``tracking``).
 
 ``cv --parallel-folds N`` trains the folds still to do side by side first (``cluster.run_folds``: Ray tasks, each
 ``train_pending_fold``, the same ``run_fold`` as the sequential loop, writing its own ``folds/fold-k/`` while this
@@ -32,7 +33,7 @@ from gen_emotion.files import read_json, write_json
 from gen_emotion.hardware import machine, peak_memory
 from gen_emotion.locks import writing_folder
 from gen_emotion.logs import setup_logging
-from gen_emotion.metrics import macro_f1
+from gen_emotion.metrics import macro_f1, score
 from gen_emotion.prediction_files import (
     as_written,
     read_probabilities,
@@ -58,6 +59,7 @@ from gen_emotion.runs import (
 from gen_emotion.steps import Fold, Launcher, fit_predict, import_task, task_reference
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, tune_thresholds
+from gen_emotion.tracking import cv_figures, fold_figures, open_cv, open_fold, training_steps
 
 log = logging.getLogger("gen_emotion.cv")
 
@@ -99,9 +101,13 @@ def run_fold(
     if (fold_dir / FOLD_DONE).is_file():
         return _load_fold(fold_dir, fold.held_out, fold.test)
     started = time.perf_counter()
-    result = fit_predict(recipe, fold, fold_dir, run_dir, task=task, launcher=launcher)
+    tracker = open_fold(recipe, run_dir, fold_dir)
+    with tracker.training():
+        result = fit_predict(recipe, fold, fold_dir, run_dir, task=task, launcher=launcher)
     val, tst = result.val.scores, result.test.scores
     names = fold.full.label_names
+    held_out = score(fold.held_out.labels, result.val.labels, names)
+    tracker.finish(fold_figures(held_out), recipe, {"decision": task.base_decision}, training_steps(result.training))
     write_probabilities(fold_dir / VAL_PROBS, result.val.ids, val, names)
     write_probabilities(fold_dir / TEST_PROBS, result.test.ids, tst, names)
     summary = {
@@ -182,6 +188,7 @@ def run_cv(
     with writing_folder(run_dir):  # one writer per cv folder
         _check_settings(run_dir, recipe, {**settings, "data": str(data_dir)}, data_dir, restart)
         setup_logging(run_dir)
+        tracker = open_cv(recipe, run_dir)  # before the folds: the parent of theirs
         log.info("cv %s (%s): %d rows in %d folds, %d test rows", recipe.name, recipe.task, len(full), folds, len(test))
         pending = tuple(k for k in range(folds) if not (fold_path(run_dir, k) / FOLD_DONE).is_file())
         if parallel is not None and pending:
@@ -214,9 +221,13 @@ def run_cv(
             summaries.append({"fold": k, **summary})
         if not (covered == 1).all():
             raise GenEmotionError(f"internal error: out-of-fold rows predicted {covered.min()}..{covered.max()} times")
-        return finish_cv(
+        metrics = finish_cv(
             recipe, task, run_dir, full, test, oof, test_sum / folds, fold_of, summaries, data_dir, started
         )
+        tracker.finish(
+            cv_figures(metrics), recipe, {"decision": "thresholds" if metrics.has_probabilities else task.base_decision}
+        )
+        return metrics
 
 
 def finish_cv(

@@ -310,33 +310,23 @@ def accelerate_sharding(config: Path) -> str:
 # --- Optional packages a recipe names ---------------------------------------------------------------------------
 
 TRACKER_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "azure_ml": (("azureml.core.run",),),
-    "clearml": (("clearml",),),
-    "codecarbon": (("codecarbon",),),
-    "comet_ml": (("comet_ml",),),
-    "dagshub": (("dagshub", "mlflow"),),
-    "dvclive": (("dvclive",),),
-    "flyte": (("flytekit",),),
-    "kubeflow": ((),),  # no package: transformers reports to a Kubeflow TrainJob's server
-    "mlflow": (("mlflow",),),
-    "neptune": (("neptune",),),
-    "swanlab": (("swanlab",),),
-    "tensorboard": (("tensorboard",), ("tensorboardX",)),
-    "trackio": (("trackio",),),
+    "tensorboard": (("tensorboard",),),
     "wandb": (("wandb",),),
+    "mlflow": (("mlflow",),),
 }
-"""The trackers ``train.report_to`` may name (transformers' ``INTEGRATION_TO_CALLBACK``) and the modules each
-needs: every module of one of its tuples, as transformers' ``is_*_available`` checks them."""
+"""The trackers ``train.report_to`` may name (``recipes.TRACKERS`` but ``none``) and the modules each needs: every
+module of one of its tuples. The ``track`` extra brings them all (``pip install "gen-emotion[track]"``)."""
+TRACK_EXTRA = 'pip install "gen-emotion[track]"'
 ATTENTION_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "flash_attention_2": (("flash_attn",), ("kernels",)),
     "flash_attention_3": (("flash_attn_interface",), ("kernels",)),
 }
 """What a flash ``model.attn_implementation`` needs: the flash-attn build, or ``kernels``, with which transformers
 fetches a prebuilt kernel from the hub."""
-POD_IMAGE_MODULES: frozenset[str] = frozenset()
-"""The modules above that the pod image has: runpod/Dockerfile installs the gpu and pod extras, which bring none
-of them. Add a module here when an extra the image installs brings it (tests/test_packaging.py checks this list
-against pyproject.toml)."""
+POD_IMAGE_MODULES: frozenset[str] = frozenset({"tensorboard", "wandb", "mlflow"})
+"""The modules above that the pod image has: runpod/Dockerfile installs the gpu, pod and track extras, and the track
+extra brings every tracker (no flash attention). Change it with the extras the image installs
+(tests/test_packaging.py checks this list against pyproject.toml)."""
 
 
 def module_importable(name: str) -> bool:
@@ -352,31 +342,23 @@ def _available(needs: tuple[tuple[str, ...], ...], importable: Callable[[str], b
 
 
 def missing_trackers(report_to: list[str], importable: Callable[[str], bool] = module_importable) -> list[str]:
-    """The trackers in ``train.report_to`` that cannot report where the recipe trains: ``importable`` says which
-    modules that place has; an unknown name is missing too (``none`` and ``all`` need nothing)."""
-    return [
-        name
-        for name in report_to
-        if name not in ("none", "all") and not _available(TRACKER_MODULES.get(name, ()), importable)
-    ]
+    """The trackers in ``train.report_to`` that cannot report where the recipe runs: ``importable`` says which
+    modules that place has (``none`` needs nothing; the recipe's choices refused any other name)."""
+    return [name for name in report_to if name in TRACKER_MODULES and not _available(TRACKER_MODULES[name], importable)]
 
 
 def check_optional_packages(recipe: Recipe, importable: Callable[[str], bool], where: str) -> None:
     """Refuse a tracker or a flash attention the recipe names that ``where`` (this Python, the pod image) lacks:
-    the Trainer or the model loader would fail there after the data, the model and the GPU were paid for."""
-    if not task_kind(recipe.task).transformers_model:
-        return
+    the run would fail there after the data, the model and the GPU were paid for. Every task reports to its
+    trackers (TF-IDF too: its held-out figures); only a transformers model has an attention."""
     for name in missing_trackers(recipe.train.report_to, importable):
-        if name not in TRACKER_MODULES:
-            raise GenEmotionError(
-                f"train.report_to: {name!r} is not a tracker transformers knows; use none, all, or "
-                f"{', '.join(TRACKER_MODULES)}"
-            )
         modules = " or ".join(" and ".join(m) for m in TRACKER_MODULES[name])
         raise GenEmotionError(
-            f"train.report_to names {name}, but {where} has no {modules}: set train.report_to=none, or train "
-            f"where {name} is installed"
+            f"train.report_to names {name}, but {where} has no {modules}: install the trackers there "
+            f"({TRACK_EXTRA}), or set train.report_to=none"
         )
+    if not task_kind(recipe.task).transformers_model:
+        return
     attention = recipe.model.attn_implementation or ""
     if attention in ATTENTION_MODULES and not _available(ATTENTION_MODULES[attention], importable):
         modules = " or ".join(" and ".join(m) for m in ATTENTION_MODULES[attention])

@@ -4,8 +4,9 @@
 A run folder holds the resolved recipe (``recipe.yaml``), the task's model (``adapter/``, ``model/`` or
 ``tfidf_logreg.pkl``), ``val_predictions.csv``, ``test_predictions.csv``, ``submission.csv``,
 ``metrics.json`` and ``run.log``, plus ``val_probs.csv``, ``test_probs.csv`` and ``thresholds.json`` where the
-task gives probabilities. A run is one fold of ``cv`` (``steps.fit_predict``); each step is skipped when its
-output exists, so an interrupted run resumes where it stopped.
+task gives probabilities, and what the trackers of ``train.report_to`` keep here (``tracking``). A run is one
+fold of ``cv`` (``steps.fit_predict``); each step is skipped when its output exists, so an interrupted run
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from gen_emotion.runs import (
 from gen_emotion.steps import Fold, FoldResult, Launcher, fit_predict, run_isolated
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, choose_thresholds, thresholds_to_dict
+from gen_emotion.tracking import open_run, run_figures, training_steps
 
 log = logging.getLogger("gen_emotion")
 
@@ -77,9 +79,15 @@ def run_recipe(
         machines = launcher.machines if launcher is not None else None
         if machines is not None and machines.rank > 0:
             return join_training(recipe, task, fold, run_dir, launcher)
-        result = fit_predict(recipe, fold, run_dir, run_dir, task=task, launcher=launcher)
+        tracker = open_run(recipe, run_dir)
+        with tracker.training():
+            result = fit_predict(recipe, fold, run_dir, run_dir, task=task, launcher=launcher)
         timings = {"data_s": data_s, "train_s": result.training.get("seconds"), **result.seconds}
-        return finish_run(recipe, task, fold, result, run_dir, timings)
+        metrics = finish_run(recipe, task, fold, result, run_dir, timings)
+        tracker.finish(
+            run_figures(metrics), recipe, {"decision": str(metrics.decision)}, training_steps(result.training)
+        )
+        return metrics
 
 
 def join_training(recipe: Recipe, task: Task, fold: Fold, run_dir: Path, launcher: Launcher) -> None:

@@ -53,6 +53,11 @@ OPTIMIZERS = (
     "schedule_free_adamw",
 )
 """The optimizers a recipe may name (a subset of transformers' ``OptimizerNames``; a test checks it stays one)."""
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
+"""What ``train.report_to`` may name: ``none``, or the trackers a run reports to (``tracking``; each needs the
+``track`` extra, ``hardware.TRACKER_MODULES``)."""
+BEST_MODEL_METRICS = ("loss", "macro_f1")
+"""The validation figures that may choose the checkpoint kept (``train.best_model_metric``)."""
 FROM_HEADER = "from_header"
 _TEMPLATE_FOLDERS = (Path(__file__).parent / "_prompts", Path(__file__).parent.parent / "prompts")
 """Where a prompt variant named by ``prompt.template`` is looked for (``template_dir``)."""
@@ -159,13 +164,27 @@ class TrainArgs:
     padding_free: bool = arg(False, "a batch as one row without padding (position_ids restart per example)")
     group_by_length: bool = arg(True, "batches of similar length (less padding); unused with padding_free")
     liger_kernel: bool = arg(False, "CUDA: Liger's Triton kernels (liger-kernel); ignored on CPU")
-    eval_steps: int = arg(50, "steps between validation losses", low=1)
+    eval_steps: int = arg(50, "steps between validations (on data.eval_rows)", low=1)
     save_steps: int = arg(50, "steps between checkpoints (a multiple of eval_steps when validating)", low=1)
     logging_steps: int = arg(10, "steps between log lines", low=1)
     save_total_limit: int = arg(2, "checkpoints kept while training", low=1)
+    best_model_metric: str = arg(
+        "loss",
+        "with validation (data.eval_rows): the figure that chooses the checkpoint kept, and that early stopping "
+        "watches: loss, or macro_f1 (task: classify; the validation rows' macro-F1 at 0.5)",
+        choices=BEST_MODEL_METRICS,
+    )
+    early_stopping_patience: int | None = arg(
+        None,
+        "stop training after this many validations without a better best_model_metric (needs data.eval_rows); "
+        "None: never stop early",
+        low=1,
+    )
     report_to: list[str] = arg(
-        help="none, or transformers' trackers (tensorboard...), installed where it trains; a missing one is refused",
+        help="none, or the trackers that get the training loss and the held-out figures (docs/tracking.md); "
+        'each needs the track extra (pip install "gen-emotion[track]") where it trains',
         factory=lambda: ["none"],
+        choices=TRACKERS,
     )
     seed: int = arg(42, "seed of training (row order, LoRA init, dropout)", low=0)
 
@@ -263,8 +282,9 @@ def check_recipe(recipe: Recipe, where: str) -> None:
     if d.eval_rows > 0 and kind.transformers_model and t.save_steps % t.eval_steps:
         raise RecipeError(
             f"{where}: train.save_steps ({t.save_steps}) must be a multiple of train.eval_steps ({t.eval_steps}) "
-            "to keep the checkpoint with the best validation loss"
+            "to keep the checkpoint with the best validation figure"
         )
+    _check_training_choices(recipe, where)
     if m.load_in_4bit and m.dtype == "float32":
         raise RecipeError(f"{where}: model.load_in_4bit needs a 16-bit model.dtype (auto or bfloat16)")
     if m.load_in_4bit and kind.full_finetune(recipe):
@@ -282,6 +302,23 @@ def check_recipe(recipe: Recipe, where: str) -> None:
     _check_quantized_base(recipe, where)
     if kind.transformers_model:
         _check_template(recipe, where)
+
+
+def _check_training_choices(recipe: Recipe, where: str) -> None:
+    """``train.report_to`` names ``none`` alone; macro-F1 validation is the classifier's; early stopping needs
+    validation rows and a Trainer."""
+    t, kind = recipe.train, task_kind(recipe.task)
+    if "none" in t.report_to and len(t.report_to) > 1:
+        raise RecipeError(f"{where}: train.report_to names none and a tracker; name one or the other")
+    if t.best_model_metric == "macro_f1" and (not kind.transformers_model or kind.generates_text):
+        raise RecipeError(
+            f"{where}: train.best_model_metric: macro_f1 is for task: classify (a {recipe.task} task validates by loss)"
+        )
+    if t.early_stopping_patience is not None and (recipe.data.eval_rows == 0 or not kind.transformers_model):
+        raise RecipeError(
+            f"{where}: train.early_stopping_patience needs validation rows (data.eval_rows above 0) and a task that "
+            "trains a transformers model"
+        )
 
 
 def _check_quantized_base(recipe: Recipe, where: str) -> None:

@@ -31,6 +31,8 @@ SECRETS = (
     Secret("RUNPOD_API_KEY", to_pod=False),  # a pod gets a pod-scoped key of its own from RunPod
     Secret("WANDB_API_KEY", to_pod=True),
     Secret("RAY_AUTH_TOKEN", to_pod=False),  # a Ray cluster's shared token (runpod/sky-cluster.yaml)
+    Secret("MLFLOW_TRACKING_PASSWORD", to_pod=True),  # an MLflow server's basic auth
+    Secret("MLFLOW_TRACKING_TOKEN", to_pod=True),
 )
 SECRET_NAMES = tuple(secret.name for secret in SECRETS)
 POD_SECRETS = tuple(secret.name for secret in SECRETS if secret.to_pod)

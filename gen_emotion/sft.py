@@ -20,7 +20,13 @@ from gen_emotion.errors import GenEmotionError
 from gen_emotion.models import ADAPTER_DIR, cuda_available, load_causal_lm, load_tokenizer, resolve_model
 from gen_emotion.prompts import Encoder, make_encoder
 from gen_emotion.recipes import LoraArgs, Recipe, TrainArgs
-from gen_emotion.trainers import CHECKPOINT_DIR, split_train_eval, train_and_save, trainer_arguments
+from gen_emotion.trainers import (
+    CHECKPOINT_DIR,
+    split_train_eval,
+    train_and_save,
+    trainer_arguments,
+    training_callbacks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +201,7 @@ def sft_trainer(
         processing_class=tokenizer,
         peft_config=lora_config(lora),
         completion_positions_only=train.completion_positions_only,
+        callbacks=training_callbacks(train, has_eval=eval_set is not None),
     )
     upcast = keep_adapter_in_float32(trainer.model)
     if upcast:

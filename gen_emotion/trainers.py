@@ -45,7 +45,9 @@ def split_train_eval(n_rows: int, data: DataArgs, seed: int) -> tuple[np.ndarray
 
 def trainer_arguments(t: TrainArgs, output_dir: Path, has_eval: bool) -> dict[str, Any]:
     """The ``TrainingArguments`` keywords that the recipe's ``train`` section ``t`` sets, shared by the SFT
-    and classification-head trainers; with validation, the best checkpoint by loss is kept."""
+    and classification-head trainers; with validation, the best checkpoint by ``train.best_model_metric`` is
+    kept (the lowest loss, or the highest macro-F1). The trackers find their runs in the environment
+    (``tracking.TrackerRun.training``)."""
     return {
         "output_dir": str(output_dir),
         "num_train_epochs": t.epochs,
@@ -67,8 +69,8 @@ def trainer_arguments(t: TrainArgs, output_dir: Path, has_eval: bool) -> dict[st
         "save_steps": t.save_steps,
         "save_total_limit": t.save_total_limit,
         "load_best_model_at_end": has_eval,
-        "metric_for_best_model": "eval_loss" if has_eval else None,
-        "greater_is_better": False if has_eval else None,
+        "metric_for_best_model": f"eval_{t.best_model_metric}" if has_eval else None,
+        "greater_is_better": t.best_model_metric != "loss" if has_eval else None,
         "logging_steps": t.logging_steps,
         "report_to": t.report_to,
         "seed": t.seed,
@@ -76,6 +78,16 @@ def trainer_arguments(t: TrainArgs, output_dir: Path, has_eval: bool) -> dict[st
         "dataloader_num_workers": 0,
         "ddp_find_unused_parameters": False,  # LoRA: every trainable weight is used in every step
     }
+
+
+def training_callbacks(t: TrainArgs, has_eval: bool) -> list[Any]:
+    """The callbacks a recipe adds to its Trainer: early stopping (``train.early_stopping_patience``), which
+    watches ``train.best_model_metric`` at each validation."""
+    if t.early_stopping_patience is None or not has_eval:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience)]
 
 
 def is_trained(out_dir: Path, weights_dir: str, marker: str) -> bool:
@@ -166,12 +178,14 @@ def train_and_save(
     trainer.accelerator.wait_for_everyone()
     history = trainer.state.log_history
     eval_losses = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+    eval_f1s = [entry["eval_macro_f1"] for entry in history if "eval_macro_f1" in entry]
     best = trainer.state.best_model_checkpoint
     summary = {
         **summary,
         "steps": int(trainer.state.global_step),
         "train_loss": float(result.training_loss),
         "best_eval_loss": float(min(eval_losses)) if eval_losses else None,
+        **({"best_eval_macro_f1": float(max(eval_f1s))} if eval_f1s else {}),
         "best_checkpoint": Path(best).name if best else None,
         "train_runtime_s": round(float(result.metrics.get("train_runtime", 0.0)), 2),
         **({"train_tokens": int(trainer._total_train_tokens)} if hasattr(trainer, "_total_train_tokens") else {}),

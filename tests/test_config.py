@@ -18,6 +18,7 @@ class Section:
     mode: str = arg("fast", "a mode", choices=("fast", "slow"))
     names: list[str] = arg(help="some names", factory=lambda: ["a"])
     limit: int | None = arg(None, "a limit or none", low=1)
+    modes: list[str] = arg(help="modes, each one of the choices", factory=lambda: ["fast"], choices=("fast", "slow"))
 
 
 @dataclass
@@ -44,6 +45,7 @@ def test_build_coerces_yaml_values_to_the_declared_types():
         ({"section": {"rate": "nan"}}, "f.yaml: section.rate must be float, got 'nan'"),
         ({"section": {"mode": "medium"}}, "f.yaml: section.mode must be one of fast, slow, got 'medium'"),
         ({"section": {"names": []}}, "f.yaml: section.names must be a non-empty list, got []"),
+        ({"section": {"modes": ["slow", "medium"]}}, "f.yaml: section.modes must be one of fast, slow, got 'medium'"),
         ({"section": {"limit": 0}}, "f.yaml: section.limit must be at least 1, got 0"),
         ({"section": {"cont": 2}}, "f.yaml: unknown key 'section.cont'; did you mean section.count?"),
         ({"zzz": 2}, "f.yaml: unknown key 'zzz'; known keys: title, section"),

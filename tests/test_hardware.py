@@ -17,6 +17,7 @@ from gen_emotion.hardware import (
     VLLM_LORA_RANKS,
     check_gpu_plan,
     check_local_packages,
+    check_optional_packages,
     check_pod_packages,
     check_tensor_parallel,
     estimate_memory,
@@ -28,7 +29,7 @@ from gen_emotion.hardware import (
     vllm_lora_rank,
     volume_gb,
 )
-from gen_emotion.recipes import load_recipe
+from gen_emotion.recipes import TRACKERS, load_recipe
 from gen_emotion.tasks import get_task
 
 LLAMA_3B_RECIPE = REPO_ROOT / "recipes" / "llama-3.2-3b-instruct-lora.yaml"
@@ -413,43 +414,42 @@ def test_check_gpu_plan_checks_the_tensor_parallel_size():
 # --- trackers and flash attention, where the recipe trains ----------------------------------------------------
 
 
-def absent_tracker() -> tuple[str, str]:
-    """A tracker that needs one top-level module, which this Python lacks, and that module."""
-    return next(
-        (name, needs[0][0])
-        for name, needs in TRACKER_MODULES.items()
-        if len(needs) == 1 and len(needs[0]) == 1 and "." not in needs[0][0] and not module_importable(needs[0][0])
-    )
-
-
 def test_missing_trackers_follow_the_modules_of_the_place_of_training():
-    assert missing_trackers(["none"], set().__contains__) == [] and missing_trackers(["all"], set().__contains__) == []
-    has = {"tensorboardX", "dagshub"}.__contains__
-    assert missing_trackers(["tensorboard", "wandb", "dagshub", "wandbb"], has) == ["wandb", "dagshub", "wandbb"]
-    assert missing_trackers(["dagshub"], {"dagshub", "mlflow"}.__contains__) == []  # it needs both
+    assert missing_trackers(["none"], set().__contains__) == []
+    assert missing_trackers(["tensorboard", "wandb", "mlflow"], {"tensorboard"}.__contains__) == ["wandb", "mlflow"]
+    assert missing_trackers(["mlflow"], {"mlflow"}.__contains__) == []
+    # what report_to may name is declared once, in the recipe's choices; each tracker has its modules here
+    assert set(TRACKERS) == {"none", *TRACKER_MODULES}
 
 
-def test_the_pod_image_lacks_every_tracker_and_flash_attention():
-    with pytest.raises(GenEmotionError, match=r"^train.report_to names wandb, but the pod image .* has no wandb: set"):
-        check_pod_packages(llama("train.report_to=[none, wandb]"))
+def test_the_pod_image_has_every_tracker_but_no_flash_attention():
+    for setting in ("train.report_to=[tensorboard, wandb, mlflow]", "train.report_to=[none]"):
+        check_pod_packages(llama(setting))
     with pytest.raises(GenEmotionError, match="^model.attn_implementation=flash_attention_2, but the pod image"):
         check_pod_packages(llama("model.attn_implementation=flash_attention_2"))
-    with pytest.raises(GenEmotionError, match=r"'wandbb' is not a tracker transformers knows; use none, all, or"):
-        check_pod_packages(llama("train.report_to=wandbb"))
-    for setting in ("model.attn_implementation=sdpa", "train.report_to=[none]", "train.report_to=all"):
-        check_pod_packages(llama(setting))
-    # TF-IDF trains no transformers model: its report_to is unused.
-    check_pod_packages(load_recipe("tfidf-logreg", ["train.report_to=[wandb]"]))
 
 
-def test_this_python_is_asked_for_the_modules(tmp_path, monkeypatch):
-    tracker, module = absent_tracker()
-    recipe = llama(f"train.report_to=[{tracker}]", "model.attn_implementation=flash_attention_2")
-    with pytest.raises(GenEmotionError, match=f"^train.report_to names {tracker}, but this Python has no {module}:"):
-        check_local_packages(recipe)
-    for name in (module, "flash_attn"):  # installed: the import system finds them
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text("")
+def test_a_tracker_missing_where_the_recipe_runs_is_refused_naming_the_extra():
+    message = (
+        r"^train.report_to names wandb, but this Python has no wandb: install the trackers there "
+        r'\(pip install "gen-emotion\[track\]"\), or set train.report_to=none$'
+    )
+    for recipe in (
+        llama("train.report_to=[tensorboard, wandb]"),
+        load_recipe("tfidf-logreg", ["train.report_to=wandb"]),
+    ):
+        with pytest.raises(GenEmotionError, match=message):  # TF-IDF reports its figures too
+            check_optional_packages(recipe, {"tensorboard"}.__contains__, "this Python")
+    check_local_packages(llama("train.report_to=[tensorboard, wandb, mlflow]"))  # the track extra is installed here
+
+
+def test_this_python_is_asked_for_flash_attention(tmp_path, monkeypatch):
+    recipe = llama("model.attn_implementation=flash_attention_2")
+    if not (module_importable("flash_attn") or module_importable("kernels")):
+        with pytest.raises(GenEmotionError, match="^model.attn_implementation=flash_attention_2, but this Python"):
+            check_local_packages(recipe)
+    (tmp_path / "flash_attn").mkdir()  # installed: the import system finds it
+    (tmp_path / "flash_attn" / "__init__.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
     check_local_packages(recipe)
 

@@ -15,7 +15,7 @@ LAYERS = [  # lowest first, as in docs/design.md
     ["labels", "files", "errors", "config", "redaction"],
     ["prediction_files", "thresholds", "metrics", "run_metrics", "data", "formats", "parsing", "branches", "download"],
     ["recipes", "prompts", "task_kinds"],
-    ["models", "runs", "logs", "locks", "hardware"],
+    ["models", "runs", "logs", "locks", "hardware", "tracking"],
     ["sft", "classify", "tfidf", "trainers", "generate", "vllm_backend"],
     ["tasks", "generation_task", "classifier_task", "tfidf_task"],
     ["steps", "worker"],

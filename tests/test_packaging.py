@@ -1,6 +1,6 @@
 """The pinned GPU stack resolves as one set (``constraints/gpu-cu128.txt``), and the image uses it; the gpu
-extra's lower bounds hold the pins and what transformers and TRL ask of those packages; the pod image has no
-tracker or flash attention but those ``hardware.POD_IMAGE_MODULES`` lists.
+extra's lower bounds hold the pins and what transformers and TRL ask of those packages; the pod image has the
+trackers and flash attentions ``hardware.POD_IMAGE_MODULES`` lists (every tracker, through the track extra), no other.
 
 The resolution asks PyPI (``pip install --dry-run``, which reads wheel metadata without installing); marked
 slow, run in CI."""
@@ -48,7 +48,8 @@ def test_constraints_pin_the_whole_gpu_stack():
 def test_gpu_extra_resolves_to_the_pinned_versions(tmp_path):
     report = tmp_path / "report.json"
     command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
-    command += ["--report", str(report), "-c", str(CONSTRAINTS), f"{REPO_ROOT}[gpu,pod,ray]"]  # the image's extras
+    extras = "gpu,pod,track,ray"  # the image's
+    command += ["--report", str(report), "-c", str(CONSTRAINTS), f"{REPO_ROOT}[{extras}]"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     resolved = {
@@ -103,7 +104,7 @@ def test_gpu_extra_lower_bounds_hold_the_pins_and_what_the_stack_needs():
 
 
 # The distribution of a module the recipe may need where its name says otherwise.
-DISTRIBUTIONS = {"azureml.core.run": "azureml-core", "flash_attn_interface": "flash-attn-3"}
+DISTRIBUTIONS = {"flash_attn_interface": "flash-attn-3", "mlflow": "mlflow-skinny"}
 
 
 def optional_distributions() -> dict[str, str]:

@@ -189,6 +189,17 @@ def test_env_values_runpod_cannot_take_are_refused_without_showing_them():
     assert pod_env({"A": "1"}, {"HF_TOKEN": "t", "RUNPOD_API_KEY": "k", "OTHER": "x"}) == {"A": "1", "HF_TOKEN": "t"}
 
 
+def test_the_trackers_settings_go_to_the_pod_and_a_tracking_urls_credentials_are_masked():
+    environ = {**ENVIRON, "MLFLOW_TRACKING_URI": "https://me:pw-1234@mlflow.example/", "WANDB_PROJECT": "emotions"}
+    environ["MLFLOW_TRACKING_PASSWORD"], environ["MLFLOW_OTHER"] = "pw-1234", "x"  # a secret; a setting unknown here
+    launch_plan = plan(LLAMA_3B_RECIPE, overrides=["train.report_to=[wandb, mlflow]"], environ=environ)
+    env = launch_plan.request["env"]
+    assert env["MLFLOW_TRACKING_URI"] == environ["MLFLOW_TRACKING_URI"] and env["WANDB_PROJECT"] == "emotions"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "pw-1234" and "MLFLOW_OTHER" not in env
+    printed = json.dumps(mask_request(launch_plan.request))
+    assert "pw-1234" not in printed and WANDB_SECRET not in printed and "mlflow.example" in printed
+
+
 def test_qlora_override_passes_through_to_the_pod():
     launch_plan = plan(CPU_RECIPE, overrides=["model.load_in_4bit=true", "model.dtype=auto"])
     assert launch_plan.qlora and launch_plan.method == "QLoRA"

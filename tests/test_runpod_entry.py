@@ -333,7 +333,7 @@ def test_local_pod_flow_end_to_end(tmp_path):
 def test_dockerfile_has_cuda_the_gpu_extra_and_the_entry_point():
     text = (REPO_ROOT / "runpod" / "Dockerfile").read_text()
     assert "FROM ${CUDA_IMAGE}" in text and "nvidia/cuda:" in text
-    assert 'pip install ".[gpu,pod]"' in text and "deepspeed" in text
+    assert 'pip install ".[gpu,pod,track]"' in text and "deepspeed" in text
     assert "openssh-server" in text and "rsync" in text
     assert 'ENTRYPOINT ["/usr/bin/tini", "--", "/opt/gen-emotion/runpod/entry.sh"]' in text
     ignore = (REPO_ROOT / "runpod" / "Dockerfile.dockerignore").read_text().splitlines()
@@ -348,6 +348,6 @@ def test_entry_script_installs_nothing():
 def test_skypilot_task_runs_the_entry_script_over_all_gpus():
     task = yaml.safe_load((REPO_ROOT / "runpod" / "sky.yaml").read_text())
     assert set(task) >= {"resources", "envs", "setup", "run"}
-    assert '".[gpu]"' in task["setup"]
+    assert '".[gpu,track]"' in task["setup"]
     assert "runpod/entry.sh --local" in task["run"] and "SKYPILOT_NUM_GPUS_PER_NODE" in task["run"]
     assert not any(name in task["envs"] for name in ("HF_TOKEN", "WANDB_API_KEY"))

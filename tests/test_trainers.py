@@ -17,7 +17,13 @@ from conftest import REPO_ROOT, SAMPLE_DIR
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.recipes import load_recipe
 from gen_emotion.runs import prepare_run_dir
-from gen_emotion.trainers import disk_full, last_whole_checkpoint, split_train_eval
+from gen_emotion.trainers import (
+    disk_full,
+    last_whole_checkpoint,
+    split_train_eval,
+    trainer_arguments,
+    training_callbacks,
+)
 
 
 def test_rows_kept_aside_are_seeded_disjoint_and_capped():
@@ -28,6 +34,27 @@ def test_rows_kept_aside_are_seeded_disjoint_and_capped():
     assert len(held) == 10 and len(train) == 50 and not set(train) & set(held)
     with pytest.raises(GenEmotionError, match="no training rows left"):
         split_train_eval(0, recipe.data, recipe.train.seed)
+
+
+def test_the_checkpoint_kept_and_early_stopping_follow_the_recipe(tmp_path):
+    from transformers import EarlyStoppingCallback, EvalPrediction
+
+    from gen_emotion.classify import validation_metrics
+
+    loss = load_recipe("minilm-l6-cpu", ["data.eval_rows=20"]).train
+    f1 = load_recipe("minilm-l6-cpu", ["data.eval_rows=20", "train.best_model_metric=macro_f1"]).train
+    chosen = {k: trainer_arguments(t, tmp_path, has_eval=True) for k, t in (("loss", loss), ("f1", f1))}
+    assert (chosen["loss"]["metric_for_best_model"], chosen["loss"]["greater_is_better"]) == ("eval_loss", False)
+    assert (chosen["f1"]["metric_for_best_model"], chosen["f1"]["greater_is_better"]) == ("eval_macro_f1", True)
+    assert trainer_arguments(f1, tmp_path, has_eval=False)["load_best_model_at_end"] is False
+    assert training_callbacks(f1, has_eval=True) == []
+    patient = load_recipe("minilm-l6-cpu", ["data.eval_rows=20", "train.early_stopping_patience=3"]).train
+    (callback,) = training_callbacks(patient, has_eval=True)
+    assert isinstance(callback, EarlyStoppingCallback) and callback.early_stopping_patience == 3
+    assert training_callbacks(patient, has_eval=False) == []
+    # the validation macro-F1: logits cut at 0 (a probability of 0.5), two labels here: F1 1 and 0
+    logits, labels = np.array([[2.0, -1.0], [-3.0, 0.5]]), np.array([[1.0, 1.0], [0.0, 0.0]])
+    assert validation_metrics(EvalPrediction(predictions=logits, label_ids=labels)) == {"macro_f1": 0.5}
 
 
 def test_a_write_that_failed_for_want_of_room_is_told_from_other_failures(tmp_path):

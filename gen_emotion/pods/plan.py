@@ -36,6 +36,7 @@ from gen_emotion.pods.gpus import ACCELERATE_CONFIGS, MAX_GPUS, GpuType, check_f
 from gen_emotion.recipes import Recipe
 from gen_emotion.redaction import MASK, POD_SECRETS, mask_url
 from gen_emotion.task_kinds import task_kind
+from gen_emotion.tracking import TRACKER_SETTINGS
 
 WORKSPACE = "/workspace"
 """Where the pod's volume is mounted; ``runpod/entry.sh`` writes everything under it."""
@@ -137,9 +138,10 @@ def check_data_url(url: str) -> str:
 def pod_env(
     plan_env: Mapping[str, str], environ: Mapping[str, str], secrets: tuple[str, ...] = POD_SECRETS
 ) -> dict[str, str]:
-    """The pod's environment: the plan's settings plus the secrets set in ``environ`` (never RUNPOD_API_KEY)."""
+    """The pod's environment: the plan's settings plus the secrets and the trackers' settings
+    (``tracking.TRACKER_SETTINGS``) set in ``environ`` (never RUNPOD_API_KEY)."""
     env = dict(plan_env)
-    for name in secrets:
+    for name in (*secrets, *TRACKER_SETTINGS):
         value = environ.get(name, "")
         if value:
             env[name] = value
@@ -151,14 +153,16 @@ def pod_env(
 
 
 def mask_request(request: Mapping[str, Any], secrets: tuple[str, ...] = POD_SECRETS) -> dict[str, Any]:
-    """A copy of a pod request that is safe to print: secret values are ``***``, a data URL loses its query."""
+    """A copy of a pod request that is safe to print: secret values are ``***``, a data URL loses its query, and
+    URLs their credentials."""
     masked = copy.deepcopy(dict(request))
     env = masked.get("env") or {}
     for name in secrets:
         if name in env:
             env[name] = MASK
-    if env.get("GEN_EMOTION_DATA"):
-        env["GEN_EMOTION_DATA"] = mask_url(env["GEN_EMOTION_DATA"])
+    for name in ("GEN_EMOTION_DATA", "MLFLOW_TRACKING_URI"):  # a URL's credentials
+        if env.get(name):
+            env[name] = mask_url(env[name])
     return masked
 
 
