@@ -36,7 +36,7 @@ LAYERS = [  # lowest first, as in docs/design.md
         "sharded_predict",
         "nodes",
     ],
-    ["cli"],
+    ["cli", "commands"],
     ["console", "__main__"],
 ]
 TRAINING = {"sft", "classify", "tfidf", "trainers"}
@@ -132,4 +132,4 @@ def test_the_layers_here_are_the_design_notes():
     rows = design[design.index("| layer | modules | hold |") :].split("\n\n")[0].splitlines()[2:]
     drawn = [set(re.findall(r"`(\w+)/?`", row.split("|")[2])) for row in rows]
     pods = {"gpus", "plan", "client", "commands"}  # pods/'s own modules, drawn in its row
-    assert [set(layer) for layer in reversed(LAYERS)] == [d - pods for d in drawn]
+    assert [set(layer) for layer in reversed(LAYERS)] == [d - pods if "pods" in d else d for d in drawn]
