@@ -4,20 +4,24 @@ both CPU classifier recipes cross-validated end to end for a few steps on a tiny
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
 
 from gen_emotion.classify import pos_weight
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LABELS, NUM_LABELS
+from gen_emotion.locks import file_lock_path, lock_path
 from gen_emotion.models import resolve_any_model, wheel_model_dir
 from gen_emotion.recipes import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "gen_emotion.cli"]
 TINY = ["train.max_steps=2", "train.batch_size=8", "train.logging_steps=1", "classifier.max_length=48"]
 
 
@@ -233,34 +237,40 @@ KILLED = [
 
 
 def classifier_run(out: Path) -> list[str]:
-    return [sys.executable, "-m", "gen_emotion.cli", "run", "minilm-l6-cpu", *KILLED, "--out", str(out)]
+    return [*CLI, "run", "minilm-l6-cpu", *KILLED, "--out", str(out)]
+
+
+def whole_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+RESULTS = ("model/model.safetensors", "val_probs.csv", "test_probs.csv", "submission.csv", "thresholds.json")
+"""What an interrupted classifier run must end with, byte for byte as the uninterrupted one."""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, float]:
+    """The classifier run, uninterrupted: its folder, and when it took and let go of its folder's lock (seconds)."""
+    out = tmp_path_factory.mktemp("classifier") / "reference"
+    locked, unlocked = faults.timed(classifier_run(out), lambda: lock_path(out).is_file())
+    return out, locked, unlocked
 
 
 @pytest.mark.slow
-def test_a_classifier_run_killed_in_training_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+def test_a_classifier_run_killed_in_training_resumes_to_the_uninterrupted_run(
+    uninterrupted: tuple[Path, float, float], tmp_path: Path
+) -> None:
     """Killed once its step-2 checkpoint is saved, with a step-3 checkpoint cut mid-save left beside it: the rerun
     resumes from step 2 and ends with the uninterrupted run's weights, probabilities and submission."""
-    import os
     import shutil
-    import signal
-    import time
 
-    reference, out = tmp_path / "reference", tmp_path / "killed"
-    subprocess.run(classifier_run(reference), cwd=REPO, check=True, capture_output=True)
-    proc = subprocess.Popen(
-        classifier_run(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    reference, out = uninterrupted[0], tmp_path / "killed"
     state = out / "checkpoints" / "checkpoint-2" / "trainer_state.json"
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            json.loads(state.read_text())
-            break
-        except (OSError, ValueError):
-            time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before its step-2 checkpoint was seen"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    faults.kill_when(classifier_run(out), lambda: whole_json(state), "its step-2 checkpoint was seen", limit=600)
     assert not (out / "training.json").exists(), "killed during training"
     cut = out / "checkpoints" / "checkpoint-3"
     shutil.copytree(state.parent, cut)
@@ -272,22 +282,73 @@ def test_a_classifier_run_killed_in_training_resumes_to_the_uninterrupted_run(tm
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "checkpoint-3 was cut mid-save: skipped" in rerun.stderr and "resuming training from" in rerun.stderr
     assert json.loads((out / "training.json").read_text())["steps"] == 6
-    for name in ("model/model.safetensors", "val_probs.csv", "test_probs.csv", "submission.csv", "thresholds.json"):
+    for name in RESULTS:
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+KILLS = 3
+"""Seeded random kill moments per slow command (each costs a model load and part of a run)."""
+
+
+@pytest.mark.slow
+def test_a_classifier_run_killed_at_seeded_random_moments_resumes_to_the_uninterrupted_run(
+    uninterrupted: tuple[Path, float, float], tmp_path: Path
+) -> None:
+    """Each kill moment is drawn (seeded) from the time the uninterrupted run held its folder's lock, so it may land
+    in training, in a checkpoint's save, in prediction or while the results are written."""
+    reference, locked, unlocked = uninterrupted
+    rng = random.Random("classifier-run-20261206")
+    for k in range(KILLS):
+        out, moment = tmp_path / f"killed-{k}", rng.uniform(locked, unlocked)
+        killed = faults.kill_after(classifier_run(out), moment)
+        left = faults.files_in(out)
+        rerun = subprocess.run(classifier_run(out), cwd=REPO, capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        where = f"kill {k} at {moment:.1f} s (writing {locked:.1f}-{unlocked:.1f} s, killed: {killed}), left {left}"
+        print(where)
+        for name in RESULTS:
+            assert (out / name).read_bytes() == (reference / name).read_bytes(), f"{name}: {where}"
+
+
+@pytest.mark.slow
+def test_a_classifier_prediction_killed_at_seeded_random_moments_gives_the_uninterrupted_output(
+    uninterrupted: tuple[Path, float, float], tmp_path: Path
+) -> None:
+    """A classifier's prediction is not saved in shards: a killed one leaves no output (nor a part of one), and the
+    rerun predicts again to the same bytes."""
+    folder = uninterrupted[0]
+
+    def predict(out: Path) -> list[str]:
+        test = REPO / "gen_emotion" / "sample_data" / "test.csv"
+        return [*CLI, "predict", str(folder), "--input", str(test), "--out", str(out)]
+
+    reference = tmp_path / "reference" / "out.csv"
+    reference.parent.mkdir()
+    locked, unlocked = faults.timed(predict(reference), lambda: file_lock_path(reference).is_file())
+    outputs = ("out.csv", "out_probs.csv")
+    rng = random.Random("classifier-predict-20261206")
+    for k in range(KILLS):
+        out, moment = tmp_path / f"killed-{k}" / "out.csv", rng.uniform(locked, unlocked)
+        out.parent.mkdir()
+        killed = faults.kill_after(predict(out), moment)
+        left = faults.files_in(out.parent)
+        assert left in ([], [file_lock_path(out).name], list(outputs)), left  # nothing half-written
+        subprocess.run(predict(out), cwd=REPO, check=True, capture_output=True)
+        assert faults.files_in(out.parent) == list(outputs)
+        where = f"kill {k} at {moment:.1f} s (writing {locked:.1f}-{unlocked:.1f} s, killed: {killed}), left {left}"
+        print(where)
+        for name in outputs:
+            assert (out.parent / name).read_bytes() == (reference.parent / name).read_bytes(), f"{name}: {where}"
 
 
 @pytest.mark.slow
 def test_a_disk_that_fills_while_a_checkpoint_is_saved_is_one_line_and_the_rerun_finishes(tmp_path: Path) -> None:
     """The child may not write a file past 40 MiB: MiniLM's weights (90 MB) fail in the step-2 checkpoint."""
-    import resource
-    import signal
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (40 << 20, 40 << 20))
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
     out = tmp_path / "run"
-    full = subprocess.run(classifier_run(out), cwd=REPO, capture_output=True, text=True, preexec_fn=limit)
+    limit = 40 << 20
+    full = subprocess.run(
+        classifier_run(out), cwd=REPO, capture_output=True, text=True, preexec_fn=lambda: faults.limit_file_size(limit)
+    )
     assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-2000:]
     errors = [line for line in full.stderr.splitlines() if line.startswith("gen-emotion: error: ")]
     assert len(errors) == 1 and "cannot write a checkpoint or the trained weights (File too large" in errors[0]

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import random
-import resource
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import faults
 import pytest
 from conftest import SAMPLE_DIR
 
@@ -134,37 +132,19 @@ def written(command: str, out: Path) -> dict[str, object]:
     return finished_files(out)
 
 
-def timed_run(command: list[str], lock: Path) -> tuple[float, float]:
-    """Run ``command`` to its end: when (seconds from its start) it took its lock, and when it ended."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    locked = None
-    while process.poll() is None:
-        if locked is None and lock.is_file():
-            locked = time.perf_counter() - started
-        time.sleep(0.002)
-    assert process.returncode == 0 and locked is not None
-    return locked, time.perf_counter() - started
-
-
 @pytest.mark.parametrize("command", ["run", "cv", "ensemble", "predict", "export-model"])
 def test_a_kill_at_a_random_moment_resumes_to_the_uninterrupted_result(command, cvs, tmp_path):
     """Kill points are drawn (seeded) from the time the uninterrupted command held its lock, i.e. wrote."""
     name = "out.csv" if command == "predict" else "out"
     lock = (lambda out: file_lock_path(out)) if command in ("predict", "export-model") else lock_path
     reference = tmp_path / "reference" / name
-    locked, end = timed_run(command_line(command, cvs, reference), lock(reference))
+    locked, unlocked = faults.timed(command_line(command, cvs, reference), lock(reference).is_file)
     expected = written(command, reference)
     rng = random.Random(f"{command}-20261206")
     states = []
     for k in range(KILLS):
         out = tmp_path / f"killed-{k}" / name
-        process = subprocess.Popen(
-            command_line(command, cvs, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        time.sleep(rng.uniform(locked, end))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        faults.kill_after(command_line(command, cvs, out), rng.uniform(locked, unlocked))
         states.append(
             sorted(str(p.relative_to(out.parent)) for p in out.parent.rglob("*")) if out.parent.is_dir() else []
         )
@@ -177,12 +157,6 @@ def test_a_kill_at_a_random_moment_resumes_to_the_uninterrupted_result(command, 
     print(f"{command}: when killed, {[len(state) for state in states]} files")
 
 
-def limit_file_size(limit: int) -> None:
-    """In the child: no file may grow past ``limit`` bytes (a write past it fails with EFBIG, as on a full disk)."""
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-
 @pytest.mark.parametrize("command", ["run", "cv"])
 def test_a_full_disk_is_one_line_keeps_what_was_written_and_the_rerun_resumes(command, cvs, tmp_path):
     """The model file cannot be written (the child's files may not pass 64 KiB): one line, the folder keeps its
@@ -190,7 +164,10 @@ def test_a_full_disk_is_one_line_keeps_what_was_written_and_the_rerun_resumes(co
     reference, out = tmp_path / "reference", tmp_path / "out"
     subprocess.run(command_line(command, cvs, reference), check=True, capture_output=True)
     full = subprocess.run(
-        command_line(command, cvs, out), capture_output=True, text=True, preexec_fn=lambda: limit_file_size(1 << 16)
+        command_line(command, cvs, out),
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: faults.limit_file_size(1 << 16),
     )
     assert full.returncode == 2 and "Traceback" not in full.stderr
     assert "tfidf_logreg.pkl: cannot write (File too large)" in full.stderr.strip().splitlines()[-1]

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
+import random
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
 
 from gen_emotion.data import read_label_file, read_test, read_train, split_fold
 from gen_emotion.labels import LABELS, is_canonical
+from gen_emotion.locks import file_lock_path
 from gen_emotion.parsing import parse
 from gen_emotion.prediction_files import write_predictions
 
@@ -149,25 +148,9 @@ def test_resuming_a_run_with_another_recipe_is_refused(trained_run: Path) -> Non
     assert result.stderr.strip().count("\n") == 0 and "different recipe" in result.stderr
 
 
-def start_run(out: Path) -> subprocess.Popen:
-    """``run`` with TINY in a process group of its own (its fit and generation steps are its children)."""
-    return subprocess.Popen(
-        [*CLI, "run", "recipes/smollm2-135m-cpu.yaml", *TINY, "--out", str(out)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
-    """SIGKILL the whole process group as soon as ``ready()`` holds."""
-    deadline = time.time() + 900
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the run ended before {what}"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def run_command(out: Path) -> list[str]:
+    """``run`` with TINY (killed as a process group: its fit and generation steps are its children)."""
+    return [*CLI, "run", "recipes/smollm2-135m-cpu.yaml", *TINY, "--out", str(out)]
 
 
 def whole_json(path: Path) -> bool:
@@ -194,12 +177,14 @@ def test_run_killed_in_training_and_in_generation_resumes_to_the_uninterrupted_r
     first generation shard is saved, the rerun finishes with the uninterrupted run's adapter and files."""
     out = tmp_path / "killed"
     checkpoints = out / "checkpoints"
-    kill_when(start_run(out), lambda: whole_json(checkpoints / "checkpoint-2" / "trainer_state.json"), "step 2")
+    faults.kill_when(
+        run_command(out), lambda: whole_json(checkpoints / "checkpoint-2" / "trainer_state.json"), "step 2"
+    )
     assert not (out / "training.json").exists(), "killed during training"
     cut_mid_save(checkpoints / "checkpoint-2", checkpoints / "checkpoint-3")
 
     shards = out / "shards"
-    kill_when(start_run(out), lambda: any(shards.rglob("shard-*.json")), "its first shard")
+    faults.kill_when(run_command(out), lambda: any(shards.rglob("shard-*.json")), "its first shard")
     log = (out / "run.log").read_text()
     assert "checkpoint-3 was cut mid-save: skipped" in log and "resuming training from" in log
     assert (out / "training.json").is_file() and not (out / "test_predictions.csv").exists()
@@ -212,31 +197,54 @@ def test_run_killed_in_training_and_in_generation_resumes_to_the_uninterrupted_r
     assert not checkpoints.exists()
 
 
-def test_predict_killed_half_way_resumes_to_the_uninterrupted_result(trained_run: Path, tmp_path: Path) -> None:
+def long_ids_from_the_second_shard(path: Path) -> Path:
+    """The sample test file with 400-character IDs from its 33rd row on: the first 32-row shard of saved generations
+    stays under 16 KiB, the second does not."""
+    with (SAMPLE / "test.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    for number, row in enumerate(rows[1:]):
+        if number >= 32:
+            row[0] = f"{row[0]}-" + "x" * 400
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def test_predict_out_of_room_and_killed_resumes_to_the_uninterrupted_result(trained_run: Path, tmp_path: Path) -> None:
+    """A disk that fills while the second shard of generations is saved is one line and keeps the first; the rerun,
+    killed at a seeded random moment, and the next one resume from the saved shards to the uninterrupted output."""
+    inputs = long_ids_from_the_second_shard(tmp_path / "inputs.csv")
+
+    def predict(out: Path) -> list[str]:
+        return [*CLI, "predict", str(trained_run), "--input", str(inputs), "--out", str(out)]
+
     full = tmp_path / "full.csv"
-    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(full))
+    locked, unlocked = faults.timed(predict(full), lambda: file_lock_path(full).is_file())
 
-    partial = tmp_path / "partial.csv"
-    shards = tmp_path / ".partial.csv.shards"
-    proc = subprocess.Popen(
-        [*CLI, "predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(partial)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    out = tmp_path / "out.csv"
+    shards = tmp_path / ".out.csv.shards"
+    room = subprocess.run(
+        predict(out), cwd=REPO, capture_output=True, text=True, preexec_fn=lambda: faults.limit_file_size(16 << 10)
     )
-    deadline = time.time() + 600
-    while time.time() < deadline and not list(shards.glob("*/shard-*.json")):
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = list(shards.glob("*/shard-*.json"))
-    assert 1 <= len(saved) < 3, "the kill should land after the first of three 32-row shards"
-    assert not partial.exists()
+    assert room.returncode == 2 and "Traceback" not in room.stderr, room.stderr[-2000:]
+    errors = [line for line in room.stderr.splitlines() if line.startswith("gen-emotion: error: ")]
+    assert len(errors) == 1 and "shard-00001.json: cannot write (File too large)" in errors[0], errors
+    left = faults.files_in(tmp_path)
+    assert [Path(name).name for name in left if ".out.csv.shards" in name] == ["shard-00000.json"], left
+    assert not out.exists() and whole_json(next(shards.rglob("shard-00000.json")))
 
-    run_cli("predict", str(trained_run), "--input", str(SAMPLE / "test.csv"), "--out", str(partial))
-    assert partial.read_text() == full.read_text()
-    assert len(read_label_file(partial).ids) == 80
+    # the resumed prediction generates two shards of three: its kill moment is drawn from the first two thirds
+    moment = random.Random("generation-predict-20261206").uniform(locked, locked + (unlocked - locked) * 2 / 3)
+    killed = faults.kill_after(predict(out), moment)
+    print(
+        f"killed: {killed} at {moment:.1f} s (writing {locked:.1f}-{unlocked:.1f} s), left {faults.files_in(tmp_path)}"
+    )
+    assert not out.exists() or not killed
+
+    run_cli("predict", str(trained_run), "--input", str(inputs), "--out", str(out))
+    assert out.read_text() == full.read_text()
+    assert out.with_name("out_probs.csv").read_text() == full.with_name("full_probs.csv").read_text()
+    assert len(read_label_file(out).ids) == 80
     assert not shards.exists()  # removed once the prediction is written
 
 
