@@ -53,13 +53,17 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
     return Launcher(gpus=args.gpus, accelerate_config=str(config))
 
 
-def _check_data(data: Path | None) -> None:
-    from gen_emotion.data import data_file
+def _check_data(data: str | None) -> None:
+    """``--data`` names a data folder or a dataset id (``sources.source_kind``); refused at once otherwise."""
+    from gen_emotion.sources import source_kind
 
     if data is not None:
-        if not data.is_dir():
-            raise GenEmotionError(f"--data {data}: not a folder (give the folder that holds the train and test files)")
-        data_file(data, "train")
+        source_kind(data)
+
+
+def _ids_note(recipe) -> str:
+    """What the summary adds where the data has no ID column."""
+    return "; no ID column: IDs are row numbers, from 0" if recipe.data.id_column is None else ""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -77,14 +81,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_data(args.data)
     launcher = _launcher(args, recipe)
     run_dir = args.out or default_run_dir(recipe)
-    metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher, restart=args.restart)
+    if args.val is not None and not args.val.exists():
+        raise GenEmotionError(f"--val {args.val}: no such file")
+    metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher, restart=args.restart, val=args.val)
     held = metrics.held_out
     print(f"run folder: {run_dir}")
     print(f"held-out macro-F1 {held['macro_f1']:.4f}  micro-F1 {held['micro_f1']:.4f}  jaccard {held['jaccard']:.4f}")
     if metrics.decision == "thresholds" and metrics.probabilities is not None:
         honest = metrics.probabilities["thresholded_macro_f1_cv"]
         print(f"with per-label thresholds (used for the submission): macro-F1 {honest:.4f} cross-validated")
-    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows)")
+    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows{_ids_note(recipe)})")
     return 0
 
 
@@ -116,7 +122,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         f"jaccard {metrics.jaccard:.4f}  {metrics.wall_s:.0f} s"
     )
     how = "the fold models' mean probabilities" if metrics.has_probabilities else "the fold models' majority vote"
-    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows, {how})")
+    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows, {how}{_ids_note(recipe)})")
     return 0
 
 
@@ -150,7 +156,7 @@ def _predict_settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from gen_emotion.predictor import predict_file
+    from gen_emotion.predictor import folder_recipe, predict_file
 
     if sum(x is not None for x in (args.input, args.text)) != 1:
         raise GenEmotionError("predict takes one of --input FILE (- for standard input) or --text TEXT")
@@ -160,7 +166,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise GenEmotionError("predict --input FILE needs --out PRED.csv")
     result = predict_file(args.run_dir, args.input, args.out, _predict_settings(args))
     extra = f" and {args.out.stem}_probs.csv" if result["probs"] else ""
-    print(f"wrote {args.out}: {result['rows']} rows{extra} (the {result['kind']} folder's decision)")
+    note = _ids_note(folder_recipe(args.run_dir)) if args.input.suffix.lower() != ".txt" else ""
+    print(f"wrote {args.out}: {result['rows']} rows{extra} (the {result['kind']} folder's decision{note})")
     return 0
 
 
@@ -281,10 +288,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     columns = recipe_columns(args.recipe)
     gold = read_label_file(args.gold, columns)
+    own = replace(columns, labels=gold.label_names, label_column=None)  # a predictions file: one 0/1 column a label
     try:  # the toolkit's own prediction files name their ID column ID, whatever the data's is
-        predictions = read_label_file(args.pred, replace(columns, id=ID_COLUMN, labels=gold.label_names))
+        predictions = read_label_file(args.pred, replace(own, id=ID_COLUMN))
     except DataError:
-        predictions = read_label_file(args.pred, replace(columns, labels=gold.label_names))
+        predictions = read_label_file(args.pred, own)
     scores = score(gold.labels, align(gold.ids, predictions, what="gold"), gold.label_names)
     print(json.dumps(scores, indent=2) if args.json else format_table(scores))
     return 0
@@ -340,7 +348,10 @@ def _recipe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=20")
     p.add_argument(
-        "--data", type=Path, default=None, help="folder with train.csv and test.csv (default: the shipped sample)"
+        "--data",
+        default=None,
+        help="a folder with train and test files (CSV, TSV, JSON Lines, Parquet), a datasets folder of splits "
+        "(save_to_disk), or a dataset id for datasets.load_dataset (default: the shipped sample)",
     )
     p.add_argument(
         "--out", type=Path, default=None, help=f"{what} folder (default: runs/...-TIME); an existing one resumes"
@@ -362,13 +373,19 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     """``run``, ``cv`` and ``predict``."""
     p = sub.add_parser("run", help="train on all but one fold, predict it and the test file, score, export")
     _recipe_arguments(p, "run")
+    p.add_argument(
+        "--val",
+        type=Path,
+        default=None,
+        help="a validation file held out as it is (default: the data's validation split or file, else a fold)",
+    )
     p.add_argument("--backend", choices=("transformers", "vllm"), default=None, help="generation backend")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("cv", help="K-fold cross-validation: out-of-fold probabilities, thresholds, test averaged")
     _recipe_arguments(p, "cv")
     p.add_argument("--folds", type=int, default=5, help="number of multilabel-stratified folds (default 5)")
-    p.add_argument("--rows", type=int, default=None, help="use only the first N rows of train.csv and test.csv")
+    p.add_argument("--rows", type=int, default=None, help="use only the first N rows of each split")
     p.add_argument(
         "--drop-models", action="store_true", help="delete each fold's model once its probabilities are saved"
     )
@@ -377,7 +394,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show a recipe's training examples and inference prompt ids, flag differences")
     p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    p.add_argument("--data", type=Path, default=None, help="folder with train.csv (default: the shipped sample)")
+    p.add_argument("--data", default=None, help="a data folder or dataset id, as run's (default: the shipped sample)")
     p.add_argument("--rows", type=int, default=3, help="how many rows of train.csv to show (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object per row instead of the report")
     p.set_defaults(func=cmd_inspect)
