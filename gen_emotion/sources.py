@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,8 +37,6 @@ from gen_emotion.data import (
     read_train,
 )
 from gen_emotion.formats import TABLE_SUFFIXES, Table, dataset_table, is_saved_dataset, load_saved
-
-log = logging.getLogger(__name__)
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 FILES, SAVED, LOADED = "files", "datasets folder", "load_dataset"
@@ -160,11 +157,7 @@ def read_splits(source: DataSource) -> Splits:
     """Every split of ``source``, read and checked (the module's rules), cut to ``source.rows``."""
     if source.rows is not None and source.rows < 2:
         raise DataError(f"--rows must be at least 2, got {source.rows}")
-    kind = source_kind(source.data)
-    if source.config is not None and kind != LOADED:
-        log.info(
-            "data.dataset_config %r is for datasets.load_dataset; %s is read as a %s", source.config, source.data, kind
-        )
+    kind = source_kind(source.data)  # data.dataset_config is load_dataset's: unused by the other kinds
     splits = _file_splits(source) if kind == FILES else _dataset_splits(source, kind)
     if source.rows is not None:
         for name in (TRAIN, VALIDATION, TEST):

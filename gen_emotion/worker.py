@@ -84,7 +84,11 @@ def run_step(args: argparse.Namespace) -> None:
     source = data_source(recipe, args.data, args.val, args.rows)
     fold = Fold.load(source, args.folds, args.fold, recipe.data.seed, given=args.given_validation)
     log.info(
-        "%s step of fold %d/%d in process %d (parent %d)", args.step, args.fold, args.folds, os.getpid(), os.getppid()
+        "%s step of %s in process %d (parent %d)",
+        args.step,
+        "the given validation split" if fold.given else f"fold {args.fold}/{args.folds}",
+        os.getpid(),
+        os.getppid(),
     )
     if args.step == "fit":
         log.info("fit step: %s", training_device())
