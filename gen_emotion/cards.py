@@ -58,11 +58,18 @@ def _held_out(d: dict[str, Any]) -> list[str]:
     return [
         "## Held-out figures",
         "",
-        f"Fold {held.get('fold')} of {held.get('folds')} of the training file ({held.get('rows')} rows), never "
+        f"{_held_out_rows(held)} ({held.get('rows')} rows), never "
         f"seen in training: {figures}. Decision: {d['decision']}; macro-F1 as submitted "
         f"{d['held_out_final_macro_f1']:.4f}.",
         "",
     ]
+
+
+def _held_out_rows(held: dict[str, Any]) -> str:
+    """What was held out: the data's validation split, or a fold of the training file."""
+    if held.get("split"):
+        return f"The data's {held['split']} split"
+    return f"Fold {held.get('fold')} of {held.get('folds')} of the training file"
 
 
 def _python(*code: str) -> list[str]:

@@ -37,7 +37,10 @@ def _recipe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=20")
     p.add_argument(
-        "--data", type=Path, default=None, help="folder with train.csv and test.csv (default: the shipped sample)"
+        "--data",
+        default=None,
+        help="a folder with train and test files (CSV, TSV, JSON Lines, Parquet), a datasets folder of splits "
+        "(save_to_disk), or a dataset id for datasets.load_dataset (default: the shipped sample)",
     )
     p.add_argument(
         "--out", type=Path, default=None, help=f"{what} folder (default: runs/...-TIME); an existing one resumes"
@@ -76,6 +79,12 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     """``run``, ``cv`` and ``predict``."""
     p = sub.add_parser("run", help="train on all but one fold, predict it and the test file, score, export")
     _recipe_arguments(p, "run")
+    p.add_argument(
+        "--val",
+        type=Path,
+        default=None,
+        help="a validation file held out as it is (default: the data's validation split or file, else a fold)",
+    )
     p.add_argument("--backend", choices=("transformers", "vllm"), default=None, help="generation backend")
     _machines_arguments(p)
     p.set_defaults(func=cmd_run)
@@ -83,7 +92,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cv", help="K-fold cross-validation: out-of-fold probabilities, thresholds, test averaged")
     _recipe_arguments(p, "cv")
     p.add_argument("--folds", type=int, default=5, help="number of multilabel-stratified folds (default 5)")
-    p.add_argument("--rows", type=int, default=None, help="use only the first N rows of train.csv and test.csv")
+    p.add_argument("--rows", type=int, default=None, help="use only the first N rows of each split")
     p.add_argument(
         "--drop-models", action="store_true", help="delete each fold's model once its probabilities are saved"
     )
@@ -100,7 +109,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="show a recipe's training examples and inference prompt ids, flag differences")
     p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
-    p.add_argument("--data", type=Path, default=None, help="folder with train.csv (default: the shipped sample)")
+    p.add_argument("--data", default=None, help="a data folder or dataset id, as run's (default: the shipped sample)")
     p.add_argument("--rows", type=int, default=3, help="how many rows of train.csv to show (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object per row instead of the report")
     p.set_defaults(func=cmd_inspect)

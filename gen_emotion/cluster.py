@@ -131,9 +131,11 @@ def fold_task(pending: PendingFolds, k: int, cwd: str) -> None:
     if not Path(cwd).is_dir():
         raise GenEmotionError(f"machine {here} has no folder {cwd} (where the command runs): {SHARED}")
     with contextlib.chdir(cwd):
-        for folder, what in ((pending.run_dir, "cv"), (pending.data_dir, "data")):
-            if not folder.is_dir() or (what == "cv" and not (folder / CV_SETTINGS).is_file()):
-                raise GenEmotionError(f"machine {here} does not see the {what} folder {folder}: {SHARED}")
+        if not (pending.run_dir / CV_SETTINGS).is_file():
+            raise GenEmotionError(f"machine {here} does not see the cv folder {pending.run_dir}: {SHARED}")
+        data = Path(pending.source.data).expanduser()
+        if pending.local_data and not data.exists():  # a dataset id is loaded on each machine (its own cache)
+            raise GenEmotionError(f"machine {here} does not see the data folder {data}: {SHARED}")
         setup_logging(pending.run_dir)
         launcher = pending.launcher
         if launcher.processes > 1 and launcher.machines is None:  # trainings side by side: a rendezvous port each

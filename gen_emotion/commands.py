@@ -53,13 +53,17 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
     return Launcher(gpus=args.gpus, accelerate_config=str(config), machines=machines)
 
 
-def _check_data(data: Path | None) -> None:
-    from gen_emotion.data import data_file
+def _check_data(data: str | None) -> None:
+    """``--data`` names a data folder or a dataset id (``sources.source_kind``); refused at once otherwise."""
+    from gen_emotion.sources import source_kind
 
     if data is not None:
-        if not data.is_dir():
-            raise GenEmotionError(f"--data {data}: not a folder (give the folder that holds the train and test files)")
-        data_file(data, "train")
+        source_kind(data)
+
+
+def _ids_note(recipe) -> str:
+    """What the summary adds where the data has no ID column."""
+    return "; no ID column: IDs are row numbers, from 0" if recipe.data.id_column is None else ""
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -77,7 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_data(args.data)
     launcher = _launcher(args, recipe)
     run_dir = args.out or default_run_dir(recipe)
-    metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher, restart=args.restart)
+    if args.val is not None and not args.val.exists():
+        raise GenEmotionError(f"--val {args.val}: no such file")
+    metrics = run_recipe(recipe, args.data, run_dir, launcher=launcher, restart=args.restart, val=args.val)
     if metrics is None:
         print(f"machine {launcher.machines.rank}: its share of the training is done; machine 0 writes the run")
         return 0
@@ -87,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if metrics.decision == "thresholds" and metrics.probabilities is not None:
         honest = metrics.probabilities["thresholded_macro_f1_cv"]
         print(f"with per-label thresholds (used for the submission): macro-F1 {honest:.4f} cross-validated")
-    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows)")
+    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows{_ids_note(recipe)})")
     return 0
 
 
@@ -127,7 +133,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
         f"jaccard {metrics.jaccard:.4f}  {metrics.wall_s:.0f} s"
     )
     how = "the fold models' mean probabilities" if metrics.has_probabilities else "the fold models' majority vote"
-    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows, {how})")
+    print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows, {how}{_ids_note(recipe)})")
     return 0
 
 
@@ -162,7 +168,7 @@ def _predict_settings(args: argparse.Namespace) -> Any:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from gen_emotion.cluster import on_ray
-    from gen_emotion.predictor import predict_file
+    from gen_emotion.predictor import folder_recipe, predict_file
 
     if sum(x is not None for x in (args.input, args.text)) != 1:
         raise GenEmotionError("predict takes one of --input FILE (- for standard input) or --text TEXT")
@@ -180,7 +186,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         result = predict_file(args.run_dir, args.input, args.out, _predict_settings(args))
     extra = f" and {args.out.stem}_probs.csv" if result["probs"] else ""
-    print(f"wrote {args.out}: {result['rows']} rows{extra} (the {result['kind']} folder's decision)")
+    note = _ids_note(folder_recipe(args.run_dir)) if args.input.suffix.lower() != ".txt" else ""
+    print(f"wrote {args.out}: {result['rows']} rows{extra} (the {result['kind']} folder's decision{note})")
     return 0
 
 
@@ -301,10 +308,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     columns = recipe_columns(args.recipe)
     gold = read_label_file(args.gold, columns)
+    own = replace(columns, labels=gold.label_names, label_column=None)  # a predictions file: one 0/1 column a label
     try:  # the toolkit's own prediction files name their ID column ID, whatever the data's is
-        predictions = read_label_file(args.pred, replace(columns, id=ID_COLUMN, labels=gold.label_names))
+        predictions = read_label_file(args.pred, replace(own, id=ID_COLUMN))
     except DataError:
-        predictions = read_label_file(args.pred, replace(columns, labels=gold.label_names))
+        predictions = read_label_file(args.pred, own)
     scores = score(gold.labels, align(gold.ids, predictions, what="gold"), gold.label_names)
     print(json.dumps(scores, indent=2) if args.json else format_table(scores))
     return 0

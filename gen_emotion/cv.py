@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import EmotionData, fold_indices, read_data, sample_data_dir
+from gen_emotion.data import EmotionData, fold_indices, sample_data_dir
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import read_json, write_json
 from gen_emotion.hardware import machine, peak_memory
@@ -39,7 +39,7 @@ from gen_emotion.prediction_files import (
     read_probabilities,
     write_probabilities,
 )
-from gen_emotion.recipes import Recipe, columns, with_header_labels
+from gen_emotion.recipes import Recipe, columns, data_source, with_header_labels
 from gen_emotion.run_metrics import CvMetrics
 from gen_emotion.runs import (
     CV_SETTINGS,
@@ -56,6 +56,7 @@ from gen_emotion.runs import (
     write_folder_metrics,
     write_out_of_fold,
 )
+from gen_emotion.sources import TEST, TRAIN, DataSource, read_splits
 from gen_emotion.steps import Fold, Launcher, fit_predict, import_task, task_reference
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, tune_thresholds
@@ -65,10 +66,10 @@ log = logging.getLogger("gen_emotion.cv")
 
 
 def _check_settings(
-    run_dir: Path, recipe: Recipe, settings: dict[str, Any], data_dir: Path, restart: bool = False
+    run_dir: Path, recipe: Recipe, settings: dict[str, Any], data: dict[str, Any], restart: bool = False
 ) -> None:
-    """Write ``recipe.yaml`` and ``cv.json``, or check that a resumed run has the same ones."""
-    prepare_run_dir(recipe, run_dir, data_dir, restart)
+    """Write ``recipe.yaml``, ``data.json`` and ``cv.json``, or check that a resumed run has the same ones."""
+    prepare_run_dir(recipe, run_dir, data, restart)
     settings_path = run_dir / CV_SETTINGS
     if settings_path.is_file():
         previous_settings = read_cv_settings(run_dir)
@@ -136,17 +137,18 @@ def drop_model(fold_dir: Path, task: Task) -> None:
 @dataclass(frozen=True)
 class PendingFolds:
     """The folds of a cv run still to train, with what each needs to train alone, in a process or on a machine of
-    its own (``train_pending_fold``): the run folder (its ``recipe.yaml``), the data folder and how it is cut."""
+    its own (``train_pending_fold``): the run folder (its ``recipe.yaml``), the data and how it is cut."""
 
     run_dir: Path
-    data_dir: Path
-    rows: int | None
+    source: DataSource
     folds: int
     indices: tuple[int, ...]
     task: str
     """``module:Class`` of the task (``steps.task_reference``)."""
     launcher: Launcher
     keep_models: bool
+    local_data: bool
+    """Whether the data is a folder of the command's machine (not a dataset id): every machine must see it."""
 
 
 def train_pending_fold(pending: PendingFolds, k: int, launcher: Launcher | None = None) -> None:
@@ -154,7 +156,7 @@ def train_pending_fold(pending: PendingFolds, k: int, launcher: Launcher | None 
     ``drop_model`` under ``--drop-models``), from the run folder's ``recipe.yaml`` and the data folder alone."""
     recipe = load_run_recipe(pending.run_dir)
     task = import_task(pending.task)
-    fold = Fold.load(pending.data_dir, pending.rows, pending.folds, k, recipe.data.seed, columns=columns(recipe))
+    fold = Fold.load(pending.source, pending.folds, k, recipe.data.seed)
     folder = fold_path(pending.run_dir, k)
     log.info("fold %d/%d: training on %d rows", k + 1, pending.folds, len(fold.train_idx))
     run_fold(recipe, fold, folder, pending.run_dir, task, launcher or pending.launcher)
@@ -164,7 +166,7 @@ def train_pending_fold(pending: PendingFolds, k: int, launcher: Launcher | None 
 
 def run_cv(
     recipe: Recipe,
-    data_dir: Path | None,
+    data_dir: Path | str | None,
     run_dir: Path,
     folds: int = 5,
     rows: int | None = None,
@@ -173,27 +175,38 @@ def run_cv(
     task: Task | None = None,
     launcher: Launcher | None = None,
     restart: bool = False,
+    val: Path | None = None,
     parallel: Callable[[PendingFolds], None] | None = None,
 ) -> CvMetrics:
-    """Cross-validate ``recipe`` on ``data_dir/train.csv`` with ``folds`` multilabel-stratified folds and
-    predict ``data_dir/test.csv``; write the run folder (module docstring) and return its metrics. ``parallel``
-    trains the folds not yet done side by side before they are gathered (``cluster.run_folds``)."""
+    """Cross-validate ``recipe`` on the training split of ``data_dir`` (a folder or a dataset id: ``sources``)
+    with ``folds`` multilabel-stratified folds and predict its test split; write the run folder (module
+    docstring) and return its metrics. A validation split is not used: the folds are cut from the training split.
+    ``parallel`` trains the folds not yet done side by side before they are gathered (``cluster.run_folds``)."""
     task = task or get_task(recipe.task)
     started = time.perf_counter()
-    data_dir = data_dir or sample_data_dir()
-    full, test = read_data(data_dir, rows, columns(recipe))
+    source = data_source(recipe, data_dir or sample_data_dir(), val, rows)
+    data = read_splits(source)
+    full, test = data.train, data.test
     recipe = with_header_labels(recipe, full.label_names)
     splits = fold_indices(full.labels, folds, recipe.data.seed)
     settings = {"folds": folds, "seed": recipe.data.seed, "rows": len(full), "test_rows": len(test)}
     with writing_folder(run_dir):  # one writer per cv folder
-        _check_settings(run_dir, recipe, {**settings, "data": str(data_dir)}, data_dir, restart)
+        _check_settings(run_dir, recipe, {**settings, "data": source.data}, data.record((TRAIN, TEST)), restart)
         setup_logging(run_dir)
         tracker = open_cv(recipe, run_dir)  # before the folds: the parent of theirs
         log.info("cv %s (%s): %d rows in %d folds, %d test rows", recipe.name, recipe.task, len(full), folds, len(test))
+        if data.validation is not None:
+            log.info(
+                "the validation split (%d rows) is not used: cv cuts its folds from the training split",
+                len(data.validation),
+            )
+        if data.id_note():
+            log.info("%s", data.id_note())
         pending = tuple(k for k in range(folds) if not (fold_path(run_dir, k) / FOLD_DONE).is_file())
         if parallel is not None and pending:
-            where = (run_dir, Path(data_dir), rows, folds, pending, task_reference(task))
-            parallel(PendingFolds(*where, launcher or Launcher(), keep_models))
+            where = (run_dir, source, folds, pending, task_reference(task))
+            local = Path(source.data).expanduser().exists()
+            parallel(PendingFolds(*where, launcher or Launcher(), keep_models, local))
 
         from tqdm.auto import tqdm
 
@@ -206,7 +219,7 @@ def run_cv(
 
         for k, split in enumerate(tqdm(splits, desc=f"cv {recipe.name}", unit="fold")):
             folder = fold_path(run_dir, k)
-            fold = Fold.load(data_dir, rows, folds, k, recipe.data.seed, data=(full, test), split=split)
+            fold = Fold.load(source, folds, k, recipe.data.seed, data=data, split=split)
             resumed = (folder / FOLD_DONE).is_file()
             log.info(
                 "fold %d/%d: %s", k + 1, folds, "saved, skipping" if resumed else f"training on {len(split[0])} rows"
@@ -222,7 +235,7 @@ def run_cv(
         if not (covered == 1).all():
             raise GenEmotionError(f"internal error: out-of-fold rows predicted {covered.min()}..{covered.max()} times")
         metrics = finish_cv(
-            recipe, task, run_dir, full, test, oof, test_sum / folds, fold_of, summaries, data_dir, started
+            recipe, task, run_dir, full, test, oof, test_sum / folds, fold_of, summaries, source.data, started
         )
         tracker.finish(
             cv_figures(metrics), recipe, {"decision": "thresholds" if metrics.has_probabilities else task.base_decision}
@@ -240,7 +253,7 @@ def finish_cv(
     test_scores: np.ndarray,
     fold_of: np.ndarray,
     summaries: list[dict[str, Any]],
-    data_dir: Path,
+    data_dir: Path | str,
     started: float,
 ) -> CvMetrics:
     """Tune thresholds on the out-of-fold scores, score, and write the run's files (``runs.write_out_of_fold``).
@@ -257,7 +270,7 @@ def finish_cv(
         test_scores,
         thresholds,
         names,
-        recipe.data.id_column,
+        columns(recipe).id_header,
         probabilities=not hard,
         tuned=not hard,
         seed=recipe.data.seed,

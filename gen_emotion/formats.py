@@ -1,15 +1,20 @@
-"""Tables that are not delimited text: JSON Lines, Parquet and local Hugging Face ``datasets`` folders.
+"""Tables that are not delimited text: JSON Lines, Parquet, local Hugging Face ``datasets`` folders and the
+``datasets`` splits that ``sources`` loads.
 
-Each becomes what a CSV file is to the reader in ``data``: a header (the column names) and rows of string
-fields, each with the line (JSON Lines) or row it came from, so that every check and message is the same.
-A value becomes its text: ``true``/``false`` become ``1``/``0``, a whole number its digits, ``null`` the
-empty string (an unlabelled row's labels may be all empty, or ``NONE``).
+Each becomes what a CSV file is to the reader in ``data`` (a ``Table``): a header (the column names) and rows
+of string fields, each with the line (JSON Lines) or row it came from, so that every check and message is the
+same. A value becomes its text: ``true``/``false`` become ``1``/``0``, a whole number its digits, ``null`` the
+empty string (an unlabelled row's labels may be all empty, or ``NONE``); a list stays a list (a column of label
+lists, ``label_lists``), and a column's ``ClassLabel`` names (a ``datasets`` feature, also kept in a Parquet
+file that ``datasets`` wrote) come with the table.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +27,26 @@ class FormatError(GenEmotionError):
     """A JSON Lines, Parquet or datasets file that cannot be read as a table."""
 
 
+@dataclass
+class Table:
+    """A header and rows, each ``(line, fields)``: the header first (its fields the column names)."""
+
+    rows: list[tuple[int, list[Any]]]
+    class_names: dict[str, tuple[str, ...]] = dataclass_field(default_factory=dict)
+    """The ``ClassLabel`` names of the columns that have that feature (or a list of it)."""
+    indexed: bool = False
+    """A ``datasets`` split: its rows are named by their index, from 0."""
+
+
 def is_table(path: Path) -> bool:
     """Whether ``path`` is read here (rather than as delimited text)."""
     return path.is_dir() or path.suffix.lower() in TABLE_SUFFIXES
 
 
-def field(value: Any) -> str:
-    """A value as the text a CSV cell would hold."""
+def field(value: Any) -> Any:
+    """A value as the text a CSV cell would hold; a list stays a list."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -38,24 +56,40 @@ def field(value: Any) -> str:
     return str(value)
 
 
-def table_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """``(line, fields)`` for the header and then every row of a JSON Lines file, a Parquet file or a
-    ``datasets`` folder."""
+def table_rows(path: Path) -> Table:
+    """The header and then every row of a JSON Lines file, a Parquet file or a ``datasets`` folder."""
     if path.is_dir():
-        return _from_dicts(path, _dataset_rows(path))
+        return dataset_table(_load_split(path))
     if not path.is_file():
         raise FormatError(f"{path}: no such file")
     if path.suffix.lower() == ".parquet":
-        return _from_dicts(path, _parquet_rows(path))
-    return _jsonl_rows(path)
+        return _parquet_table(path)
+    return Table(_jsonl_rows(path))
 
 
-def _from_dicts(path: Path, table: tuple[list[str], list[dict[str, Any]]]) -> list[tuple[int, list[str]]]:
-    columns, rows = table
+def _from_dicts(columns: list[str], rows: list[dict[str, Any]]) -> list[tuple[int, list[Any]]]:
     return [(1, list(columns))] + [(i, [field(row.get(c)) for c in columns]) for i, row in enumerate(rows, start=2)]
 
 
-def _jsonl_rows(path: Path) -> list[tuple[int, list[str]]]:
+def class_names(features: Any) -> dict[str, tuple[str, ...]]:
+    """The ``ClassLabel`` names of each column of ``features`` (a ``datasets.Features``) that has them."""
+    from datasets import ClassLabel
+
+    found = {}
+    for column, feature in features.items():
+        inner = getattr(feature, "feature", feature)  # a List (Sequence) of ClassLabel
+        if isinstance(inner, ClassLabel):
+            found[column] = tuple(inner.names)
+    return found
+
+
+def dataset_table(dataset: Any) -> Table:
+    """A ``datasets.Dataset`` (one split) as a table, its rows named by their index."""
+    columns = list(dataset.column_names)
+    return Table(_from_dicts(columns, dataset.to_list()), class_names(dataset.features), indexed=True)
+
+
+def _jsonl_rows(path: Path) -> list[tuple[int, list[Any]]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -64,7 +98,7 @@ def _jsonl_rows(path: Path) -> list[tuple[int, list[str]]]:
     except OSError as err:
         raise FormatError(f"{path}: cannot read the file ({err.strerror})") from None
     columns: list[str] | None = None
-    rows: list[tuple[int, list[str]]] = []
+    rows: list[tuple[int, list[Any]]] = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -85,7 +119,7 @@ def _jsonl_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _parquet_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def _parquet_table(path: Path) -> Table:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -94,20 +128,44 @@ def _parquet_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow's own errors: a damaged or foreign file
         raise FormatError(f"{path}: not a readable Parquet file ({' '.join(str(err).split())[:200]})") from None
-    return list(table.column_names), table.to_pylist()
+    return Table(_from_dicts(list(table.column_names), table.to_pylist()), _parquet_class_names(table.schema))
 
 
-def _dataset_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    if not (path / "dataset_info.json").is_file() and not (path / "dataset_dict.json").is_file():
+def _parquet_class_names(schema: Any) -> dict[str, tuple[str, ...]]:
+    """The ``ClassLabel`` names a Parquet file written by ``datasets`` keeps in its schema's metadata."""
+    if b"huggingface" not in (schema.metadata or {}):
+        return {}
+    try:
+        from datasets import Features
+
+        return class_names(Features.from_arrow_schema(schema))
+    except Exception:  # no datasets, or metadata it does not read: the ids then need data.labels
+        return {}
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """Whether ``path`` is a folder that ``save_to_disk`` wrote (one split, or a ``DatasetDict`` of several)."""
+    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def load_saved(path: Path) -> Any:
+    """A folder that ``save_to_disk`` wrote: a ``datasets.Dataset`` or a ``DatasetDict``."""
+    if not is_saved_dataset(path):
         raise FormatError(f"{path}: a folder, but not a datasets folder (save_to_disk writes dataset_info.json)")
     try:
-        from datasets import Dataset, load_from_disk
+        from datasets import load_from_disk
     except ImportError:
         raise FormatError(f"{path}: reading a datasets folder needs datasets: pip install datasets") from None
     try:
-        dataset = load_from_disk(str(path))
+        return load_from_disk(str(path))
     except Exception as err:  # datasets' own errors
         raise FormatError(f"{path}: not a readable datasets folder ({' '.join(str(err).split())[:200]})") from None
+
+
+def _load_split(path: Path) -> Any:
+    from datasets import Dataset
+
+    dataset = load_saved(path)
     if not isinstance(dataset, Dataset):
         raise FormatError(f"{path}: holds several splits ({', '.join(dataset)}); point at one of them")
-    return list(dataset.column_names), dataset.to_list()
+    return dataset

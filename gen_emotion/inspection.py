@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.data import EmotionData, data_file, read_train
+from gen_emotion.data import EmotionData
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.generate import batch_inputs
 from gen_emotion.models import load_tokenizer, resolve_model
 from gen_emotion.prompts import make_encoder
-from gen_emotion.recipes import Recipe, columns, with_header_labels
+from gen_emotion.recipes import Recipe, data_source, with_header_labels
 from gen_emotion.sft import encode_rows
+from gen_emotion.sources import read_splits
 from gen_emotion.task_kinds import task_kind
 from gen_emotion.vllm_backend import engine_inputs
 
@@ -109,12 +110,12 @@ def describe(views: list[RowView], tokenizer_name: str) -> str:
     return "\n".join(lines)
 
 
-def run_inspect(recipe: Recipe, data_dir: Path, rows: int, as_json: bool) -> tuple[str, bool]:
-    """The report for the first ``rows`` rows of the data folder's training file, and whether every row is
-    consistent."""
+def run_inspect(recipe: Recipe, data_dir: Path | str, rows: int, as_json: bool) -> tuple[str, bool]:
+    """The report for the first ``rows`` rows of the data's training split (a folder or a dataset id:
+    ``sources``), and whether every row is consistent."""
     if rows < 1:
         raise GenEmotionError(f"--rows must be at least 1, got {rows}")
-    data = read_train(data_file(data_dir, "train"), columns(recipe))
+    data = read_splits(data_source(recipe, data_dir)).train
     recipe = with_header_labels(recipe, data.label_names)
     data = data.subset(list(range(min(rows, len(data)))))
     views = inspect_rows(recipe, data)

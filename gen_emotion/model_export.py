@@ -155,6 +155,7 @@ def _export_classifier(
 def describe(recipe: Recipe, metrics: RunMetrics, weights: str, generation: dict | None = None) -> dict[str, Any]:
     """What a run's ``gen_emotion.json`` holds: enough to prompt, constrain and decode the model as the run did."""
     held, task = metrics.held_out, get_task(recipe.task)
+    what = ("split",) if "split" in held else ("fold", "folds")  # the given validation split, or a fold
     description: dict[str, Any] = {
         "kind": "run",
         "task": recipe.task,
@@ -164,7 +165,7 @@ def describe(recipe: Recipe, metrics: RunMetrics, weights: str, generation: dict
         "labels": list(label_set(recipe).names),
         "none_label": recipe.data.none_label,
         "decision": metrics.decision,
-        "held_out": {key: held.get(key) for key in ("fold", "folds", "rows", "macro_f1", "micro_f1", "jaccard")},
+        "held_out": {key: held.get(key) for key in (*what, "rows", "macro_f1", "micro_f1", "jaccard")},
         "held_out_final_macro_f1": metrics.held_out_final_macro_f1,
         "recipe": recipe.to_dict(),
     }

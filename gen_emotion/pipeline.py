@@ -1,5 +1,5 @@
-"""``run`` a recipe: one held-out fold of ``train.csv`` trained and scored, and the test file predicted
-(``predictor`` predicts any file with the finished folder).
+"""``run`` a recipe: one held-out fold of the training split (or the validation split, where the data gives one)
+trained and scored, and the test split predicted (``predictor`` predicts any file with the finished folder).
 
 A run folder holds the resolved recipe (``recipe.yaml``), the task's model (``adapter/``, ``model/`` or
 ``tfidf_logreg.pkl``), ``val_predictions.csv``, ``test_predictions.csv``, ``submission.csv``,
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.data import read_data, sample_data_dir
+from gen_emotion.data import sample_data_dir
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.hardware import machine
 from gen_emotion.labels import LabelSet
@@ -24,7 +24,7 @@ from gen_emotion.locks import writing_folder
 from gen_emotion.logs import setup_logging
 from gen_emotion.metrics import macro_f1, score
 from gen_emotion.prediction_files import write_predictions, write_probabilities, write_submission
-from gen_emotion.recipes import Recipe, columns, label_set, with_header_labels
+from gen_emotion.recipes import Recipe, columns, data_source, label_set, with_header_labels
 from gen_emotion.run_metrics import RunMetrics
 from gen_emotion.runs import (
     SUBMISSION,
@@ -36,6 +36,7 @@ from gen_emotion.runs import (
     write_run_metrics,
     write_thresholds,
 )
+from gen_emotion.sources import TEST, TRAIN, VALIDATION, Splits, read_splits
 from gen_emotion.steps import Fold, FoldResult, Launcher, fit_predict, run_isolated
 from gen_emotion.tasks import Task, get_task
 from gen_emotion.thresholds import apply_thresholds, choose_thresholds, thresholds_to_dict
@@ -46,36 +47,32 @@ log = logging.getLogger("gen_emotion")
 
 def run_recipe(
     recipe: Recipe,
-    data_dir: Path | None,
+    data_dir: Path | str | None,
     run_dir: Path,
     *,
     task: Task | None = None,
     launcher: Launcher | None = None,
     restart: bool = False,
+    val: Path | None = None,
 ) -> RunMetrics | None:
-    """Hold out fold ``data.fold`` of ``data_dir/train.csv``, train the recipe's task on the rest, predict the
-    fold and ``data_dir/test.csv``, score, and write everything to ``run_dir``. Returns the metrics; ``None`` on a
-    machine other than the main one of a training over several (``join_training``)."""
+    """Hold out fold ``data.fold`` of the training split of ``data_dir`` (a folder or a dataset id:
+    ``sources``), or its validation split where it has one (or ``val``, a validation file), train the recipe's
+    task on the rest, predict the held-out rows and the test split, score, and write everything to ``run_dir``.
+    Returns the metrics; ``None`` on a machine other than the main one of a training over several
+    (``join_training``)."""
     task = task or get_task(recipe.task)
-    data_dir = data_dir or sample_data_dir()
     started = time.perf_counter()
-    data = read_data(data_dir, None, columns(recipe))
-    recipe = with_header_labels(recipe, data[0].label_names)
-    fold = Fold.load(data_dir, None, recipe.data.folds, recipe.data.fold, recipe.data.seed, data=data)
+    source = data_source(recipe, data_dir or sample_data_dir(), val)
+    data = read_splits(source)
+    recipe = with_header_labels(recipe, data.train.label_names)
+    given = data.validation is not None
+    fold = Fold.load(source, recipe.data.folds, recipe.data.fold, recipe.data.seed, data=data, given=given)
     data_s = round(time.perf_counter() - started, 2)
+    used = (TRAIN, VALIDATION, TEST) if given else (TRAIN, TEST)
     with writing_folder(run_dir):  # one writer per run folder
-        prepare_run_dir(recipe, run_dir, data_dir, restart)
+        prepare_run_dir(recipe, run_dir, data.record(used), restart)
         setup_logging(run_dir)
-        log.info(
-            "data: %d training rows (%d in the training folds, %d held out as fold %d of %d), %d test rows from %s",
-            len(fold.full),
-            len(fold.train_idx),
-            len(fold.val_idx),
-            recipe.data.fold,
-            recipe.data.folds,
-            len(fold.test),
-            data_dir,
-        )
+        log_data(fold, data)
         machines = launcher.machines if launcher is not None else None
         if machines is not None and machines.rank > 0:
             return join_training(recipe, task, fold, run_dir, launcher)
@@ -88,6 +85,33 @@ def run_recipe(
             run_figures(metrics), recipe, {"decision": str(metrics.decision)}, training_steps(result.training)
         )
         return metrics
+
+
+def log_data(fold: Fold, data: Splits) -> None:
+    """The run's data in its log: what is trained on, what is held out, what is predicted, and the IDs."""
+    if fold.given:
+        origin = data.origins[VALIDATION]  # a file, or the dataset's split
+        log.info(
+            "data: %d training rows, %d held out as given (%s, no fold cut), %d test rows from %s",
+            len(fold.train_idx),
+            len(fold.val_idx),
+            "the validation split" if origin == VALIDATION else origin,
+            len(fold.test),
+            fold.source.data,
+        )
+    else:
+        log.info(
+            "data: %d training rows (%d in the training folds, %d held out as fold %d of %d), %d test rows from %s",
+            len(fold.full),
+            len(fold.train_idx),
+            len(fold.val_idx),
+            fold.index,
+            fold.folds,
+            len(fold.test),
+            fold.source.data,
+        )
+    if data.id_note():
+        log.info("%s", data.id_note())
 
 
 def join_training(recipe: Recipe, task: Task, fold: Fold, run_dir: Path, launcher: Launcher) -> None:
@@ -141,12 +165,12 @@ def finish_run(
             test_final = apply_thresholds(tst.probs, choice.thresholds)
     write_predictions(run_dir / VAL_PREDICTIONS, held.ids, val_final, val.outputs, names)
     write_predictions(run_dir / TEST_PREDICTIONS, test.ids, test_final, tst.outputs, names)
-    write_submission(run_dir / SUBMISSION, test.ids, test_final, names, recipe.data.id_column)
+    write_submission(run_dir / SUBMISSION, test.ids, test_final, names, columns(recipe).id_header)
     metrics = RunMetrics(
         recipe=recipe.name,
         task=recipe.task,
         model=task.describe_model(recipe),
-        held_out={"fold": fold.index, "folds": fold.folds, **held_scores},
+        held_out={**held_out_split(fold), **held_scores},
         decision=decision,
         held_out_final_macro_f1=macro_f1(held.labels, val_final),
         probabilities=probabilities,
@@ -154,7 +178,7 @@ def finish_run(
         test_rows=len(test),
         training=result.training,
         timings=timings,
-        data=str(fold.data_dir),
+        data=fold.source.data,
         backend=recipe.generate.backend if val.outputs is not None else None,
         machine=machine(),
     )
@@ -170,6 +194,11 @@ def finish_run(
         run_dir / SUBMISSION,
     )
     return metrics
+
+
+def held_out_split(fold: Fold) -> dict[str, Any]:
+    """What ``metrics.json`` says was held out: the validation split as given, or a fold of the training split."""
+    return {"split": VALIDATION} if fold.given else {"fold": fold.index, "folds": fold.folds}
 
 
 def output_counts(

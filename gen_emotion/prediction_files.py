@@ -139,5 +139,5 @@ def export_submission(
     predictions = read_label_file(predictions_path, Columns(labels=columns.labels))
     test = read_test(test_path, replace(columns, labels=predictions.label_names))
     labels = align(test.ids, predictions)
-    write_submission(out_path, test.ids, labels, predictions.label_names, columns.id)
+    write_submission(out_path, test.ids, labels, predictions.label_names, columns.id_header)
     return len(test.ids)

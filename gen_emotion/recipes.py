@@ -25,6 +25,7 @@ from gen_emotion.data import Columns
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LabelSet
 from gen_emotion.redaction import SECRET_NAMES
+from gen_emotion.sources import DataSource
 from gen_emotion.task_kinds import TASK_KINDS, task_kind
 
 LR_SCHEDULERS = (
@@ -53,12 +54,14 @@ OPTIMIZERS = (
     "schedule_free_adamw",
 )
 """The optimizers a recipe may name (a subset of transformers' ``OptimizerNames``; a test checks it stays one)."""
+FROM_DATA = "from_data"
 TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
 """What ``train.report_to`` may name: ``none``, or the trackers a run reports to (``tracking``; each needs the
 ``track`` extra, ``hardware.TRACKER_MODULES``)."""
 BEST_MODEL_METRICS = ("loss", "macro_f1")
 """The validation figures that may choose the checkpoint kept (``train.best_model_metric``)."""
 FROM_HEADER = "from_header"
+"""The older name of ``from_data``: both take the labels from the data."""
 _TEMPLATE_FOLDERS = (Path(__file__).parent / "_prompts", Path(__file__).parent.parent / "prompts")
 """Where a prompt variant named by ``prompt.template`` is looked for (``template_dir``)."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -112,23 +115,38 @@ class PromptArgs:
 
 @dataclass
 class DataArgs:
-    """How the training file is split."""
+    """Which columns of the data hold what, and how the training split is split."""
 
-    folds: int = arg(10, "multilabel-stratified folds of train.csv", low=2)
-    fold: int = arg(0, "the fold held out for scoring (0 .. folds-1)", low=0)
+    folds: int = arg(
+        10, "multilabel-stratified folds of the training split (unused by run with a validation split)", low=2
+    )
+    fold: int = arg(0, "the fold held out for scoring (0 .. folds-1), where no validation split is given", low=0)
     seed: int = arg(42, "seed of the fold split", low=0)
     max_train_rows: int | None = arg(None, "train on at most this many rows (a seeded subset); None for all", low=1)
     eval_rows: int = arg(200, "training rows kept aside for validation loss and checkpoint choice (0: none)", low=0)
     labels: str | list[Any] | None = arg(
         None,
-        "the label columns in order: names, or {name, aliases, description} entries; from_header: every column "
-        "but the ID and text ones; None: the 11 SemEval-2018 E-c labels",
+        "the labels in order: names, or {name, aliases, description} entries; from_data: the data's own (the "
+        "ClassLabel names, every 0/1 column but the ID and text ones, or the names a label_column holds, sorted; "
+        "from_header is the same); None: the 11 SemEval-2018 E-c labels",
     )
     none_label: str | None = arg(
-        None, "a label meaning no other label (GoEmotions' neutral): what the model writes for none"
+        None,
+        "a label meaning no other label (GoEmotions' neutral): what the model writes for none, and what an empty "
+        "label_column list stands for",
     )
-    id_column: str = arg("ID", "the ID column of the data files")
-    text_column: str = arg("Tweet", "the text column of the data files")
+    id_column: str | None = arg(
+        "ID", "the ID column of the data; None: the data has none, IDs are row numbers (from 0 in each split)"
+    )
+    text_column: str = arg("Tweet", "the text column of the data")
+    label_column: str | None = arg(
+        None,
+        "a column holding each row's labels as a list (ClassLabel ids or label names, GoEmotions' labels) "
+        "instead of one 0/1 column per label",
+    )
+    dataset_config: str | None = arg(
+        None, "the config of a dataset --data loads with datasets.load_dataset (GoEmotions' simplified)"
+    )
 
 
 @dataclass
@@ -340,8 +358,8 @@ def _check_quantized_base(recipe: Recipe, where: str) -> None:
 def _check_labels(recipe: Recipe, where: str) -> None:
     spec = recipe.data.labels
     if isinstance(spec, str):
-        if spec != FROM_HEADER:
-            raise RecipeError(f"{where}: data.labels must be a list of labels or {FROM_HEADER}, got {spec!r}")
+        if spec not in (FROM_DATA, FROM_HEADER):
+            raise RecipeError(f"{where}: data.labels must be a list of labels or {FROM_DATA}, got {spec!r}")
         return
     try:
         LabelSet.from_spec(spec, recipe.data.none_label)
@@ -349,27 +367,37 @@ def _check_labels(recipe: Recipe, where: str) -> None:
         raise RecipeError(f"{where}: data.labels: {err}") from None
 
 
+def from_data(recipe: Recipe) -> bool:
+    """Whether the recipe takes its labels from the data (``data.labels: from_data``)."""
+    return recipe.data.labels in (FROM_DATA, FROM_HEADER)
+
+
 def label_set(recipe: Recipe) -> LabelSet:
-    """The recipe's labels (its ``from_header`` resolved first: ``with_header_labels``)."""
-    if recipe.data.labels == FROM_HEADER:
-        raise ValueError("data.labels is from_header: resolve it from the data first (with_header_labels)")
+    """The recipe's labels (its ``from_data`` resolved first: ``with_header_labels``)."""
+    if from_data(recipe):
+        raise ValueError(f"data.labels is {recipe.data.labels}: resolve it from the data first (with_header_labels)")
     return LabelSet.from_spec(recipe.data.labels, recipe.data.none_label)
 
 
 def columns(recipe: Recipe) -> Columns:
-    """Which columns of the recipe's data files hold the ID, the text and the labels."""
-    spec = recipe.data.labels
-    names = None if spec == FROM_HEADER else LabelSet.from_spec(spec, None).names
-    return Columns(recipe.data.id_column, recipe.data.text_column, names)
+    """Which columns of the recipe's data hold the ID, the text and the labels."""
+    d = recipe.data
+    names = None if from_data(recipe) else LabelSet.from_spec(d.labels, None).names
+    return Columns(d.id_column, d.text_column, names, d.label_column, d.none_label)
+
+
+def data_source(recipe: Recipe, data: str | Path, val: Path | None = None, rows: int | None = None) -> DataSource:
+    """What ``--data`` (a folder or a dataset id), ``--val`` and ``--rows`` read, with the recipe's columns."""
+    return DataSource(str(data), columns(recipe), recipe.data.dataset_config, val, rows)
 
 
 def with_header_labels(recipe: Recipe, names: Sequence[str]) -> Recipe:
-    """The recipe with ``data.labels: from_header`` replaced by the training file's label columns (checked)."""
-    if recipe.data.labels != FROM_HEADER:
+    """The recipe with ``data.labels: from_data`` replaced by the training data's labels (checked)."""
+    if not from_data(recipe):
         return recipe
     values = recipe.to_dict()
     values["data"]["labels"] = list(names)
-    return recipe_from_dict(values, where=f"recipe {recipe.name!r} with the labels of the data's header")
+    return recipe_from_dict(values, where=f"recipe {recipe.name!r} with the labels of its data")
 
 
 def _check_template(recipe: Recipe, where: str) -> None:

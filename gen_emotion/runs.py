@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import Columns, data_file, read_label_file
+from gen_emotion.data import Columns, read_label_file
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.files import make_folder, read_json, write_json, write_text
 from gen_emotion.labels import LABELS
@@ -28,12 +28,15 @@ from gen_emotion.metrics import macro_f1, score
 from gen_emotion.prediction_files import read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.recipes import Recipe, recipe_from_dict
 from gen_emotion.run_metrics import FolderMetrics, RunMetrics, check_folder_metrics, folder_metrics
+from gen_emotion.sources import describe_change
 from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_from_dict, thresholds_to_dict
 
 log = logging.getLogger(__name__)
 
 RECIPE_FILE = "recipe.yaml"
 DATA_FILE = "data.json"
+DATA_SOURCE = "source"
+"""The key of ``data.json`` that says where the data came from (the others are the splits' fingerprints)."""
 LOCK_FILE = ".gen-emotion.lock"  # gen_emotion.locks: the folder's writer holds it
 KEPT_ON_RESTART = (LOCK_FILE,)
 # what a run, a cv and an ensemble folder hold (a run: its one fold's val_*; a cv and an ensemble: oof_*)
@@ -76,9 +79,10 @@ def load_run_recipe(run_dir: Path) -> Recipe:
     return recipe_from_dict(values, where=str(path))
 
 
-def prepare_run_dir(recipe: Recipe, run_dir: Path, data_dir: Path | None = None, restart: bool = False) -> None:
-    """Create the run folder and write the resolved recipe and the fingerprint of its data (``data.json``); a
-    resumed run must use the same recipe and the same data, unless ``restart`` empties the folder first."""
+def prepare_run_dir(recipe: Recipe, run_dir: Path, data: dict[str, Any] | None = None, restart: bool = False) -> None:
+    """Create the run folder and write the resolved recipe and ``data``, what it runs on (``data.json``:
+    ``sources.Splits.record``); a resumed run must use the same recipe and the same data (each split's
+    fingerprint; where it came from may move), unless ``restart`` empties the folder first."""
     if restart and (run_dir / RECIPE_FILE).is_file():
         log.info("%s: --restart: removing what the earlier run wrote", run_dir)
         for path in run_dir.iterdir():
@@ -88,7 +92,6 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, data_dir: Path | None = None,
                 else:
                     path.unlink()
     make_folder(run_dir)
-    fingerprint = data_fingerprint(data_dir) if data_dir is not None else None
     if (run_dir / RECIPE_FILE).is_file():
         if load_run_recipe(run_dir) != recipe:
             raise GenEmotionError(
@@ -96,46 +99,24 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, data_dir: Path | None = None,
                 "or --restart to start this folder over"
             )
         before = read_json(run_dir / DATA_FILE, "the data's fingerprint") if (run_dir / DATA_FILE).is_file() else None
-        if fingerprint is not None and before is not None and before != fingerprint:
-            changed = [split for split in fingerprint if before.get(split) != fingerprint[split]]
-            raise GenEmotionError(
-                f"{run_dir} was started on other data ({', '.join(changed)} changed since: "
-                + "; ".join(_describe_change(before.get(split), fingerprint[split]) for split in changed)
-                + "); resume with the same data, use a new --out, or --restart to start this folder over"
-            )
+        if data is not None and before is not None:
+            _check_same_data(run_dir, before, data)
     else:
         write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
-    if fingerprint is not None and not (run_dir / DATA_FILE).is_file():
-        write_json(run_dir / DATA_FILE, fingerprint)
+    if data is not None and not (run_dir / DATA_FILE).is_file():
+        write_json(run_dir / DATA_FILE, data)
 
 
-def data_fingerprint(data_dir: Path) -> dict[str, dict[str, Any]]:
-    """The ``train`` and ``test`` files of ``data_dir``: their names, sizes and SHA-256 (a datasets folder: of
-    every file in it, in name order)."""
-    import hashlib
-
-    found = {}
-    for split in ("train", "test"):
-        path = data_file(data_dir, split)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        digest, size = hashlib.sha256(), 0
-        for file in files:
-            digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode("utf-8") + b"\0")
-            with file.open("rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-                    size += len(block)
-        found[split] = {"file": path.name, "bytes": size, "sha256": digest.hexdigest()}
-    return found
-
-
-def _describe_change(before: dict[str, Any] | None, now: dict[str, Any]) -> str:
-    if not before:
-        return f"{now['file']} is new"
-    if before.get("file") != now["file"]:
-        return f"{before.get('file')} is now {now['file']}"
-    was = f"{before.get('bytes')} bytes, sha256 {str(before.get('sha256'))[:12]}"
-    return f"{now['file']} was {was}, now {now['bytes']} bytes, sha256 {now['sha256'][:12]}"
+def _check_same_data(run_dir: Path, before: dict[str, Any], now: dict[str, Any]) -> None:
+    """Refuse a resume whose splits' fingerprints differ from those ``data.json`` kept (not where they are)."""
+    splits = [key for key in {**before, **now} if key != DATA_SOURCE]
+    changed = [split for split in splits if before.get(split) != now.get(split)]
+    if changed:
+        raise GenEmotionError(
+            f"{run_dir} was started on other data ({', '.join(changed)} changed since: "
+            + "; ".join(describe_change(split, before.get(split), now.get(split)) for split in changed)
+            + "); resume with the same data, use a new --out, or --restart to start this folder over"
+        )
 
 
 def fold_path(run_dir: Path, k: int) -> Path:

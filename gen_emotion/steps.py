@@ -3,7 +3,7 @@
 ``fit_predict`` trains the recipe's task on a fold's training rows (unless the folder already holds a
 finished training), then predicts the fold's held-out rows and the test rows. A task whose steps are
 isolated (generation) runs each step in a process of its own, ``python -m gen_emotion.worker`` (with several
-GPUs, training runs under ``accelerate launch``): the process rebuilds the same rows from the data folder and
+GPUs, training runs under ``accelerate launch``): the process rebuilds the same rows from the data source and
 the run's ``recipe.yaml``, leaves its results in the fold's folder, and exits before the next step starts, so
 the trainer never shares a process (nor GPU memory) with the generation engine.
 """
@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data import SEMEVAL_COLUMNS, Columns, EmotionData, fold_indices, read_data
+from gen_emotion.data import EmotionData, fold_indices
 from gen_emotion.errors import GenEmotionError
 from gen_emotion.hardware import accelerate_config_path
 from gen_emotion.recipes import Recipe
 from gen_emotion.runs import RECIPE_FILE
+from gen_emotion.sources import DataSource, Splits, read_splits
 from gen_emotion.tasks import Prediction, PredictionsNotSaved, Task, get_task
 
 log = logging.getLogger(__name__)
@@ -39,38 +40,57 @@ STEPS = ("fit", "predict")
 
 @dataclass
 class Fold:
-    """Fold ``index`` of ``folds`` multilabel-stratified folds of a data folder's ``train.csv`` (seeded), with
-    the data folder's ``test.csv``; ``rows`` keeps only the first rows of both files."""
+    """Fold ``index`` of ``folds`` multilabel-stratified folds of a source's training split (seeded), with its
+    test split; or, ``given``, the training split with the source's validation split held out as it is given."""
 
-    data_dir: Path
-    rows: int | None
+    source: DataSource
     folds: int
     index: int
     seed: int
     full: EmotionData
+    """The training split, followed by the validation split where it is the held-out set (``given``)."""
     test: EmotionData
     train_idx: np.ndarray
     val_idx: np.ndarray
+    given: bool = False
+    """Whether the held-out rows are the source's validation split (no fold is cut)."""
 
     @classmethod
     def load(
         cls,
-        data_dir: Path,
-        rows: int | None,
+        source: DataSource,
         folds: int,
         index: int,
         seed: int,
-        data: tuple[EmotionData, EmotionData] | None = None,
+        data: Splits | None = None,
         split: tuple[np.ndarray, np.ndarray] | None = None,
-        columns: Columns = SEMEVAL_COLUMNS,
+        given: bool = False,
     ) -> Fold:
-        """The fold, reading the data folder (its ``columns``) unless ``data`` (train, test) is given, and
-        splitting unless ``split`` (train indices, held-out indices) is."""
-        full, test = data if data is not None else read_data(data_dir, rows, columns)
+        """The fold, reading the source unless ``data`` is given, and splitting unless ``split`` (train indices,
+        held-out indices) is; ``given`` holds out the source's validation split instead."""
+        data = data if data is not None else read_splits(source)
+        if given:
+            return cls.given_validation(source, folds, index, seed, data)
         if not 0 <= index < folds:
             raise GenEmotionError(f"fold must be in 0..{folds - 1}, got {index}")
-        train_idx, val_idx = split if split is not None else fold_indices(full.labels, folds, seed)[index]
-        return cls(Path(data_dir), rows, folds, index, seed, full, test, train_idx, val_idx)
+        train_idx, val_idx = split if split is not None else fold_indices(data.train.labels, folds, seed)[index]
+        return cls(source, folds, index, seed, data.train, data.test, train_idx, val_idx)
+
+    @classmethod
+    def given_validation(cls, source: DataSource, folds: int, index: int, seed: int, data: Splits) -> Fold:
+        """The training split trained on, the validation split held out, as the source gives them."""
+        train, held = data.train, data.validation
+        if held is None:
+            raise GenEmotionError(f"{source.data}: has no validation split to hold out")
+        full = EmotionData(
+            ids=train.ids + held.ids,
+            texts=train.texts + held.texts,
+            labels=np.concatenate([train.labels, held.labels]),
+            source=train.source,
+            label_names=train.label_names,
+        )
+        rows = np.arange(len(full))
+        return cls(source, folds, index, seed, full, data.test, rows[: len(train)], rows[len(train) :], given=True)
 
     @property
     def train(self) -> EmotionData:
@@ -81,12 +101,12 @@ class Fold:
         return self.full.subset(self.val_idx)
 
     def splits(self) -> dict[str, EmotionData]:
-        """What a fold predicts: its held-out rows (``val``) and the test file (``test``)."""
+        """What a fold predicts: its held-out rows (``val``) and the test split (``test``)."""
         return {"val": self.held_out, "test": self.test}
 
     def worker_args(self) -> list[str]:
-        rows = ["--rows", str(self.rows)] if self.rows is not None else []
-        return ["--data", str(self.data_dir), "--folds", str(self.folds), "--fold", str(self.index), *rows]
+        given = ["--given-validation"] if self.given else []
+        return [*self.source.worker_args(), "--folds", str(self.folds), "--fold", str(self.index), *given]
 
 
 @dataclass(frozen=True)

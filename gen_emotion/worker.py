@@ -1,7 +1,7 @@
 """The process of one isolated step: ``python -m gen_emotion.worker fit|predict ...`` (``steps.run_isolated``
 starts it; under ``accelerate launch`` for training on several GPUs, one per GPU).
 
-It reads the run's ``recipe.yaml``, rebuilds the fold's rows from the data folder, runs the step, and exits.
+It reads the run's ``recipe.yaml``, rebuilds the fold's rows from the data source, runs the step, and exits.
 A ``GenEmotionError`` is written, as one line, to ``--error-file`` for the parent to report.
 
 ``session`` keeps fitted models loaded for a parent that predicts texts again and again (``steps.WorkerSession``,
@@ -32,10 +32,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-dir", type=Path, required=True, help="the run folder with recipe.yaml and run.log")
     parser.add_argument("--out", type=Path, default=None, help="fit, predict: the fold's folder")
     parser.add_argument("--error-file", type=Path, default=None)
-    parser.add_argument("--data", type=Path, default=None, help="fit, predict: the data folder")
+    parser.add_argument("--data", default=None, help="fit, predict: the data folder or dataset id")
+    parser.add_argument("--val", type=Path, default=None, help="fit, predict: the validation file")
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--folds", type=int, default=None, help="fit, predict: the number of folds")
     parser.add_argument("--fold", type=int, default=None, help="fit, predict: the fold")
+    parser.add_argument(
+        "--given-validation", action="store_true", help="fit, predict: the validation split is held out"
+    )
     parser.add_argument("--model-dir", type=Path, action="append", default=[], help="session: a fitted folder")
     args = parser.parse_args(argv)
     if args.step != "session" and None in (args.out, args.data, args.folds, args.fold):
@@ -67,7 +71,7 @@ def training_device() -> str:
 
 def run_step(args: argparse.Namespace) -> None:
     from gen_emotion.logs import setup_logging
-    from gen_emotion.recipes import columns
+    from gen_emotion.recipes import data_source
     from gen_emotion.runs import load_run_recipe
     from gen_emotion.steps import Fold, import_task
 
@@ -77,9 +81,14 @@ def run_step(args: argparse.Namespace) -> None:
     setup_logging(args.run_dir if main else None, verbose=main)
     recipe = load_run_recipe(args.run_dir)
     task = import_task(args.task)
-    fold = Fold.load(args.data, args.rows, args.folds, args.fold, recipe.data.seed, columns=columns(recipe))
+    source = data_source(recipe, args.data, args.val, args.rows)
+    fold = Fold.load(source, args.folds, args.fold, recipe.data.seed, given=args.given_validation)
     log.info(
-        "%s step of fold %d/%d in process %d (parent %d)", args.step, args.fold, args.folds, os.getpid(), os.getppid()
+        "%s step of %s in process %d (parent %d)",
+        args.step,
+        "the given validation split" if fold.given else f"fold {args.fold}/{args.folds}",
+        os.getpid(),
+        os.getppid(),
     )
     if args.step == "fit":
         log.info("fit step: %s", training_device())

@@ -219,15 +219,15 @@ def measure_fit(
     ``hardware.estimate_memory``."""
     import torch
 
-    from gen_emotion.data import read_data
     from gen_emotion.hardware import CUDA_OVERHEAD_GB, KNOWN_SHAPES, estimate_memory
     from gen_emotion.recipes import load_recipe
     from gen_emotion.sft import train
+    from gen_emotion.sources import DataSource, read_splits
 
     started = time.perf_counter()
     model_dir = build_full_size(family, shape_key, work / shape_key, tokenizer_dir)
     built = time.perf_counter() - started
-    data, _ = read_data(long_rows(work / "long-rows"))
+    data = read_splits(DataSource(str(long_rows(work / "long-rows")))).train
     overrides = [
         f"model.name={model_dir}",
         "train.max_steps=2",

@@ -829,15 +829,3 @@ def test_real_train_file():
     counts = label_counts(data.labels)
     assert counts["surprise"] == 396
     assert counts["trust"] == 400
-
-
-def test_read_data_reads_a_folders_train_and_test_files_cut_to_rows():
-    from gen_emotion.data import read_data, sample_data_dir
-
-    full, test = read_data(sample_data_dir())
-    assert len(full) == len(read_train(sample_data_dir() / "train.csv")) and len(test) == 80
-    assert test.labels is None and full.label_names == LABELS
-    cut, cut_test = read_data(sample_data_dir(), rows=5)
-    assert cut.ids == full.ids[:5] and cut_test.ids == test.ids[:5]
-    with pytest.raises(GenEmotionError, match="--rows must be at least 2, got 1"):
-        read_data(sample_data_dir(), rows=1)

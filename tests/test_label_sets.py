@@ -78,7 +78,7 @@ def test_label_specs_are_checked(spec, none_label, message):
 
 def test_recipes_refuse_bad_label_settings(capsys):
     for override, message in (
-        ("data.labels=joy", "data.labels must be a list of labels or from_header"),
+        ("data.labels=joy", "data.labels must be a list of labels or from_data"),
         ("data.none_label=calm", "none_label 'calm' is not one of the labels"),
         ("data.labels=[joy,joy]", "'joy' is given twice"),
     ):

@@ -13,7 +13,19 @@ PACKAGE = REPO_ROOT / "gen_emotion"
 DESIGN = REPO_ROOT / "docs" / "design.md"
 LAYERS = [  # lowest first, as in docs/design.md
     ["labels", "files", "errors", "config", "redaction"],
-    ["prediction_files", "thresholds", "metrics", "run_metrics", "data", "formats", "parsing", "branches", "download"],
+    [
+        "prediction_files",
+        "thresholds",
+        "metrics",
+        "run_metrics",
+        "sources",
+        "data",
+        "formats",
+        "label_lists",
+        "parsing",
+        "branches",
+        "download",
+    ],
     ["recipes", "prompts", "task_kinds"],
     ["models", "runs", "logs", "locks", "hardware", "tracking"],
     ["sft", "classify", "tfidf", "trainers", "generate", "vllm_backend"],

@@ -23,7 +23,7 @@ from gen_emotion.parsing import parse
 from gen_emotion.pipeline import run_recipe
 from gen_emotion.prediction_files import read_probabilities
 from gen_emotion.predictor import PredictSettings, predict_file
-from gen_emotion.recipes import load_recipe
+from gen_emotion.recipes import data_source, load_recipe
 from gen_emotion.runs import load_run_recipe
 from gen_emotion.steps import Fold, StepFailed, fit_predict
 from gen_emotion.tasks import TASKS, get_task
@@ -174,17 +174,17 @@ def test_predict_file_reads_the_run_and_resumes_from_its_shards(tmp_path: Path) 
 
 def test_fold_is_rebuilt_identically_in_a_step_process(tmp_path: Path) -> None:
     recipe = load_recipe(RECIPE)
-    fold = Fold.load(SAMPLE_DIR, None, recipe.data.folds, 3, recipe.data.seed)
-    again = Fold.load(SAMPLE_DIR, None, recipe.data.folds, 3, recipe.data.seed)
+    fold = Fold.load(data_source(recipe, SAMPLE_DIR), recipe.data.folds, 3, recipe.data.seed)
+    again = Fold.load(data_source(recipe, SAMPLE_DIR), recipe.data.folds, 3, recipe.data.seed)
     assert fold.held_out.ids == again.held_out.ids and fold.train.ids == again.train.ids
     assert set(fold.held_out.ids).isdisjoint(fold.train.ids)
     with pytest.raises(GenEmotionError, match="fold must be in 0..9"):
-        Fold.load(SAMPLE_DIR, None, 10, 10, 42)
+        Fold.load(data_source(recipe, SAMPLE_DIR), 10, 10, 42)
 
 
 def test_in_process_tasks_return_their_predictions(tmp_path: Path) -> None:
     recipe = load_recipe("recipes/tfidf-logreg.yaml")
-    fold = Fold.load(SAMPLE_DIR, None, 5, 0, 42)
+    fold = Fold.load(data_source(recipe, SAMPLE_DIR), 5, 0, 42)
     result = fit_predict(recipe, fold, tmp_path, tmp_path)
     assert result.val.probs.shape == (len(fold.val_idx), 11) and result.test.ids == fold.test.ids
     assert get_task("tfidf").is_fitted(tmp_path) and not get_task("tfidf").isolated(recipe)
