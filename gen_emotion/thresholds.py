@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import LABELS
 from gen_emotion.metrics import check_label_matrix, macro_f1
 
@@ -89,8 +90,11 @@ def cross_validated_macro_f1(y_true: Any, probs: Any, folds: int = 5, seed: int 
     # and the pooled predictions give one figure for rows the thresholds never saw.
     y = check_label_matrix(y_true, "y_true")
     p = check_probabilities(probs)
+    if len(y) < 2:
+        raise GenEmotionError(f"thresholds are tuned on at least 2 held-out rows, got {len(y)}")
     predictions = np.zeros_like(y)
-    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    # fewer held-out rows than folds (a tiny validation split): as many folds as rows, each row scored once
+    splitter = MultilabelStratifiedKFold(n_splits=min(folds, len(y)), shuffle=True, random_state=seed)
     for tune_idx, apply_idx in splitter.split(np.zeros((len(y), 1)), y):
         predictions[apply_idx] = apply_thresholds(p[apply_idx], tune_thresholds(y[tune_idx], p[tune_idx]))
     return macro_f1(y, predictions)

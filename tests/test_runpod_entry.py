@@ -333,7 +333,7 @@ def test_local_pod_flow_end_to_end(tmp_path):
 def test_dockerfile_has_cuda_the_gpu_extra_and_the_entry_point():
     text = (REPO_ROOT / "runpod" / "Dockerfile").read_text()
     assert "FROM ${CUDA_IMAGE}" in text and "nvidia/cuda:" in text
-    assert 'pip install ".[gpu,pod,track]"' in text and "deepspeed" in text
+    assert 'pip install ".[gpu,pod,track,ray]"' in text and "deepspeed" in text
     assert "openssh-server" in text and "rsync" in text
     assert 'ENTRYPOINT ["/usr/bin/tini", "--", "/opt/gen-emotion/runpod/entry.sh"]' in text
     ignore = (REPO_ROOT / "runpod" / "Dockerfile.dockerignore").read_text().splitlines()

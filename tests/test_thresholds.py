@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from gen_emotion.errors import GenEmotionError
 from gen_emotion.labels import NUM_LABELS
 from gen_emotion.metrics import macro_f1
 from gen_emotion.thresholds import (
@@ -78,6 +79,15 @@ def test_cross_validated_estimate_is_not_above_in_sample_on_noise():
     probs = rng.random((300, NUM_LABELS))
     in_sample = macro_f1(y, apply_thresholds(probs, tune_thresholds(y, probs)))
     assert cross_validated_macro_f1(y, probs, folds=5, seed=0) < in_sample
+
+
+def test_fewer_held_out_rows_than_folds_are_scored_one_row_a_fold():
+    # a tiny validation split (3 rows) with 5 folds asked for: each row scored with thresholds tuned on the others
+    y = np.array([[1] + [0] * (NUM_LABELS - 1), [0, 1] + [0] * (NUM_LABELS - 2), [1, 1] + [0] * (NUM_LABELS - 2)])
+    probs = np.where(y == 1, 0.8, 0.2)  # separable: thresholds tuned on any two rows keep every row right
+    assert cross_validated_macro_f1(y, probs, folds=5, seed=0) == macro_f1(y, y)
+    with pytest.raises(GenEmotionError, match="at least 2 held-out rows"):
+        cross_validated_macro_f1(y[:1], probs[:1])
 
 
 def test_validation_errors():
