@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from gen_emotion.data import sample_data_dir
 from gen_emotion.metrics import macro_f1
-from gen_emotion.recipes import load_recipe
+from gen_emotion.recipes import data_source, load_recipe
 from gen_emotion.steps import Fold
 from gen_emotion.thresholds import cross_validated_macro_f1
 
@@ -105,7 +106,8 @@ def main() -> None:
     from gen_emotion.classify import train_classifier
     from gen_emotion.trainers import split_train_eval
 
-    fold = Fold.load(args.data, args.rows, recipe.data.folds, recipe.data.fold, recipe.data.seed)
+    source = data_source(recipe, args.data or sample_data_dir(), rows=args.rows)
+    fold = Fold.load(source, recipe.data.folds, recipe.data.fold, recipe.data.seed)
     rows, held_out = fold.train, fold.held_out
     train_idx, eval_idx = split_train_eval(len(rows), recipe.data, recipe.train.seed)
     print(
