@@ -41,7 +41,8 @@ from gen_emotion.formats import TABLE_SUFFIXES, Table, dataset_table, is_saved_d
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 FILES, SAVED, LOADED = "files", "datasets folder", "load_dataset"
 """The kinds of source: a folder of files, a saved ``DatasetDict``, what ``datasets.load_dataset`` loads."""
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+"""What a dataset id on the hub looks like (``name`` or ``owner/name``)."""
 ROW_NUMBERS = "row numbers"
 HUB_LAYOUT = ("README.md", "data")
 """What marks a folder as a dataset's files as the hub keeps them (read by ``load_dataset``): its card, which
@@ -146,7 +147,7 @@ def source_kind(data: str) -> str:
         )
     if path.exists():
         raise DataError(f"--data {data}: not a folder (give the folder that holds the train and test files)")
-    if not _HUB_ID.fullmatch(data):
+    if not DATASET_ID.fullmatch(data):
         raise DataError(
             f"--data {data}: not a folder (give the folder that holds the train and test files), nor a dataset id"
         )

@@ -16,6 +16,8 @@
 #   --data PATH|URL           GEN_EMOTION_DATA: a folder, a .tar.gz/.zip, file:// or http(s):// URL holding
 #                             train.csv and test.csv (default: the shipped sample); predict: the file to
 #                             predict (CSV/TSV with ID and Tweet, .txt...), a path or a file:// or http(s) URL
+#   --data-id ID              GEN_EMOTION_DATA_ID: run, cv: a dataset on the hub (owner/name), given to gen-emotion
+#                             as --data (datasets.load_dataset on the pod, its config from the recipe)
 #   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 trains
 #                             with accelerate (gen-emotion run/cv --gpus N, every cv fold too) and adds
 #                             generate.tensor_parallel_size=N (run, cv; predict keeps the run's own)
@@ -60,6 +62,7 @@ die() {
 
 LOCAL_DIR="" DRY_RUN=0
 DATA=${GEN_EMOTION_DATA:-}
+DATA_ID=${GEN_EMOTION_DATA_ID:-}
 GPUS=${GEN_EMOTION_GPUS:-}
 ACCELERATE_CONFIG=${GEN_EMOTION_ACCELERATE_CONFIG:-ddp}
 RUN_NAME=${GEN_EMOTION_RUN_NAME:-}
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --local) LOCAL_DIR=${2:?--local needs a folder}; shift 2 ;;
         --data) DATA=${2?--data needs a path or URL}; shift 2 ;;
+        --data-id) DATA_ID=${2:?--data-id needs a dataset id}; shift 2 ;;
         --gpus) GPUS=${2:?--gpus needs a number}; shift 2 ;;
         --accelerate-config) ACCELERATE_CONFIG=${2:?--accelerate-config needs ddp, fsdp or zero3}; shift 2 ;;
         --run-name) RUN_NAME=${2:?--run-name needs a name}; shift 2 ;;
@@ -126,7 +130,9 @@ fi
 RUN=$WS/runs/$RUN_NAME
 # The DONE/FAILED markers are MARK_DIR/MARK_PREFIX{DONE,FAILED}: the run's own, or one pair per predicted file.
 MARK_DIR=$RUN MARK_PREFIX="" LOG=$RUN/entry.log
+if [ -n "$DATA" ] && [ -n "$DATA_ID" ]; then die "--data and --data-id both given: give one of them"; fi
 if [ "$COMMAND" = predict ]; then
+    [ -z "$DATA_ID" ] || die "predict takes --data FILE_OR_URL, the file to predict; --data-id is for run and cv"
     [ -n "$DATA" ] || die "predict needs --data FILE_OR_URL (GEN_EMOTION_DATA): the file to predict"
     # The file keeps its name once downloaded (its suffix tells gen-emotion its format); its stem names the rest.
     INPUT_NAME=${DATA%%[?#]*}
@@ -206,7 +212,10 @@ run_job() {
     say "command $COMMAND, run folder $RUN, $GPUS GPU(s)"
     if [ "$COMMAND" = predict ]; then predict_job; return; fi
     recipe=$(resolve_recipe) || return 2
-    if [ -n "$DATA" ]; then
+    if [ -n "$DATA_ID" ]; then
+        say "data: the dataset $DATA_ID (datasets.load_dataset here)"
+        io_args=(--data "$DATA_ID")
+    elif [ -n "$DATA" ]; then
         say "data: $(public_url "$DATA")"
         data_dir=$(prepare_data "$DATA") || return 2
         say "data folder: $data_dir"

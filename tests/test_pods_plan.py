@@ -267,6 +267,17 @@ def test_data_url_goes_to_the_pod_and_is_masked_in_printouts():
     assert any("no --data-url" in note for note in plan(CPU_RECIPE).notes)
 
 
+def test_a_dataset_id_goes_to_the_pod_instead_of_a_url():
+    launch_plan = plan(CPU_RECIPE, data_id="google-research-datasets/go_emotions")
+    env = launch_plan.request["env"]
+    assert env["GEN_EMOTION_DATA_ID"] == "google-research-datasets/go_emotions" and "GEN_EMOTION_DATA" not in env
+    assert not any("illustrative sample" in note for note in launch_plan.notes)
+    with pytest.raises(GenEmotionError, match="not both"):
+        plan(CPU_RECIPE, data_id="go_emotions", data_url=DATA_URL)
+    with pytest.raises(GenEmotionError, match="is not a dataset id"):
+        plan(CPU_RECIPE, data_id="/home/me/data")  # a path of this machine, which the pod cannot read
+
+
 @pytest.mark.parametrize("url", ["https://host/d.tar.gz", "http://host:8080/d.zip?x=1", "HTTPS://host/d.tgz"])
 def test_http_data_urls_are_accepted(url):
     assert check_data_url(url) == url

@@ -192,6 +192,21 @@ def assert_masked(*outputs: str) -> None:
         assert PASSWORD not in output and SIGNATURE not in output
 
 
+def test_a_dataset_id_from_launch_is_the_commands_data(tmp_path):
+    """launch --data-id: the pod gives the id to run/cv as --data (datasets.load_dataset there), downloads nothing."""
+    options = LaunchOptions(recipe=str(CPU_RECIPE), name="ge", image="x/y:1", data_id="owner/emotions", command="cv")
+    env = plan_launch(options, {}).request["env"]
+    workspace = tmp_path / "ws"
+    result = entry(["--local", str(workspace), "--dry-run"], env={**env, "GEN_EMOTION_GPUS": "1"})
+    [command] = dry_run_commands(result)
+    assert command.startswith(f"{GEN_EMOTION_BIN} cv ") and " --data owner/emotions --out " in command
+    assert "data: the dataset owner/emotions (datasets.load_dataset here)" in result.stdout
+    both = entry(["--local", str(workspace), "--data", "https://127.0.0.1:9/x.tgz", "--data-id", "a/b", "run"])
+    assert both.returncode == 2 and "--data and --data-id both given" in both.stderr
+    predict = entry(["--local", str(workspace), "--data-id", "a/b", "--run-name", "r", "predict"])
+    assert predict.returncode == 2 and "--data-id is for run and cv" in predict.stderr
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

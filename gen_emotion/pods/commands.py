@@ -48,6 +48,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         gpus=args.gpus,
         volume_gb=args.volume_gb,
         data_url=args.data_url,
+        data_id=args.data_id,
         image=args.image,
         name=args.name,
         cloud=args.cloud,
@@ -156,6 +157,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--folds", type=int, default=None, help="with cv: number of folds (default: cv's, 5)")
     p.add_argument("--data-url", default=None, help="https URL (e.g. presigned S3) of a .tar.gz/.zip with train/test")
+    p.add_argument(
+        "--data-id", default=None, help="a dataset on the hub (owner/name) that the pod loads, instead of --data-url"
+    )
     p.add_argument("--image", default=None, help=f"image built from runpod/Dockerfile (default: ${IMAGE_ENV})")
     p.add_argument("--name", default=None, help="run name (default: RECIPE-TIME)")
     p.add_argument("--cloud", choices=CLOUD_TYPES, default="ALL", help="RunPod secure or community cloud")

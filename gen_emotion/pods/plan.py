@@ -35,6 +35,7 @@ from gen_emotion.pods.client import CONSOLE_URL
 from gen_emotion.pods.gpus import ACCELERATE_CONFIGS, MAX_GPUS, GpuType, check_fits, choose_strategy, find_gpu, pick_gpu
 from gen_emotion.recipes import Recipe
 from gen_emotion.redaction import MASK, POD_SECRETS, mask_url
+from gen_emotion.sources import DATASET_ID
 from gen_emotion.task_kinds import task_kind
 from gen_emotion.tracking import TRACKER_SETTINGS
 
@@ -67,6 +68,8 @@ class LaunchOptions:
     gpus: int = 1
     volume_gb: int | None = None
     data_url: str | None = None
+    data_id: str | None = None
+    """A dataset id the pod loads with ``datasets.load_dataset`` (``--data-id``), instead of ``data_url``."""
     image: str | None = None
     name: str | None = None
     cloud: str = "ALL"
@@ -133,6 +136,17 @@ def check_data_url(url: str) -> str:
         "train.csv and test.csv (tar czf data.tar.gz -C DIR train.csv test.csv), upload it and pass its "
         "(presigned) URL"
     )
+
+
+def check_data_id(data_id: str, data_url: str | None) -> str:
+    """A dataset id the pod can load (``sources.DATASET_ID``: ``name`` or ``owner/name``), given without a URL."""
+    if data_url:
+        raise GenEmotionError("give --data-url (a packed data folder) or --data-id (a dataset on the hub), not both")
+    if not DATASET_ID.fullmatch(data_id):
+        raise GenEmotionError(
+            f"--data-id {data_id!r} is not a dataset id (name or owner/name, as datasets.load_dataset takes it)"
+        )
+    return data_id
 
 
 def pod_env(
@@ -304,7 +318,9 @@ def pod_settings(
         settings["GEN_EMOTION_ACCELERATE_CONFIG"] = strategy
     if options.folds is not None:
         settings["GEN_EMOTION_FOLDS"] = str(options.folds)
-    if options.data_url:
+    if options.data_id:
+        settings["GEN_EMOTION_DATA_ID"] = check_data_id(options.data_id, options.data_url)
+    elif options.data_url:
         settings["GEN_EMOTION_DATA"] = check_data_url(options.data_url)
     return settings
 
@@ -325,8 +341,10 @@ def launch_notes(
         notes.append("generate.backend is transformers: generation uses one GPU (generate.backend=vllm uses them all)")
     if options.gpus > 1 and command == "cv":
         notes.append("cv trains each fold over all the GPUs (accelerate launch), one fold after the other")
-    if not options.data_url:
-        notes.append("no --data-url: the pod runs on the shipped illustrative sample (scores mean nothing)")
+    if not options.data_url and not options.data_id:
+        notes.append(
+            "no --data-url or --data-id: the pod runs on the shipped illustrative sample (scores mean nothing)"
+        )
     return notes
 
 
