@@ -24,10 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gen_emotion.data import sample_data_dir
-from gen_emotion.metrics import macro_f1
+from gen_emotion.metrics import macro_f1, paired_bootstrap
 from gen_emotion.recipes import data_source, load_recipe
 from gen_emotion.steps import Fold
 from gen_emotion.thresholds import cross_validated_macro_f1
@@ -76,17 +74,6 @@ def best_index(points: list[dict[str, Any]], key: str, patience: int | None = No
             if patience is not None and waited >= patience:
                 break
     return best
-
-
-def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Macro-F1 of predictions ``a`` minus ``b`` on the same rows, with a 95% paired bootstrap interval."""
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        diffs.append(macro_f1(y[idx], a[idx]) - macro_f1(y[idx], b[idx]))
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return {"diff": macro_f1(y, a) - macro_f1(y, b), "ci95": [float(low), float(high)]}
 
 
 def main() -> None:

@@ -138,17 +138,9 @@ def measure(name: str, overrides: list[str], args: argparse.Namespace, max_steps
 
 def paired_bootstrap(a: dict, b: dict, n: int = 2000, seed: int = 0) -> dict:
     """Macro-F1 of ``a`` minus ``b`` on the same held-out rows, with a 95% paired bootstrap interval."""
-    from gen_emotion.metrics import macro_f1
+    from gen_emotion.metrics import paired_bootstrap as bootstrap
 
-    y = np.array(a["heldout_true"])
-    pa, pb = np.array(a["heldout_pred"]), np.array(b["heldout_pred"])
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        diffs.append(macro_f1(y[idx], pa[idx]) - macro_f1(y[idx], pb[idx]))
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return {"diff": macro_f1(y, pa) - macro_f1(y, pb), "ci95": [float(low), float(high)]}
+    return bootstrap(a["heldout_true"], a["heldout_pred"], b["heldout_pred"], n, seed)
 
 
 def main() -> None:

@@ -238,6 +238,26 @@ class TransformersGenerator:
         del self.model
 
 
+def shard_path(shard_dir: Path, index: int) -> Path:
+    """Where shard ``index`` of saved generations is kept in ``shard_dir``."""
+    return shard_dir / f"shard-{index:05d}.json"
+
+
+def read_shard(path: Path, ids: list[str], shard_dir: Path) -> list[Any] | None:
+    """A saved shard's results, checked to be for these ``ids``; ``None`` when it is not saved yet."""
+    if not path.is_file():
+        return None
+    saved = read_json(path, "a shard of saved predictions ({ids, outputs})")
+    if saved.get("ids") != ids or len(saved.get("outputs") or []) != len(ids):
+        raise GenEmotionError(f"{path}: holds other rows than this input; delete {shard_dir} to start over")
+    return saved["outputs"]
+
+
+def write_shard(path: Path, ids: list[str], outputs: list[Any]) -> None:
+    """Save a shard's results for ``ids`` (whole or not at all: ``files.write_text``)."""
+    write_text(path, json.dumps({"ids": ids, "outputs": outputs}))
+
+
 def run_in_shards(
     fn: Callable[[int, int, int], list[T]],
     ids: list[str],
@@ -263,18 +283,14 @@ def run_in_shards(
         for index, start in enumerate(range(0, len(ids), shard_size)):
             stop = min(start + shard_size, len(ids))
             shard_ids = ids[start:stop]
-            path = shard_dir / f"shard-{index:05d}.json" if shard_dir is not None else None
-            if path is not None and path.is_file():
-                saved = read_json(path, "a shard of saved generations ({ids, outputs})")
-                if saved.get("ids") != shard_ids or len(saved.get("outputs") or []) != len(shard_ids):
-                    raise GenEmotionError(f"{path}: holds other rows than this input; delete {shard_dir} to start over")
-                outputs = saved["outputs"]
-            else:
+            path = shard_path(shard_dir, index) if shard_dir is not None else None
+            outputs = read_shard(path, shard_ids, shard_dir) if path is not None else None
+            if outputs is None:
                 outputs = fn(start, stop, index)
                 if len(outputs) != len(shard_ids):
                     raise GenEmotionError(f"generation returned {len(outputs)} outputs for {len(shard_ids)} prompts")
                 if path is not None:
-                    write_text(path, json.dumps({"ids": shard_ids, "outputs": outputs}))
+                    write_shard(path, shard_ids, outputs)
             results.extend(outputs)
             bar.update(len(shard_ids))
     return results

@@ -55,6 +55,20 @@ def jaccard(y_true: Any, y_pred: Any) -> float:
     return float(jaccard_score(t, p, average="samples", zero_division=1.0))
 
 
+def paired_bootstrap(y_true: Any, a: Any, b: Any, n: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Macro-F1 of predictions ``a`` minus that of ``b`` on the same rows, with a 95% paired bootstrap interval
+    (the rows resampled together for both): ``{"diff": ..., "ci95": [low, high]}``."""
+    y, pa = _pair(y_true, a)
+    pb = _pair(y_true, b)[1]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        diffs.append(macro_f1(y[idx], pa[idx]) - macro_f1(y[idx], pb[idx]))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"diff": macro_f1(y, pa) - macro_f1(y, pb), "ci95": [float(low), float(high)]}
+
+
 def per_label(y_true: Any, y_pred: Any, names: Sequence[str] = LABELS) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 and support of each label (the columns are ``names``, in order)."""
     t, p = _pair(y_true, y_pred, len(names))

@@ -28,15 +28,13 @@ from gen_emotion.metrics import macro_f1, score
 from gen_emotion.prediction_files import read_probabilities, write_predictions, write_probabilities, write_submission
 from gen_emotion.recipes import Recipe, recipe_from_dict
 from gen_emotion.run_metrics import FolderMetrics, RunMetrics, check_folder_metrics, folder_metrics
-from gen_emotion.sources import describe_change
+from gen_emotion.sources import SOURCE_KEY, describe_change
 from gen_emotion.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_from_dict, thresholds_to_dict
 
 log = logging.getLogger(__name__)
 
 RECIPE_FILE = "recipe.yaml"
 DATA_FILE = "data.json"
-DATA_SOURCE = "source"
-"""The key of ``data.json`` that says where the data came from (the others are the splits' fingerprints)."""
 LOCK_FILE = ".gen-emotion.lock"  # gen_emotion.locks: the folder's writer holds it
 KEPT_ON_RESTART = (LOCK_FILE,)
 # what a run, a cv and an ensemble folder hold (a run: its one fold's val_*; a cv and an ensemble: oof_*)
@@ -109,7 +107,7 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, data: dict[str, Any] | None =
 
 def _check_same_data(run_dir: Path, before: dict[str, Any], now: dict[str, Any]) -> None:
     """Refuse a resume whose splits' fingerprints differ from those ``data.json`` kept (not where they are)."""
-    splits = [key for key in {**before, **now} if key != DATA_SOURCE]
+    splits = [key for key in {**before, **now} if key != SOURCE_KEY]
     changed = [split for split in splits if before.get(split) != now.get(split)]
     if changed:
         raise GenEmotionError(

@@ -22,7 +22,6 @@ Ray Data's blocks and write paths would not give as simply.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -35,7 +34,7 @@ import numpy as np
 
 from gen_emotion.cluster import one_line, ray_session, share_of
 from gen_emotion.errors import GenEmotionError
-from gen_emotion.files import read_json, write_text
+from gen_emotion.generate import read_shard, shard_path, write_shard
 from gen_emotion.locks import writing_file
 from gen_emotion.predictor import (
     CVPredictor,
@@ -135,16 +134,6 @@ def start_workers(ray: Any, folder: Path, settings: PredictSettings, workers: in
     return pool, answers
 
 
-def read_shard(path: Path, ids: list[str], shard_dir: Path) -> list[dict[str, Any]] | None:
-    """A saved shard's rows, checked to be these ``ids``; ``None`` when it is not saved yet."""
-    if not path.is_file():
-        return None
-    saved = read_json(path, "a shard of saved predictions ({ids, outputs})")
-    if saved.get("ids") != ids or len(saved.get("outputs") or []) != len(ids):
-        raise GenEmotionError(f"{path}: holds other rows than this input; delete {shard_dir} to start over")
-    return saved["outputs"]
-
-
 def predict_with_workers(
     folder: Path,
     input_path: Path,
@@ -176,7 +165,7 @@ def predict_with_workers(
         shard_dir.mkdir(parents=True, exist_ok=True)
         results: dict[int, list[dict[str, Any]]] = {}
         for index, rows in enumerate(shards):
-            saved = read_shard(shard_dir / f"shard-{index:05d}.json", [data.ids[i] for i in rows], shard_dir)
+            saved = read_shard(shard_path(shard_dir, index), [data.ids[i] for i in rows], shard_dir)
             if saved is not None:
                 results[index] = saved
         waiting = [index for index in range(len(shards)) if index not in results]
@@ -228,8 +217,7 @@ def run_shards(
             free.append(worker)
             if len(rows) != len(shards[index]):
                 raise GenEmotionError(f"a worker returned {len(rows)} rows for a shard of {len(shards[index])}")
-            shard_ids = [ids[i] for i in shards[index]]
-            write_text(shard_dir / f"shard-{index:05d}.json", json.dumps({"ids": shard_ids, "outputs": rows}))
+            write_shard(shard_path(shard_dir, index), [ids[i] for i in shards[index]], rows)
             results[index] = rows
             bar.update(len(rows))
             if on_shard is not None:

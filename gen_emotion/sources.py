@@ -44,6 +44,8 @@ FILES, SAVED, LOADED = "files", "datasets folder", "load_dataset"
 DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 """What a dataset id on the hub looks like (``name`` or ``owner/name``)."""
 ROW_NUMBERS = "row numbers"
+SOURCE_KEY = "source"
+"""The key of ``data.json`` (``Splits.record``) that says where the data came from; the others are the splits'."""
 HUB_LAYOUT = ("README.md", "data")
 """What marks a folder as a dataset's files as the hub keeps them (read by ``load_dataset``): its card, which
 names its configs and their files, or a ``data/`` folder of ``SPLIT-*`` files."""
@@ -117,7 +119,7 @@ class Splits:
             "splits": {split: self.origins[split] for split in used},
             "ids": ROW_NUMBERS if self.row_ids else self.source.columns.id,
         }
-        return {**{split: self.fingerprints[split] for split in used}, "source": source}
+        return {**{split: self.fingerprints[split] for split in used}, SOURCE_KEY: source}
 
     def id_note(self) -> str | None:
         """The line a run's log gets where the IDs are row numbers."""

@@ -4,6 +4,7 @@ the size of the files a child may write (a full disk without filling one)."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -64,6 +65,15 @@ def kill_when(command: list[str], ready: Callable[[], bool], what: str, limit: f
 def files_in(folder: Path) -> list[str]:
     """The files under ``folder`` (relative), as a kill left them."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def whole_json(path: Path) -> bool:
+    """Whether ``path`` holds a whole JSON document (a file cut mid-write does not)."""
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def limit_file_size(limit: int) -> None:

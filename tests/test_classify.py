@@ -240,14 +240,6 @@ def classifier_run(out: Path) -> list[str]:
     return [*CLI, "run", "minilm-l6-cpu", *KILLED, "--out", str(out)]
 
 
-def whole_json(path: Path) -> bool:
-    try:
-        json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 RESULTS = ("model/model.safetensors", "val_probs.csv", "test_probs.csv", "submission.csv", "thresholds.json")
 """What an interrupted classifier run must end with, byte for byte as the uninterrupted one."""
 
@@ -270,7 +262,7 @@ def test_a_classifier_run_killed_in_training_resumes_to_the_uninterrupted_run(
 
     reference, out = uninterrupted[0], tmp_path / "killed"
     state = out / "checkpoints" / "checkpoint-2" / "trainer_state.json"
-    faults.kill_when(classifier_run(out), lambda: whole_json(state), "its step-2 checkpoint was seen", limit=600)
+    faults.kill_when(classifier_run(out), lambda: faults.whole_json(state), "its step-2 checkpoint was seen", limit=600)
     assert not (out / "training.json").exists(), "killed during training"
     cut = out / "checkpoints" / "checkpoint-3"
     shutil.copytree(state.parent, cut)

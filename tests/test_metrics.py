@@ -10,7 +10,16 @@ from conftest import onehot
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from gen_emotion.labels import LABELS
-from gen_emotion.metrics import check_label_matrix, format_table, jaccard, macro_f1, micro_f1, per_label, score
+from gen_emotion.metrics import (
+    check_label_matrix,
+    format_table,
+    jaccard,
+    macro_f1,
+    micro_f1,
+    paired_bootstrap,
+    per_label,
+    score,
+)
 
 
 def random_pair(n: int, seed: int, rate: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
@@ -161,3 +170,13 @@ def test_ragged_rows_get_a_helpful_message():
     # not numpy's "inhomogeneous shape" error
     with pytest.raises(ValueError, match=r"y_pred must have shape \(n, 11\)"):
         macro_f1([[0] * 11, [0] * 11], [[0] * 11, [0] * 3])
+
+
+def test_paired_bootstrap_of_a_macro_f1_difference():
+    y, noisy = random_pair(400, seed=5)
+    same = paired_bootstrap(y, noisy, noisy, n=200)
+    assert same == {"diff": 0.0, "ci95": [0.0, 0.0]}
+    better = paired_bootstrap(y, y, noisy, n=200)  # the gold labels against noisy predictions
+    assert better["diff"] == pytest.approx(1.0 - macro_f1(y, noisy))
+    assert 0 < better["ci95"][0] < better["diff"] < better["ci95"][1]
+    assert paired_bootstrap(y, noisy, y, n=200)["diff"] == pytest.approx(-better["diff"])

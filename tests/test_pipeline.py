@@ -153,14 +153,6 @@ def run_command(out: Path) -> list[str]:
     return [*CLI, "run", "recipes/smollm2-135m-cpu.yaml", *TINY, "--out", str(out)]
 
 
-def whole_json(path: Path) -> bool:
-    try:
-        json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def cut_mid_save(checkpoint: Path, cut: Path) -> None:
     """A copy of ``checkpoint`` as a save killed half way leaves it: half its weights, no trainer state."""
     cut.mkdir()
@@ -178,7 +170,7 @@ def test_run_killed_in_training_and_in_generation_resumes_to_the_uninterrupted_r
     out = tmp_path / "killed"
     checkpoints = out / "checkpoints"
     faults.kill_when(
-        run_command(out), lambda: whole_json(checkpoints / "checkpoint-2" / "trainer_state.json"), "step 2"
+        run_command(out), lambda: faults.whole_json(checkpoints / "checkpoint-2" / "trainer_state.json"), "step 2"
     )
     assert not (out / "training.json").exists(), "killed during training"
     cut_mid_save(checkpoints / "checkpoint-2", checkpoints / "checkpoint-3")
@@ -231,7 +223,7 @@ def test_predict_out_of_room_and_killed_resumes_to_the_uninterrupted_result(trai
     assert len(errors) == 1 and "shard-00001.json: cannot write (File too large)" in errors[0], errors
     left = faults.files_in(tmp_path)
     assert [Path(name).name for name in left if ".out.csv.shards" in name] == ["shard-00000.json"], left
-    assert not out.exists() and whole_json(next(shards.rglob("shard-00000.json")))
+    assert not out.exists() and faults.whole_json(next(shards.rglob("shard-00000.json")))
 
     # the resumed prediction generates two shards of three: its kill moment is drawn from the first two thirds
     moment = random.Random("generation-predict-20261206").uniform(locked, locked + (unlocked - locked) * 2 / 3)
