@@ -31,10 +31,10 @@ def batches(recipe: Any, rows: int, batch: int) -> tuple[list[dict[str, Any]], l
     held-out rest, as tensors."""
     import torch
 
-    from gen_emotion.data import read_train, sample_data_dir
-    from gen_emotion.models import load_tokenizer, resolve_model
-    from gen_emotion.prompts import make_encoder
-    from gen_emotion.sft import encode_rows
+    from gen_emotion.data.dataset import read_train, sample_data_dir
+    from gen_emotion.generation.prompts import make_encoder
+    from gen_emotion.models.loading import load_tokenizer, resolve_model
+    from gen_emotion.training.sft import encode_rows
 
     tokenizer = load_tokenizer(resolve_model(recipe.model.name), recipe.model)
     encoded = encode_rows(
@@ -65,8 +65,8 @@ def adapted_model(recipe: Any, adapter_dtype: str) -> Any:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from gen_emotion.models import resolve_model
-    from gen_emotion.sft import keep_adapter_in_float32, lora_config
+    from gen_emotion.models.loading import resolve_model
+    from gen_emotion.training.sft import keep_adapter_in_float32, lora_config
 
     # fp32 base weights: on a CPU without bf16 matmuls they are the fast ones, and what an update to the adapter
     # keeps depends on the adapter's dtype alone
@@ -151,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from gen_emotion.recipes import load_recipe
+    from gen_emotion.config.recipes import load_recipe
 
     # The 14B recipe's adapter and optimizer on the embedded model, its bf16 weights standing for the 4-bit base
     recipe = load_recipe(RECIPE, ["model.name=smollm2-135m-instruct", "model.load_in_4bit=false"])

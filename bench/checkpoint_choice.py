@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.data import sample_data_dir
-from gen_emotion.metrics import macro_f1, paired_bootstrap
-from gen_emotion.recipes import data_source, load_recipe
-from gen_emotion.steps import Fold
-from gen_emotion.thresholds import cross_validated_macro_f1
+from gen_emotion.config.recipes import data_source, load_recipe
+from gen_emotion.data.dataset import sample_data_dir
+from gen_emotion.runs.steps import Fold
+from gen_emotion.scoring.metrics import macro_f1, paired_bootstrap
+from gen_emotion.scoring.thresholds import cross_validated_macro_f1
 
 
 def trajectory_callback(held_out: Any, recipe: Any, points: list[dict[str, Any]]) -> Any:
@@ -36,7 +36,7 @@ def trajectory_callback(held_out: Any, recipe: Any, points: list[dict[str, Any]]
     the validation figures and those probabilities in ``points``."""
     from transformers import TrainerCallback
 
-    from gen_emotion.classify import predict_with
+    from gen_emotion.training.classify import predict_with
 
     class HeldOutTrajectory(TrainerCallback):
         def on_evaluate(self, args, state, control, model=None, metrics=None, processing_class=None, **kwargs):
@@ -90,8 +90,8 @@ def main() -> None:
     settings = [f"data.eval_rows={args.eval_rows}", f"train.eval_steps={args.eval_steps}"]
     settings += [f"train.save_steps={args.eval_steps}", "train.save_total_limit=1", "train.best_model_metric=loss"]
     recipe = load_recipe(args.recipe, [*settings, *args.overrides])
-    from gen_emotion.classify import train_classifier
-    from gen_emotion.trainers import split_train_eval
+    from gen_emotion.training.classify import train_classifier
+    from gen_emotion.training.trainers import split_train_eval
 
     source = data_source(recipe, args.data or sample_data_dir(), rows=args.rows)
     fold = Fold.load(source, recipe.data.folds, recipe.data.fold, recipe.data.seed)

@@ -23,14 +23,14 @@ import json
 import time
 from pathlib import Path
 
-from gen_emotion.data import read_test
-from gen_emotion.generate import TransformersGenerator
-from gen_emotion.generation_task import GenerateTask
-from gen_emotion.labels import LABELS, is_canonical, render
-from gen_emotion.models import ADAPTER_DIR, load_tokenizer, merged_model_dir, resolve_model
-from gen_emotion.parsing import parse_many
-from gen_emotion.runs import load_run_recipe
-from gen_emotion.vllm_backend import VLLMGenerator
+from gen_emotion.core.labels import LABELS, is_canonical, render
+from gen_emotion.data.dataset import read_test
+from gen_emotion.generation.generate import TransformersGenerator
+from gen_emotion.generation.parsing import parse_many
+from gen_emotion.generation.vllm_backend import VLLMGenerator
+from gen_emotion.models.loading import ADAPTER_DIR, load_tokenizer, merged_model_dir, resolve_model
+from gen_emotion.runs.folder import load_run_recipe
+from gen_emotion.tasks.generate import GenerateTask
 
 
 def naive_regex() -> str:
@@ -107,7 +107,7 @@ def main() -> None:
     record("transformers backend", ours_hf, time.perf_counter() - started)
     generator.close()
 
-    from gen_emotion.labels import OUTPUT_REGEX
+    from gen_emotion.core.labels import OUTPUT_REGEX
 
     configs = [("vllm backend", OUTPUT_REGEX, 0, {})]
     if args.levers:  # one engine each, ~2 minutes of start-up here

@@ -17,7 +17,7 @@ import json
 import statistics
 import time
 
-from gen_emotion.labels import SEMEVAL, LabelSet
+from gen_emotion.core.labels import SEMEVAL, LabelSet
 
 GOEMOTIONS = [
     "admiration",
@@ -54,7 +54,7 @@ GOEMOTIONS = [
 def tokenizers() -> dict[str, object]:
     from transformers import AutoTokenizer
 
-    from gen_emotion.models import cache_dir, resolve_model
+    from gen_emotion.models.loading import cache_dir, resolve_model
 
     found = {"smollm2": AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))}
     for name in ("llama-3.2-instruct", "qwen2.5-instruct"):

@@ -41,7 +41,7 @@ def estimate_minutes(recipe: str, folds: int, rows: int) -> float:
 
 
 def count_rows(data: Path) -> int:
-    from gen_emotion.data import read_train
+    from gen_emotion.data.dataset import read_train
 
     return len(read_train(data / "train.csv"))
 
@@ -49,7 +49,7 @@ def count_rows(data: Path) -> int:
 def run_cv(recipe: str, args: argparse.Namespace, out: Path, seconds_left: float) -> tuple[str, float]:
     """``gen-emotion cv`` for one recipe in its own process; returns ``(status, seconds)``."""
     recipe, variant = VARIANTS.get(recipe, (recipe, []))
-    command = [sys.executable, "-m", "gen_emotion.cli", "cv", recipe, *variant, *args.overrides]
+    command = [sys.executable, "-m", "gen_emotion.cli.parser", "cv", recipe, *variant, *args.overrides]
     command += ["--data", str(args.data), "--folds", str(args.folds), "--out", str(out)]
     if args.rows:
         command += ["--rows", str(args.rows)]
@@ -129,8 +129,8 @@ def main() -> int:
         if status == "done":
             finished.append(run_dir)
 
-    from gen_emotion.ensemble import search_ensembles
-    from gen_emotion.report import write_report
+    from gen_emotion.evaluation.ensemble import search_ensembles
+    from gen_emotion.evaluation.report import write_report
 
     results = [
         {**json.loads((d / "oof_metrics.json").read_text()), "name": d.name.removeprefix("cv-")} for d in finished

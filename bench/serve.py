@@ -194,7 +194,7 @@ def baseline_server(model_dir: Path) -> None:
     from fastapi import FastAPI
     from transformers import pipeline
 
-    from gen_emotion.serve import listen
+    from gen_emotion.serving.server import listen
 
     classifier = pipeline("text-classification", model=str(model_dir), top_k=None, function_to_apply="sigmoid")
     app = FastAPI()
@@ -232,8 +232,8 @@ def main() -> int:
         baseline_server(args.baseline_server)
         return 0
 
-    from gen_emotion.data import read_test, sample_data_dir
-    from gen_emotion.hardware import machine
+    from gen_emotion.data.dataset import read_test, sample_data_dir
+    from gen_emotion.models.hardware import machine
 
     out = (args.out or REPO / "runs" / ("bench-serve-smoke" if args.smoke else "bench-serve")).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 Probabilities come two ways (``generate.probability_source``): ``samples``, the share of N
 grammar-constrained samples that name each label (vLLM: one request per tweet with n=N), a pass of its own
 after greedy; and ``branches``, each label's probability at its place in the greedy output, read from the
-top-k log-probabilities of the greedy pass itself (``gen_emotion.branches``). Thresholds are tuned per label
+top-k log-probabilities of the greedy pass itself (``gen_emotion.generation.branches``). Thresholds are tuned per label
 for F1; the honest figure is cross-validated inside the held-out rows (tune on 4/5, score the other 1/5).
 
     python bench/thresholds.py --run runs/smollm2-cpu --data ../shared/data --samples 4 8
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gen_emotion.branches import branch_probabilities
-from gen_emotion.data import read_train, split_fold
-from gen_emotion.generation_task import GenerateTask, sample_probabilities
-from gen_emotion.labels import SEMEVAL
-from gen_emotion.metrics import macro_f1
-from gen_emotion.parsing import parse_many
-from gen_emotion.runs import load_run_recipe
-from gen_emotion.thresholds import choose_thresholds
+from gen_emotion.core.labels import SEMEVAL
+from gen_emotion.data.dataset import read_train, split_fold
+from gen_emotion.generation.branches import branch_probabilities
+from gen_emotion.generation.parsing import parse_many
+from gen_emotion.runs.folder import load_run_recipe
+from gen_emotion.scoring.metrics import macro_f1
+from gen_emotion.scoring.thresholds import choose_thresholds
+from gen_emotion.tasks.generate import GenerateTask, sample_probabilities
 
 
 def main() -> None:

@@ -78,11 +78,11 @@ LEVER_RUNS = {"ours (short run)": [], **{f"ours, {name}": overrides for name, ov
 
 def child(overrides: list[str], rows: int, data: Path, heldout: int) -> None:
     """Train one configuration (and predict the held-out rows); print its figures as JSON."""
-    from gen_emotion.data import read_train, split_fold
-    from gen_emotion.generation_task import GenerateTask
-    from gen_emotion.metrics import macro_f1
-    from gen_emotion.recipes import load_recipe
-    from gen_emotion.sft import train
+    from gen_emotion.config.recipes import load_recipe
+    from gen_emotion.data.dataset import read_train, split_fold
+    from gen_emotion.scoring.metrics import macro_f1
+    from gen_emotion.tasks.generate import GenerateTask
+    from gen_emotion.training.sft import train
 
     recipe = load_recipe(RECIPE, [*COMMON, f"data.max_train_rows={rows}", *overrides])
     train_rows, held_out = split_fold(read_train(data / "train.csv"), 0)
@@ -138,7 +138,7 @@ def measure(name: str, overrides: list[str], args: argparse.Namespace, max_steps
 
 def paired_bootstrap(a: dict, b: dict, n: int = 2000, seed: int = 0) -> dict:
     """Macro-F1 of ``a`` minus ``b`` on the same held-out rows, with a 95% paired bootstrap interval."""
-    from gen_emotion.metrics import paired_bootstrap as bootstrap
+    from gen_emotion.scoring.metrics import paired_bootstrap as bootstrap
 
     return bootstrap(a["heldout_true"], a["heldout_pred"], b["heldout_pred"], n, seed)
 

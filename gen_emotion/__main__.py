@@ -2,6 +2,6 @@
 
 import sys
 
-from gen_emotion.console import main
+from gen_emotion.cli.console import main
 
 sys.exit(main())

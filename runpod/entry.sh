@@ -35,7 +35,7 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TAIL_LINES=60
-SECRETS=""  # the names of the secret variables, one a line: gen_emotion.redaction's list (main sets it)
+SECRETS=""  # the names of the secret variables, one a line: gen_emotion.core.redaction's list (main sets it)
 
 say() { printf '[entry %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
@@ -162,7 +162,7 @@ redact() {
 # A URL as it may be shown: user:password@ masked, its query string hidden (a presigned URL's signature is a
 # credential).
 public_url() {
-    "$GEN_EMOTION_PYTHON" -m gen_emotion.redaction url "$1"
+    "$GEN_EMOTION_PYTHON" -m gen_emotion.core.redaction url "$1"
 }
 
 # Run a command, or print it in a dry run.
@@ -203,7 +203,7 @@ prepare_data() {
         return 0
     fi
     # Downloads to DEST, unpacks, finds train.csv and test.csv, reuses an earlier download, masks the URL.
-    "$GEN_EMOTION_PYTHON" -m gen_emotion.download "$source" "$dest" ${name:+"$name"}
+    "$GEN_EMOTION_PYTHON" -m gen_emotion.data.download "$source" "$dest" ${name:+"$name"}
 }
 
 # The steps of the job; their output goes, secrets redacted, to entry.log and stdout.
@@ -282,8 +282,8 @@ start_sshd() {
 
 main() {
     if [ "$DRY_RUN" = 1 ]; then run_job; return; fi
-    SECRETS=$("$GEN_EMOTION_PYTHON" -m gen_emotion.redaction names) \
-        || die "cannot list the secret variables ($GEN_EMOTION_PYTHON -m gen_emotion.redaction names)"
+    SECRETS=$("$GEN_EMOTION_PYTHON" -m gen_emotion.core.redaction names) \
+        || die "cannot list the secret variables ($GEN_EMOTION_PYTHON -m gen_emotion.core.redaction names)"
     [ -z "$LOCAL_DIR" ] && start_sshd
     local marker=$MARK_DIR/${MARK_PREFIX}DONE
     [ -f "$marker" ] || marker=$MARK_DIR/${MARK_PREFIX}FAILED

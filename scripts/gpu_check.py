@@ -104,7 +104,7 @@ def run_cli(
     """``gen-emotion run`` on the shipped sample (its run folder in ``work``; its logs and metrics copied to
     ``out``); returns its figures and the log lines that prove the path."""
     run_dir = work / name
-    command = [sys.executable, "-m", "gen_emotion.cli", "run", RECIPE, f"model.name={model}", *overrides]
+    command = [sys.executable, "-m", "gen_emotion.cli.parser", "run", RECIPE, f"model.name={model}", *overrides]
     command += ["--backend", "transformers", "--out", str(run_dir)]
     started = time.perf_counter()
     try:
@@ -142,7 +142,7 @@ def build_full_size(family: str, shape_key: str, target: Path, tokenizer_dir: Pa
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from gen_emotion.hardware import KNOWN_SHAPES
+    from gen_emotion.models.hardware import KNOWN_SHAPES
 
     shape = KNOWN_SHAPES[shape_key]
     config_class, model_class = (
@@ -179,7 +179,7 @@ def build_full_size(family: str, shape_key: str, target: Path, tokenizer_dir: Pa
 def long_rows(folder: Path, rows: int = 64) -> Path:
     """Training rows whose every example, once cut to ``prompt.max_text_tokens``, fills ``train.max_length``:
     the longest tweets carrying all labels (the longest target), so each batch is the estimate's worst case."""
-    from gen_emotion.labels import SEMEVAL
+    from gen_emotion.core.labels import SEMEVAL
 
     folder.mkdir(parents=True, exist_ok=True)
     text = " ".join(["so happy and scared about tomorrow's results and honestly can't sleep at all"] * 40)
@@ -193,10 +193,10 @@ def long_rows(folder: Path, rows: int = 64) -> Path:
 
 def fill_length(recipe_path: str, overrides: list[str], data) -> list[str]:
     """The overrides plus the largest ``prompt.max_text_tokens`` whose examples still fit ``train.max_length``."""
-    from gen_emotion.models import load_tokenizer
-    from gen_emotion.prompts import make_encoder
-    from gen_emotion.recipes import load_recipe
-    from gen_emotion.sft import encode_rows
+    from gen_emotion.config.recipes import load_recipe
+    from gen_emotion.generation.prompts import make_encoder
+    from gen_emotion.models.loading import load_tokenizer
+    from gen_emotion.training.sft import encode_rows
 
     def length(n: int) -> int:
         recipe = load_recipe(recipe_path, [*overrides, f"prompt.max_text_tokens={n}"])
@@ -219,10 +219,10 @@ def measure_fit(
     ``hardware.estimate_memory``."""
     import torch
 
-    from gen_emotion.hardware import CUDA_OVERHEAD_GB, KNOWN_SHAPES, estimate_memory
-    from gen_emotion.recipes import load_recipe
-    from gen_emotion.sft import train
-    from gen_emotion.sources import DataSource, read_splits
+    from gen_emotion.config.recipes import load_recipe
+    from gen_emotion.data.sources import DataSource, read_splits
+    from gen_emotion.models.hardware import CUDA_OVERHEAD_GB, KNOWN_SHAPES, estimate_memory
+    from gen_emotion.training.sft import train
 
     started = time.perf_counter()
     model_dir = build_full_size(family, shape_key, work / shape_key, tokenizer_dir)
@@ -273,7 +273,7 @@ def adapter_dtypes(adapter_dir: Path) -> list[str]:
 
 def serving_texts(path: Path) -> Path:
     """The shipped sample's tweets (train and test, a few hundred), one per line: what the serving paths predict."""
-    from gen_emotion.data import read_test, read_train, sample_data_dir
+    from gen_emotion.data.dataset import read_test, read_train, sample_data_dir
 
     texts = read_train(sample_data_dir() / "train.csv").texts + read_test(sample_data_dir() / "test.csv").texts
     path.write_text("\n".join(" ".join(text.split()) for text in texts) + "\n", encoding="utf-8")
@@ -285,7 +285,7 @@ def predict_cli(
 ) -> dict:
     """``gen-emotion predict`` of ``texts`` with the run; its outputs and wall time (loading included)."""
     target = run_dir.parent / f"{name}.csv"
-    command = [sys.executable, "-m", "gen_emotion.cli", "predict", str(run_dir), *overrides]
+    command = [sys.executable, "-m", "gen_emotion.cli.parser", "predict", str(run_dir), *overrides]
     command += ["--input", str(texts), "--out", str(target), "--backend", backend]
     started = time.perf_counter()
     result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -304,7 +304,7 @@ def compare_serving(env: dict, out: Path, work: Path, model: Path, common: list[
     """A QLoRA adapter served on the bf16 base (today's default: a merged bf16 copy, or vLLM's LoRARequest) and on
     the nf4 base it was trained against (``generate.quantized_base``), per backend: how often the greedy outputs
     agree on a few hundred tweets, the share in the grammar, and each path's predict time."""
-    from gen_emotion.labels import is_canonical
+    from gen_emotion.core.labels import is_canonical
 
     longer = [o for o in common if not o.startswith("train.max_steps=")]
     run = run_cli(

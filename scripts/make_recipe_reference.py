@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from gen_emotion.config import describe_constraints
-from gen_emotion.recipes import Recipe  # the one import to change if Recipe moves
+from gen_emotion.config.fields import describe_constraints
+from gen_emotion.config.recipes import Recipe  # the one import to change if Recipe moves
 
 COMMAND = ".venv/bin/python scripts/make_recipe_reference.py > docs/recipe-fields.md"
 HEADER = f"""# Recipe fields

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import tiny_models
 
-from gen_emotion.labels import LABELS
+from gen_emotion.core.labels import LABELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "gen_emotion" / "sample_data"
@@ -120,7 +120,7 @@ def family(request: pytest.FixtureRequest) -> tuple[str, str, str]:
     if source.endswith("_dir"):
         path = str(request.getfixturevalue(source))
     else:
-        from gen_emotion.models import resolve_model
+        from gen_emotion.models.loading import resolve_model
 
         path = resolve_model(source)
     return request.param, path, template
@@ -148,7 +148,7 @@ def tiny_bert(tmp_path: Path) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-    from gen_emotion.models import wheel_model_dir
+    from gen_emotion.models.loading import wheel_model_dir
 
     source, target = wheel_model_dir("all-minilm-l6-v2"), tmp_path / "tiny-bert"
     config = BertConfig.from_pretrained(

@@ -16,15 +16,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.branches import Step
-from gen_emotion.data import EmotionData
-from gen_emotion.errors import GenEmotionError
-from gen_emotion.files import write_json
-from gen_emotion.generation_task import GenerateTask
-from gen_emotion.labels import LABELS
-from gen_emotion.models import ADAPTER_DIR
-from gen_emotion.recipes import Recipe
-from gen_emotion.trainers import TRAINING_SUMMARY
+from gen_emotion.config.recipes import Recipe
+from gen_emotion.core.errors import GenEmotionError
+from gen_emotion.core.files import write_json
+from gen_emotion.core.labels import LABELS
+from gen_emotion.data.dataset import EmotionData
+from gen_emotion.generation.branches import Step
+from gen_emotion.models.loading import ADAPTER_DIR
+from gen_emotion.tasks.generate import GenerateTask
+from gen_emotion.training.trainers import TRAINING_SUMMARY
 
 KEYWORDS = {"happy": "joy", "love": "love", "angry": "anger", "hate": "disgust", "scared": "fear", "sad": "sadness"}
 

@@ -47,7 +47,7 @@ def test_the_recipe_reference_is_current():
 
 
 def test_the_recipe_reference_lists_every_field():
-    from gen_emotion.recipes import Recipe
+    from gen_emotion.config.recipes import Recipe
 
     text = REFERENCE.read_text(encoding="utf-8")
     recipe = Recipe()

@@ -1,5 +1,8 @@
-"""The package's layers, as the Layout section of docs/design.md draws them, against the real imports: a module
-imports from its own layer or below, generation imports nothing from training, and there are no import circles."""
+"""The package's layers, as the Layout section of docs/design.md draws them, against the real imports.
+
+Each folder of ``gen_emotion/`` is one layer. A module imports from its own folder or the folders below it, never
+above; there are no import circles, type-only imports (under ``if TYPE_CHECKING:``) included; no module is over
+``MAX_LINES`` lines; every module is in a folder (only ``__init__`` and ``__main__`` sit at the top)."""
 
 from __future__ import annotations
 
@@ -12,47 +15,24 @@ from conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / "gen_emotion"
 DESIGN = REPO_ROOT / "docs" / "design.md"
 LAYERS = [  # lowest first, as in docs/design.md
-    ["labels", "files", "errors", "config", "redaction"],
-    [
-        "prediction_files",
-        "thresholds",
-        "metrics",
-        "run_metrics",
-        "sources",
-        "data",
-        "formats",
-        "label_lists",
-        "parsing",
-        "branches",
-        "download",
-    ],
-    ["recipes", "prompts", "task_kinds"],
-    ["models", "runs", "logs", "locks", "hardware", "tracking"],
-    ["sft", "classify", "tfidf", "trainers", "generate", "vllm_backend"],
-    ["tasks", "generation_task", "classifier_task", "tfidf_task"],
-    ["steps", "worker"],
-    [
-        "pipeline",
-        "cv",
-        "ensemble",
-        "report",
-        "inspection",
-        "predictor",
-        "notebook",
-        "serve",
-        "model_export",
-        "cards",
-        "catalog",
-        "pods",
-        "cluster",
-        "sharded_predict",
-        "nodes",
-    ],
-    ["cli", "commands"],
-    ["console", "__main__"],
+    "core",
+    "data",
+    "scoring",
+    "config",
+    "models",
+    "generation",
+    "training",
+    "tasks",
+    "runs",
+    "evaluation",
+    "serving",
+    "distributed",
+    "pods",
+    "cli",
+    "__main__",
 ]
-TRAINING = {"sft", "classify", "tfidf", "trainers"}
-GENERATION = {"generate", "vllm_backend"}
+MAX_LINES = 450
+TRAINING, GENERATION = "training", "generation"
 
 
 def module_name(path: Path) -> str:
@@ -60,63 +40,65 @@ def module_name(path: Path) -> str:
     return ".".join(relative.parts)
 
 
-def top(name: str) -> str:
+def layer(name: str) -> str:
     return name.split(".")[0]
 
 
 def imports(path: Path) -> set[str]:
-    """The gen_emotion modules a file imports, anywhere in it, except under ``if TYPE_CHECKING:``."""
+    """The gen_emotion modules a file imports, anywhere in it, type-only imports included."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {
-        id(node)
-        for block in ast.walk(tree)
-        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
-        for node in ast.walk(block)
-    }
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gen_emotion."):
-            found.add(node.module.removeprefix("gen_emotion."))
+            module = node.module.removeprefix("gen_emotion.")
+            # ``from gen_emotion.serving import notebook`` imports the module gen_emotion.serving.notebook
+            found |= {
+                f"{module}.{a.name}" if (PACKAGE / module / f"{a.name}.py").exists() else module for a in node.names
+            }
+        elif isinstance(node, ast.ImportFrom) and node.module == "gen_emotion":
+            found |= {a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists() or (PACKAGE / a.name).is_dir()}
         elif isinstance(node, ast.Import):
             found |= {a.name.removeprefix("gen_emotion.") for a in node.names if a.name.startswith("gen_emotion.")}
     return found
 
 
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
 def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports(p) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    return {module_name(p): imports(p) for p in modules() if p.name != "__init__.py" or p.parent != PACKAGE}
 
 
-def layer_of(name: str) -> int:
-    for index, layer in enumerate(LAYERS):
-        if top(name) in layer:
-            return index
-    raise AssertionError(f"gen_emotion.{name} is in no layer: add it to the Layout of docs/design.md and LAYERS")
+def rank(name: str) -> int:
+    top = layer(name)
+    assert top in LAYERS, f"gen_emotion/{top} is in no layer: add it to the Layout of docs/design.md and LAYERS"
+    return LAYERS.index(top)
 
 
-def test_every_module_has_a_layer_and_the_design_notes_list_it():
+def test_every_module_is_in_a_layer_folder_the_design_notes_list():
     design = DESIGN.read_text()
     layout = design[design.index("## Layout") :]
+    assert {p.name for p in PACKAGE.glob("*.py")} == {"__init__.py", "__main__.py"}
     for name in graph():
-        layer_of(name)
-        assert f"`{top(name)}`" in layout or f"`{top(name)}/`" in layout, name
+        rank(name)
+        assert name == "__main__" or f"`{layer(name)}/`" in layout, name
 
 
 def test_imports_go_down_the_layers():
     wrong = [
-        (name, imported)
+        f"{name} -> {imported}"
         for name, imported_set in graph().items()
         for imported in imported_set
-        if layer_of(imported) > layer_of(name)
+        if rank(imported) > rank(name)
     ]
     assert wrong == []
 
 
 def test_generation_imports_nothing_from_training():
     for name, imported in graph().items():
-        if name in GENERATION:
-            assert not {top(i) for i in imported} & TRAINING, name
+        if layer(name) == GENERATION:
+            assert not {layer(i) for i in imported} & {TRAINING}, name
 
 
 def test_no_import_circles():
@@ -139,9 +121,18 @@ def test_no_import_circles():
         visit(name, [])
 
 
+def test_no_module_is_over_the_line_limit():
+    long = {module_name(p): n for p in modules() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
 def test_the_layers_here_are_the_design_notes():
     design = DESIGN.read_text()
-    rows = design[design.index("| layer | modules | hold |") :].split("\n\n")[0].splitlines()[2:]
-    drawn = [set(re.findall(r"`(\w+)/?`", row.split("|")[2])) for row in rows]
-    pods = {"gpus", "plan", "client", "commands"}  # pods/'s own modules, drawn in its row
-    assert [set(layer) for layer in reversed(LAYERS)] == [d - pods if "pods" in d else d for d in drawn]
+    rows = design[design.index("| layer | folder | modules | hold |") :].split("\n\n")[0].splitlines()[2:]
+    drawn = [re.findall(r"`(\w+)/`", row.split("|")[2]) for row in rows]
+    assert [[name] for name in reversed(LAYERS[:-1])] == drawn
+    for row in rows:
+        folder = re.findall(r"`(\w+)/`", row.split("|")[2])[0]
+        listed = set(re.findall(r"`(\w+)`", row.split("|")[3]))
+        present = {p.stem for p in (PACKAGE / folder).glob("*.py")} - {"__init__"}
+        assert listed == present, folder

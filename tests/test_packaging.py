@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from gen_emotion.hardware import ATTENTION_MODULES, POD_IMAGE_MODULES, TRACKER_MODULES
+from gen_emotion.models.hardware import ATTENTION_MODULES, POD_IMAGE_MODULES, TRACKER_MODULES
 
 CONSTRAINTS = REPO_ROOT / "constraints" / "gpu-cu128.txt"
 

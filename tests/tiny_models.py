@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.models import cache_dir
+from gen_emotion.models.loading import cache_dir
 
 FETCH_SCRIPT = "scripts/fetch_tokenizers.sh"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.errors import GenEmotionError
+from gen_emotion.core.errors import GenEmotionError
 
 API_KEY_ENV = "RUNPOD_API_KEY"
 CONSOLE_URL = "https://www.console.runpod.io/pods"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gen_emotion.errors import GenEmotionError
+from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.pods.client import (
     api_call,
     api_key,
@@ -85,8 +85,8 @@ def cmd_pods(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from gen_emotion.files import make_folder
-    from gen_emotion.models import cache_dir
+    from gen_emotion.core.files import make_folder
+    from gen_emotion.models.loading import cache_dir
 
     sdk = runpod_sdk()
     pod = get_pod(sdk, args.pod_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gen_emotion.errors import GenEmotionError
+from gen_emotion.core.errors import GenEmotionError
 
 ACCELERATE_CONFIGS = ("ddp", "fsdp", "zero3")
 """Files in ``recipes/accelerate/``: DDP replicas, FSDP2 sharding, DeepSpeed ZeRO-3 sharding."""

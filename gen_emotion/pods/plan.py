@@ -21,8 +21,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from gen_emotion.errors import GenEmotionError
-from gen_emotion.hardware import (
+from gen_emotion.config.recipes import Recipe
+from gen_emotion.config.task_kinds import task_kind
+from gen_emotion.core.errors import GenEmotionError
+from gen_emotion.core.redaction import MASK, POD_SECRETS, mask_url
+from gen_emotion.data.sources import DATASET_ID
+from gen_emotion.models.hardware import (
     MemoryEstimate,
     ModelShape,
     check_gpu_plan,
@@ -33,11 +37,7 @@ from gen_emotion.hardware import (
 )
 from gen_emotion.pods.client import CONSOLE_URL
 from gen_emotion.pods.gpus import ACCELERATE_CONFIGS, MAX_GPUS, GpuType, check_fits, choose_strategy, find_gpu, pick_gpu
-from gen_emotion.recipes import Recipe
-from gen_emotion.redaction import MASK, POD_SECRETS, mask_url
-from gen_emotion.sources import DATASET_ID
-from gen_emotion.task_kinds import task_kind
-from gen_emotion.tracking import TRACKER_SETTINGS
+from gen_emotion.training.tracking import TRACKER_SETTINGS
 
 WORKSPACE = "/workspace"
 """Where the pod's volume is mounted; ``runpod/entry.sh`` writes everything under it."""
@@ -229,9 +229,9 @@ def size_for(recipe: Recipe, shape: ModelShape, options: LaunchOptions) -> tuple
 def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: bool = False) -> LaunchPlan:
     """Resolve and check the recipe, pick the GPU and accelerate config, and build the ``runpod.create_pod``
     arguments."""
-    from gen_emotion.models import EMBEDDED_MODELS
-    from gen_emotion.recipes import load_recipe
-    from gen_emotion.tasks import get_task
+    from gen_emotion.config.recipes import load_recipe
+    from gen_emotion.models.loading import EMBEDDED_MODELS
+    from gen_emotion.tasks.base import get_task
 
     check_options(options)
     overrides = list(options.overrides)

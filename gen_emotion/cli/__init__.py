@@ -1,0 +1,1 @@
+"""The ``gen-emotion`` command: its entry point, arguments, handlers and the recipe catalog."""

@@ -1,0 +1,1 @@
+"""Past one process: Ray for parallel folds and sharded prediction, a SkyPilot cluster's machines."""

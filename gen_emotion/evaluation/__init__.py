@@ -1,0 +1,1 @@
+"""Across runs: cross-validation, ensembles and the comparison report."""

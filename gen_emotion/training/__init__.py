@@ -1,0 +1,1 @@
+"""Training: what the trainers share, LoRA SFT, classification heads, TF-IDF, the trackers, ``inspect``."""
