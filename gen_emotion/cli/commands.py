@@ -168,7 +168,8 @@ def _predict_settings(args: argparse.Namespace) -> Any:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from gen_emotion.distributed.cluster import on_ray
-    from gen_emotion.serving.predictor import folder_recipe, predict_file
+    from gen_emotion.serving.predict_file import predict_file
+    from gen_emotion.serving.predictor import folder_recipe
 
     if sum(x is not None for x in (args.input, args.text)) != 1:
         raise GenEmotionError("predict takes one of --input FILE (- for standard input) or --text TEXT")
@@ -197,7 +198,8 @@ def predict_texts(args: argparse.Namespace) -> int:
     import tempfile
 
     from gen_emotion.config.recipes import label_set
-    from gen_emotion.serving.predictor import folder_recipe, load_predictor, predict_file
+    from gen_emotion.serving.predict_file import predict_file
+    from gen_emotion.serving.predictor import folder_recipe, load_predictor
 
     texts = args.text if args.text is not None else read_standard_input()
     if args.out is not None:

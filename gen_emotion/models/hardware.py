@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from gen_emotion.config.fields import read_yaml
-from gen_emotion.config.recipes import LoraArgs, Recipe, shipped_folders
+from gen_emotion.config.recipes import LoraArgs, Recipe
+from gen_emotion.config.shipped import shipped_folders
 from gen_emotion.config.task_kinds import task_kind
 from gen_emotion.core.errors import GenEmotionError
 
@@ -314,7 +315,7 @@ TRACKER_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "wandb": (("wandb",),),
     "mlflow": (("mlflow",),),
 }
-"""The trackers ``train.report_to`` may name (``recipes.TRACKERS`` but ``none``) and the modules each needs: every
+"""The trackers ``train.report_to`` may name (``choices.TRACKERS`` but ``none``) and the modules each needs: every
 module of one of its tuples. The ``track`` extra brings them all (``pip install "gen-emotion[track]"``)."""
 TRACK_EXTRA = 'pip install "gen-emotion[track]"'
 ATTENTION_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {

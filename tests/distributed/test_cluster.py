@@ -17,7 +17,7 @@ from gen_emotion.cli.parser import main
 from gen_emotion.data.dataset import read_test
 from gen_emotion.distributed.sharded_predict import predict_with_workers
 from gen_emotion.scoring.prediction_files import write_table
-from gen_emotion.serving.predictor import predict_file
+from gen_emotion.serving.predict_file import predict_file
 
 ray = pytest.importorskip("ray")
 

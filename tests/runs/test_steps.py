@@ -22,7 +22,8 @@ from gen_emotion.core.labels import LABELS
 from gen_emotion.generation.parsing import parse
 from gen_emotion.runs.pipeline import run_recipe
 from gen_emotion.scoring.prediction_files import read_probabilities
-from gen_emotion.serving.predictor import PredictSettings, predict_file
+from gen_emotion.serving.predict_file import predict_file
+from gen_emotion.serving.predictor import PredictSettings
 from gen_emotion.config.recipes import data_source, load_recipe
 from gen_emotion.runs.folder import load_run_recipe
 from gen_emotion.runs.steps import Fold, StepFailed, fit_predict
