@@ -20,18 +20,18 @@ import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from gen_emotion.config.fields import arg
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.redaction import redact
 from gen_emotion.serving.server import API_KEY_ENV
 from gen_emotion.studio.paths import PathRefused, RunsRoot
+from gen_emotion.studio.web import COOKIE, same_origin
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-COOKIE = "gen_emotion_studio"
 CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -108,20 +108,6 @@ class Studio:
         if given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), self.options.api_key.encode()):
             return True
         return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), self.cookie_value().encode())
-
-
-async def form_fields(request: Any) -> dict[str, str]:
-    """A POSTed form's fields (application/x-www-form-urlencoded), each its last value."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return {key: values[-1] for key, values in parse_qs(body, keep_blank_values=True).items()}
-
-
-def same_origin(request: Any) -> bool:
-    """Whether a POST comes from the studio's own pages (its Origin is this host), not another site's form."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # not a browser (a script with the key)
-    return origin.split("://", 1)[-1] == request.headers.get("host", "")
 
 
 def build_app(studio: Studio) -> Any:

@@ -14,9 +14,9 @@ def register_launch(app: Any, studio: Any) -> None:
     from fastapi import Request
     from fastapi.responses import JSONResponse, RedirectResponse
 
-    from gen_emotion.studio.app import form_fields
     from gen_emotion.studio.jobs import shipped_recipes
     from gen_emotion.studio.paths import PathRefused
+    from gen_emotion.studio.web import form_fields
 
     jobs = studio.jobs
 

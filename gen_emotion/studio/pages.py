@@ -127,10 +127,10 @@ def register(app: Any, studio: Any) -> None:
     from fastapi import Query, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 
-    from gen_emotion.studio.app import COOKIE, form_fields
     from gen_emotion.studio.errors_view import KINDS, PER_PAGE, SORTS, to_csv
     from gen_emotion.studio.errors_view import Query as ErrorsQuery
     from gen_emotion.studio.errors_view import page as errors_page
+    from gen_emotion.studio.web import COOKIE, form_fields, local
 
     root = studio.root
 
@@ -265,14 +265,14 @@ def register(app: Any, studio: Any) -> None:
 
     @app.get("/login")
     def login_page(next: Annotated[str, Query(max_length=400)] = "/") -> Any:
-        return studio.page("login.html", next=_local(next), failed=False, title="key", bare=True)
+        return studio.page("login.html", next=local(next), failed=False, title="key", bare=True)
 
     @app.post("/login")
     async def login(request: Request) -> Any:
         import hmac
 
         form = await form_fields(request)
-        target = _local(form.get("next", "/"))
+        target = local(form.get("next", "/"))
         key = studio.options.api_key
         if key is None:
             return RedirectResponse(target, status_code=303)
@@ -285,11 +285,6 @@ def register(app: Any, studio: Any) -> None:
     from gen_emotion.studio.launch_pages import register_launch
 
     register_launch(app, studio)
-
-
-def _local(target: str) -> str:
-    """A redirect target that stays on this site: a path starting with one ``/``."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
 def _bad(message: str) -> Exception:
