@@ -93,6 +93,12 @@ def test_errors_page_filters_sorts_searches_pages_and_exports(studio, runs_dir, 
     tab.open(f"{studio.url}/errors/cv-a?per=25")
     tab.page.click("#next")
     assert "page 2 of" in tab.page.inner_text("#count")
+    for folder in FOLDERS:  # a run's held-out fold, a cv's and an ensemble's out-of-fold rows: texts and gold
+        tab.open(f"{studio.url}/errors/{folder}?per=200")
+        assert tab.page.locator("#rows-note").count() == 0, tab.page.inner_text("#rows-note")
+        held = "val_predictions.csv" if folder == "tfidf-run" else "oof_predictions.csv"
+        assert tab.page.inner_text("#count").startswith(f"{len(table(runs_dir / folder / held)[0])} row(s)")
+        assert "(text not available)" not in tab.page.inner_text("#errors")
     tab.no_errors()
 
 
