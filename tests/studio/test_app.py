@@ -132,3 +132,21 @@ def test_binding_elsewhere_without_a_key_warns(runs_dir):
     err = server.stop()
     assert server.url.startswith("http://0.0.0.0:")
     assert "without --api-key" in err
+
+
+def test_a_runs_folder_that_is_not_there_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from .studio_harness import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gen_emotion", "studio", str(tmp_path / "nowhere"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"gen-emotion: error: {tmp_path / 'nowhere'}: no such folder (give the folder that holds your run folders)"
+    ]
