@@ -56,6 +56,8 @@ def test_stop_ends_the_job_and_a_busy_folder_takes_no_second_job(studio, runs_di
     job_id = url.rsplit("/", 1)[1]
     job = json.loads((runs_dir / ".studio" / "jobs" / f"{job_id}.json").read_text())
     wait_for(lambda: (runs_dir / "launched" / "minilm" / ".gen-emotion.lock").is_file(), 60, "the run to start")
+    tab.open(studio.url + "/?q=minilm")  # its lock is held by a live process
+    assert tab.page.locator('tr[data-path="launched/minilm"] .state').inner_text() == "running"
     second = _launch(tab, studio.url, "tfidf-logreg", "launched/minilm", data)
     assert second.endswith("/launch") and "already writing" in tab.page.inner_text("#problem")
     tab.open(url)
