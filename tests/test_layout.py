@@ -28,6 +28,7 @@ LAYERS = [  # lowest first, as in docs/design.md
     "serving",
     "distributed",
     "pods",
+    "studio",
     "cli",
     "__main__",
 ]

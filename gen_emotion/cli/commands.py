@@ -364,3 +364,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging()
     serve(args.folder, options)
     return 0
+
+
+def cmd_studio(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from gen_emotion.core.logs import setup_logging
+    from gen_emotion.serving.server import API_KEY_ENV
+    from gen_emotion.studio.app import StudioOptions, studio
+
+    options = StudioOptions(**{item.name: getattr(args, item.name) for item in fields(StudioOptions)})
+    if options.api_key is None:
+        options.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
+    setup_logging()
+    studio(args.runs_dir, options)
+    return 0

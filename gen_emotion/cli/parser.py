@@ -26,6 +26,7 @@ from gen_emotion.cli.commands import (
     cmd_score,
     cmd_serve,
     cmd_show,
+    cmd_studio,
 )
 from gen_emotion.core.errors import EXIT_INTERRUPTED, GenEmotionError
 
@@ -229,6 +230,33 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def add_studio_command(sub: argparse._SubParsersAction) -> None:
+    """``studio``: its flags are ``studio.app.StudioOptions``' fields, with their help."""
+    from dataclasses import fields
+
+    from gen_emotion.studio.app import StudioOptions
+
+    p = sub.add_parser(
+        "studio",
+        help="a web app over your run folders: runs, a run's curves, errors, compare, try it, launch",
+        description="See, compare and fix your runs in a browser (docs/studio.md). It listens on 127.0.0.1 (this "
+        "machine only) unless --host says otherwise; elsewhere, give it --api-key (or GEN_EMOTION_API_KEY).",
+    )
+    p.add_argument("runs_dir", nargs="?", type=Path, default=Path("runs"), help="the folder of run folders (runs/)")
+    for item in fields(StudioOptions):
+        flag, default, text = f"--{item.name.replace('_', '-')}", item.default, item.metadata["help"]
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=text)
+        else:
+            p.add_argument(
+                flag,
+                type=str if default is None else type(default),
+                default=default,
+                help=text if default is None else f"{text} (default: {default})",
+            )
+    p.set_defaults(func=cmd_studio)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the toolkit's one-line errors (its subcommands' parsers are of this class too)."""
 
@@ -248,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_comparison_commands(sub)
     add_model_commands(sub)
     add_serve_command(sub)
+    add_studio_command(sub)
     add_pod_commands(sub)
     return parser
 
