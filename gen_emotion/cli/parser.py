@@ -205,7 +205,7 @@ def add_comparison_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def add_serve_command(sub: argparse._SubParsersAction) -> None:
-    """``serve``: its flags are ``serve.ServeOptions``' fields, with their help."""
+    """``serve``: its flags are ``server.ServeOptions``' fields, with their help."""
     from dataclasses import fields
 
     from gen_emotion.serving.server import ServeOptions

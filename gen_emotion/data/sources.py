@@ -13,7 +13,7 @@ The splits are used as given: a validation split is the held-out set of ``run`` 
 is what the submission covers. ``Splits.record`` is what a run folder's ``data.json`` keeps: each split's
 fingerprint (a file's size and SHA-256, a saved folder's files hashed, a loaded split's rows hashed as read with
 its ``datasets`` fingerprint, which follows a hub dataset's revision) and where the data came from, so a resume on other
-data is refused (``runs.prepare_run_dir``).
+data is refused (``folder.prepare_run_dir``).
 """
 
 from __future__ import annotations

@@ -256,7 +256,7 @@ def finish_cv(
     data_dir: Path | str,
     started: float,
 ) -> CvMetrics:
-    """Tune thresholds on the out-of-fold scores, score, and write the run's files (``runs.write_out_of_fold``).
+    """Tune thresholds on the out-of-fold scores, score, and write the run's files (``folder.write_out_of_fold``).
     ``wall_s`` is the folds' own time plus this step's, so a resumed run reports what the whole run cost."""
     finishing = time.perf_counter()
     hard = any(s.get("hard") for s in summaries)

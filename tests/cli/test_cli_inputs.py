@@ -1,6 +1,6 @@
 """Bad and odd input across the commands, the way a user gives it: every case ends with exit status 2 and one
 line ``gen-emotion: error: ...`` naming the file, row or setting (never a traceback), or, for the odd-but-valid
-ones, succeeds. Run in-process (``cli.main``), except the stream cases, which need a real standard input/output."""
+ones, succeeds. Run in-process (``parser.main``), except the stream cases, which need a real standard input/output."""
 
 from __future__ import annotations
 
