@@ -176,7 +176,7 @@ def test_gpu_sizing_names_the_pinned_stack():
 
 
 def test_the_run_folder_table_is_what_runs_folder_declares():
-    from gen_emotion.runs.folder import FOLDER_FILES
+    from gen_emotion.runs.folder import folder_files
 
     text = (DOCS / "commands.md").read_text(encoding="utf-8")
     section = text.split("## What a run writes")[1].split("\n## ")[0]
@@ -186,9 +186,9 @@ def test_the_run_folder_table_is_what_runs_folder_declares():
             continue
         for name in re.findall(r"`([^`]+)`", cells[0]):
             table[name] = tuple(kind.strip() for kind in cells[1].split(","))
-    assert table == {name: tuple(kinds) for name, kinds in FOLDER_FILES.items()}
-    readme = [re.findall(r"`([^`]+)`", cells[0]) for cells in table_rows(README)]
-    main_files = {name for names in readme for name in names if "." in name or name.endswith("/")}
+    assert table == folder_files()
+    readme = README.read_text(encoding="utf-8").split("## What a run gives you")[1].split("\n## ")[0]
+    main_files = {name for cells in table_rows_of(readme)[2:] for name in re.findall(r"`([^`]+)`", cells[0])}
     assert {"submission.csv", "metrics.json", "adapter/"} <= main_files
     assert main_files <= set(table), "README's run-folder table names a file docs/commands.md does not"
 
@@ -261,3 +261,10 @@ VAGUE = re.compile(
 def test_no_figure_says_here_or_this_machine(path):
     text = path.read_text(encoding="utf-8")
     assert VAGUE.findall(text) == [], "say what machine (a 2-core CPU machine) or cite the source instead"
+
+
+def test_the_recipe_reference_names_every_shipped_prompt_template():
+    row = next(line for line in (DOCS / "recipe-fields.md").read_text().splitlines() if line.startswith("| `template` |"))
+    listed = row.split("a folder under prompts/ (")[1].split(")")[0].split(", ")
+    assert listed == sorted(path.parent.name for path in (REPO_ROOT / "prompts").glob("*/user.j2"))
+    assert "described" in listed

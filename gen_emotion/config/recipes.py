@@ -69,6 +69,12 @@ _TEMPLATE_FOLDERS = (_PACKAGE / "_prompts", _PACKAGE.parent / "prompts")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+def shipped_templates() -> tuple[str, ...]:
+    """The prompt variants shipped with the toolkit: the folders of ``prompts/`` that hold a ``user.j2``."""
+    folder = next((f for f in _TEMPLATE_FOLDERS if f.is_dir()), None)
+    return tuple(sorted(path.parent.name for path in folder.glob("*/user.j2"))) if folder else ()
+
+
 class RecipeError(GenEmotionError):
     """A recipe file or override is invalid."""
 
@@ -104,9 +110,11 @@ class ModelArgs:
 class PromptArgs:
     """How a tweet becomes chat messages and how the labels are written."""
 
-    template: str = arg("default", "a folder under prompts/ (default, long, original, plain) or a path to one")
+    template: str = arg("default", f"a folder under prompts/ ({', '.join(shipped_templates())}) or a path to one")
     target_format: str = arg(
-        "labels", "labels ('anger, joy' / 'none') or python_list (the study's)", choices=("labels", "python_list")
+        "labels",
+        "labels ('anger, joy' / 'none') or python_list (the original notebooks')",
+        choices=("labels", "python_list"),
     )
     max_text_tokens: int = arg(128, "tweets longer than this many tokens are cut (never dropped)", low=1)
     template_date: str = arg(
