@@ -226,7 +226,9 @@ def test_the_readme_says_what_the_recipes_do():
     text = " ".join(README.read_text(encoding="utf-8").split())
     quick = load_recipe("smollm2-135m-cpu")
     assert f"LoRA-tunes SmolLM2 on {quick.data.max_train_rows:,} rows" in text
-    full = " ".join(line.lstrip("# ") for line in header(REPO_ROOT / "recipes" / "smollm2-135m-cpu-full.yaml").splitlines())
+    full = " ".join(
+        line.lstrip("# ") for line in header(REPO_ROOT / "recipes" / "smollm2-135m-cpu-full.yaml").splitlines()
+    )
     assert f"the Quick start recipe trains on {quick.data.max_train_rows:,} of them" in full
     generative = {path.stem: load_recipe(path) for path in RECIPES}
     generative = {name: r for name, r in generative.items() if task_kind(r.task).generates_text}
@@ -243,10 +245,14 @@ def test_evaluation_md_counts_the_ensembles_the_bench_tries():
     subsets = sum(len(list(itertools.combinations(range(runs), size))) for size in range(2, runs + 1))
     words = {3: "three", 4: "four", 5: "five", 6: "six"}
     text = " ".join((DOCS / "evaluation.md").read_text(encoding="utf-8").split())
-    assert f"chosen among {subsets * 3} (every subset of two or more of the {words[runs]} runs, three ways each)" in text
+    assert (
+        f"chosen among {subsets * 3} (every subset of two or more of the {words[runs]} runs, three ways each)" in text
+    )
     best = next(cells for cells in table_rows(DOCS / "evaluation.md") if "the best ensemble" in cells[0])
     members = re.findall(r"`([^`]+)`", best[0])
-    rows = {re.match(r"`([^`]+)`", cells[0]).group(1) for cells in table_rows(DOCS / "evaluation.md") if cells[0][:1] == "`"}
+    rows = {
+        re.match(r"`([^`]+)`", cells[0]).group(1) for cells in table_rows(DOCS / "evaluation.md") if cells[0][:1] == "`"
+    }
     assert len(members) >= 2 and set(members) <= rows
 
 
@@ -264,7 +270,9 @@ def test_no_figure_says_here_or_this_machine(path):
 
 
 def test_the_recipe_reference_names_every_shipped_prompt_template():
-    row = next(line for line in (DOCS / "recipe-fields.md").read_text().splitlines() if line.startswith("| `template` |"))
+    row = next(
+        line for line in (DOCS / "recipe-fields.md").read_text().splitlines() if line.startswith("| `template` |")
+    )
     listed = row.split("a folder under prompts/ (")[1].split(")")[0].split(", ")
     assert listed == sorted(path.parent.name for path in (REPO_ROOT / "prompts").glob("*/user.j2"))
     assert "described" in listed

@@ -37,7 +37,17 @@ def pins() -> dict[str, str]:
 
 def test_constraints_pin_the_whole_gpu_stack():
     pinned = pins()
-    for name in ("vllm", "torch", "transformers", "trl", "peft", "bitsandbytes", "liger-kernel", "xgrammar", "deepspeed"):
+    for name in (
+        "vllm",
+        "torch",
+        "transformers",
+        "trl",
+        "peft",
+        "bitsandbytes",
+        "liger-kernel",
+        "xgrammar",
+        "deepspeed",
+    ):
         assert name in pinned, name
     dockerfile = (REPO_ROOT / "runpod" / "Dockerfile").read_text()
     assert "-c constraints/gpu-cu128.txt" in dockerfile and "COPY constraints" in dockerfile

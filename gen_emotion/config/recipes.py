@@ -71,8 +71,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 def shipped_templates() -> tuple[str, ...]:
     """The prompt variants shipped with the toolkit: the folders of ``prompts/`` that hold a ``user.j2``."""
-    folder = next((f for f in _TEMPLATE_FOLDERS if f.is_dir()), None)
-    return tuple(sorted(path.parent.name for path in folder.glob("*/user.j2"))) if folder else ()
+    return tuple(sorted({path.parent.name for root in _TEMPLATE_FOLDERS for path in root.glob("*/user.j2")}))
 
 
 class RecipeError(GenEmotionError):
@@ -113,7 +112,7 @@ class PromptArgs:
     template: str = arg("default", f"a folder under prompts/ ({', '.join(shipped_templates())}) or a path to one")
     target_format: str = arg(
         "labels",
-        "labels ('anger, joy' / 'none') or python_list (the original notebooks')",
+        "labels ('anger, joy' / 'none') or python_list (original notebooks)",
         choices=("labels", "python_list"),
     )
     max_text_tokens: int = arg(128, "tweets longer than this many tokens are cut (never dropped)", low=1)

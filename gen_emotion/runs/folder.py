@@ -25,11 +25,21 @@ from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import make_folder, read_json, write_json, write_text
 from gen_emotion.core.labels import LABELS
 from gen_emotion.scoring.metrics import macro_f1, score
-from gen_emotion.scoring.prediction_files import read_probabilities, write_predictions, write_probabilities, write_submission
+from gen_emotion.scoring.prediction_files import (
+    read_probabilities,
+    write_predictions,
+    write_probabilities,
+    write_submission,
+)
 from gen_emotion.config.recipes import Recipe, recipe_from_dict
 from gen_emotion.scoring.run_metrics import FolderMetrics, RunMetrics, check_folder_metrics, folder_metrics
 from gen_emotion.data.sources import SOURCE_KEY, describe_change
-from gen_emotion.scoring.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_from_dict, thresholds_to_dict
+from gen_emotion.scoring.thresholds import (
+    apply_thresholds,
+    cross_validated_macro_f1,
+    thresholds_from_dict,
+    thresholds_to_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +68,13 @@ def folder_files() -> dict[str, tuple[str, ...]]:
     """Every file (a folder: ``NAME/``) a run, cv or ensemble folder may hold, and in which folders: the one list,
     which docs/commands.md's table follows (``tests/test_doc_facts.py``). Names the tasks and trainers declare are
     taken from them (imported here, not at start, as they bring the training code)."""
-    from gen_emotion.classify import MODEL_DIR
-    from gen_emotion.generation_task import SHARD_DIR
-    from gen_emotion.logs import LOG_FILE
-    from gen_emotion.models import ADAPTER_DIR, MERGED_DIR
-    from gen_emotion.tfidf import MODEL_FILE
-    from gen_emotion.tracking import TENSORBOARD_DIR, TRACKING_FILE
-    from gen_emotion.trainers import CHECKPOINT_DIR, TRAIN_LOG, TRAINING_SUMMARY
+    from gen_emotion.core.logs import LOG_FILE
+    from gen_emotion.models.loading import ADAPTER_DIR, MERGED_DIR
+    from gen_emotion.tasks.generate import SHARD_DIR
+    from gen_emotion.training.classify import MODEL_DIR
+    from gen_emotion.training.tfidf import MODEL_FILE
+    from gen_emotion.training.tracking import TENSORBOARD_DIR, TRACKING_FILE
+    from gen_emotion.training.trainers import CHECKPOINT_DIR, TRAIN_LOG, TRAINING_SUMMARY
 
     trained = (RUN, FOLD)
     results = (RUN, CV, ENSEMBLE)

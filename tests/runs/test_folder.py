@@ -89,8 +89,8 @@ def test_members_of_one_name_are_told_apart_by_their_folders(tmp_path: Path) -> 
 def test_every_file_a_tfidf_run_cv_and_stacked_ensemble_write_is_declared(tmp_path):
     """``folder_files`` (the one list docs/commands.md follows) holds every file the commands write, where they
     write it."""
-    from gen_emotion.cli import main
-    from gen_emotion.runs import CV, ENSEMBLE, FOLD, RUN, folder_files
+    from gen_emotion.cli.parser import main
+    from gen_emotion.runs.folder import CV, ENSEMBLE, FOLD, RUN, folder_files
 
     run, cv, other, ensemble = (tmp_path / name for name in ("run", "cv", "other", "ensemble"))
     assert main(["run", "tfidf-logreg", "--out", str(run)]) == 0
