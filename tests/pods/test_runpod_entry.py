@@ -96,9 +96,7 @@ def test_dry_run_takes_the_pod_environment_from_launch(tmp_path):
     assert env["GEN_EMOTION_ACCELERATE_CONFIG"] == "ddp"
     commands = dry_run_commands(entry(["--local", str(tmp_path / "ws"), "--dry-run"], env))
     recipe_file, run_dir = tmp_path / "ws" / "recipes" / "pod-run.yaml", tmp_path / "ws" / "runs" / "pod-run"
-    assert commands == [
-        f"{GEN_EMOTION_BIN} run {recipe_file} --out {run_dir} --gpus 3 --accelerate-config ddp"
-    ]
+    assert commands == [f"{GEN_EMOTION_BIN} run {recipe_file} --out {run_dir} --gpus 3 --accelerate-config ddp"]
     assert "tensor_parallel_size: 3" in base64.b64decode(env["GEN_EMOTION_RECIPE_B64"]).decode()  # launch resolved it
 
 
