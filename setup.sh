@@ -3,7 +3,7 @@
 #   ./setup.sh         CPU: the toolkit, PyTorch 2.13 for CPU, vLLM for CPU, the trackers (TensorBoard, W&B,
 #                      MLflow), Ray, the embedded models, the test tools
 #   ./setup.sh --gpu   a CUDA machine (driver for CUDA 12.8 or newer): the pinned GPU stack of
-#                      constraints/gpu-cu128.txt (vLLM, PyTorch, bitsandbytes, Liger), the same trackers, Ray, models and tools
+#                      constraints/gpu-cu128.txt (vLLM, PyTorch, bitsandbytes, Liger, DeepSpeed), the same trackers, Ray, models and tools
 set -euo pipefail
 cd "$(dirname "$0")"
 case "${1:-}" in

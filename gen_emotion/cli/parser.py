@@ -54,8 +54,9 @@ def _recipe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--gpus", type=int, default=1, help="GPUs to train on (>1: accelerate launch, one process per GPU)")
     p.add_argument(
         "--accelerate-config",
-        default="ddp",
-        help="with --gpus N: ddp, fsdp, zero3 (recipes/accelerate/) or a config file (default: ddp)",
+        default=None,
+        help="with --gpus N: ddp, fsdp, zero3 (recipes/accelerate/) or a config file (default: ddp for QLoRA and for "
+        "models under 10B whose replica fits the GPU, else fsdp; docs/multi-gpu.md)",
     )
 
 
@@ -145,6 +146,9 @@ def add_file_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="print a recipe resolved and checked, with each field's help")
     p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument(
+        "--gpus", type=int, default=1, help="resolve it as run and cv --gpus N (and launch --gpus N) would run it"
+    )
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("parse", help="read one generation per line on stdin, write 0/1 label rows as CSV")

@@ -22,7 +22,7 @@ import yaml
 
 from gen_emotion.config.choices import BEST_MODEL_METRICS, LR_SCHEDULERS, OPTIMIZERS, TRACKERS
 from gen_emotion.config.fields import ConfigError, apply_override, arg, build, read_yaml
-from gen_emotion.config.shipped import shipped_folders, template_dir
+from gen_emotion.config.shipped import shipped_folders, shipped_templates, template_dir
 from gen_emotion.config.task_kinds import TASK_KINDS, task_kind
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LabelSet
@@ -71,9 +71,11 @@ class ModelArgs:
 class PromptArgs:
     """How a tweet becomes chat messages and how the labels are written."""
 
-    template: str = arg("default", "a folder under prompts/ (default, long, original, plain) or a path to one")
+    template: str = arg("default", f"a folder under prompts/ ({', '.join(shipped_templates())}) or a path to one")
     target_format: str = arg(
-        "labels", "labels ('anger, joy' / 'none') or python_list (the study's)", choices=("labels", "python_list")
+        "labels",
+        "labels ('anger, joy' / 'none') or python_list (original notebooks)",
+        choices=("labels", "python_list"),
     )
     max_text_tokens: int = arg(128, "tweets longer than this many tokens are cut (never dropped)", low=1)
     template_date: str = arg(

@@ -17,6 +17,11 @@ def shipped_folders() -> tuple[Path, ...]:
     return (_PACKAGE / "_recipes", _PACKAGE.parent / "recipes")
 
 
+def shipped_templates() -> tuple[str, ...]:
+    """The prompt variants shipped with the toolkit: the folders of ``prompts/`` that hold a ``user.j2``."""
+    return tuple(sorted({path.parent.name for root in _TEMPLATE_FOLDERS for path in root.glob("*/user.j2")}))
+
+
 def template_dir(name: str) -> Path:
     """The folder of prompt variant ``name``: a path, or a folder name under ``prompts/``."""
     path = Path(name).expanduser()

@@ -33,7 +33,7 @@ from gen_emotion.core.files import read_json, write_json
 from gen_emotion.core.logs import setup_logging
 from gen_emotion.data.dataset import EmotionData, fold_indices, sample_data_dir
 from gen_emotion.data.sources import TEST, TRAIN, DataSource, read_splits
-from gen_emotion.models.hardware import machine, peak_memory
+from gen_emotion.models.hardware import compute_threads, machine, peak_memory
 from gen_emotion.runs.folder import (
     CV_SETTINGS,
     FOLD_DONE,
@@ -118,6 +118,7 @@ def run_fold(
         "train_rows": result.training.get("train_rows", len(fold.train_idx)),
         "val_rows": len(fold.val_idx),
         "seconds": round(time.perf_counter() - started, 2),
+        "threads": compute_threads(),
         **peak_memory(),
     }
     write_json(fold_dir / FOLD_DONE, summary)

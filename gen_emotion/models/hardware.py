@@ -396,6 +396,18 @@ def peak_memory() -> dict[str, float]:
     return peak
 
 
+def compute_threads() -> dict[str, int]:
+    """The threads this process computes with on CPU: the most any loaded BLAS library and any loaded OpenMP runtime
+    (PyTorch's, scikit-learn's) would use (``threadpoolctl``). A sum over many numbers depends on how it is split
+    over threads, so the same fold gives the same numbers only with the same threads: a cv fold records them."""
+    from threadpoolctl import threadpool_info
+
+    counts: dict[str, int] = {}
+    for pool in threadpool_info():
+        counts[pool["user_api"]] = max(counts.get(pool["user_api"], 0), int(pool["num_threads"]))
+    return dict(sorted(counts.items()))
+
+
 def machine() -> dict[str, Any]:
     """Where a run ran: Python, platform and CPU count."""
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}

@@ -16,16 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.data.dataset import sample_data_dir
-from gen_emotion.core.errors import GenEmotionError
-from gen_emotion.models.hardware import machine
-from gen_emotion.core.labels import LabelSet
-from gen_emotion.runs.locks import writing_folder
-from gen_emotion.core.logs import setup_logging
-from gen_emotion.scoring.metrics import macro_f1, score
-from gen_emotion.scoring.prediction_files import write_predictions, write_probabilities, write_submission
 from gen_emotion.config.recipes import Recipe, columns, data_source, label_set, with_header_labels
-from gen_emotion.scoring.run_metrics import RunMetrics
+from gen_emotion.core.errors import GenEmotionError
+from gen_emotion.core.labels import LabelSet
+from gen_emotion.core.logs import setup_logging
+from gen_emotion.data.dataset import sample_data_dir
+from gen_emotion.data.sources import TEST, TRAIN, VALIDATION, Splits, read_splits
+from gen_emotion.models.hardware import machine
 from gen_emotion.runs.folder import (
     SUBMISSION,
     TEST_PREDICTIONS,
@@ -36,10 +33,13 @@ from gen_emotion.runs.folder import (
     write_run_metrics,
     write_thresholds,
 )
-from gen_emotion.data.sources import TEST, TRAIN, VALIDATION, Splits, read_splits
+from gen_emotion.runs.locks import writing_folder
 from gen_emotion.runs.steps import Fold, FoldResult, Launcher, fit_predict, run_isolated
-from gen_emotion.tasks.base import Task, get_task
+from gen_emotion.scoring.metrics import macro_f1, score
+from gen_emotion.scoring.prediction_files import write_predictions, write_probabilities, write_submission
+from gen_emotion.scoring.run_metrics import RunMetrics
 from gen_emotion.scoring.thresholds import apply_thresholds, choose_thresholds, thresholds_to_dict
+from gen_emotion.tasks.base import Task, get_task
 from gen_emotion.training.tracking import open_run, run_figures, training_steps
 
 log = logging.getLogger("gen_emotion")

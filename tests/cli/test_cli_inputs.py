@@ -121,7 +121,7 @@ def test_run_and_cv_refuse_a_data_folder_without_train_csv(capsys, tmp_path):
     one_error(capsys, ["cv", TFIDF, "--folds", "1"], "--folds must be at least 2")
     one_error(capsys, ["cv", TFIDF, "--rows", "1", "--out", str(tmp_path / "c")], "--rows must be at least 2")
     one_error(capsys, ["run", TFIDF, "--gpus", "0"], "--gpus must be at least 1")
-    one_error(capsys, ["run", TFIDF, "--gpus", "2"], "CUDA GPU(s)")
+    one_error(capsys, ["run", TFIDF, "--gpus", "2"], "trains in one process on one GPU")  # the plan before the GPUs
     one_error(capsys, ["run", TFIDF, "--accelerate-config", "nope"], "accelerate config 'nope'")
     one_error(capsys, ["run", TFIDF, "--backend", "vllm"], "--backend is for generative recipes")
 
