@@ -277,7 +277,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gen_emotion.data.dataset import label_counts, read_emotion_file
+    from gen_emotion.data.dataset import label_counts
+    from gen_emotion.data.formats import read_emotion_file
 
     data = read_emotion_file(args.path, columns=recipe_columns(args.recipe))
     print(f"{args.path}: {len(data)} rows, {'labelled' if data.labels is not None else 'unlabelled'}")
@@ -302,7 +303,8 @@ def recipe_columns(recipe: str | None) -> Any:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from gen_emotion.data.dataset import ID_COLUMN, DataError, read_label_file
+    from gen_emotion.data.dataset import ID_COLUMN, DataError
+    from gen_emotion.data.formats import read_label_file
     from gen_emotion.scoring.metrics import format_table, score
     from gen_emotion.scoring.prediction_files import align
 

@@ -31,7 +31,8 @@ from gen_emotion.config.recipes import Recipe, columns, data_source, with_header
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import read_json, write_json
 from gen_emotion.core.logs import setup_logging
-from gen_emotion.data.dataset import EmotionData, fold_indices, sample_data_dir
+from gen_emotion.data.dataset import EmotionData, sample_data_dir
+from gen_emotion.data.folds import fold_indices
 from gen_emotion.data.sources import TEST, TRAIN, DataSource, read_splits
 from gen_emotion.models.hardware import machine, peak_memory
 from gen_emotion.runs.folder import (

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data.dataset import Columns, read_label_file
+from gen_emotion.data.dataset import Columns
+from gen_emotion.data.formats import read_label_file
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import make_folder, read_json, write_json, write_text
 from gen_emotion.core.labels import LABELS

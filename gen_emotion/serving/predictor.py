@@ -30,7 +30,8 @@ from gen_emotion.config.fields import apply_override
 from gen_emotion.config.recipes import Recipe, columns, label_set, recipe_from_dict
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import SEMEVAL_COLUMNS, Columns, EmotionData, read_test
+from gen_emotion.data.dataset import SEMEVAL_COLUMNS, Columns, EmotionData
+from gen_emotion.data.formats import read_test
 from gen_emotion.evaluation import ensemble
 from gen_emotion.runs.folder import (
     CV_SETTINGS,

@@ -17,18 +17,10 @@ from hypothesis import strategies as st
 
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data import dataset as data_module
-from gen_emotion.data.dataset import (
-    DataError,
-    EmotionData,
-    fold_indices,
-    label_counts,
-    read_emotion_file,
-    read_label_file,
-    read_test,
-    read_train,
-    split_fold,
-)
+from gen_emotion.data import formats as formats_module
+from gen_emotion.data.dataset import DataError, EmotionData, label_counts
+from gen_emotion.data.folds import fold_indices, split_fold
+from gen_emotion.data.formats import read_emotion_file, read_label_file, read_test, read_train
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 NONE_ROW = ["NONE"] * 11
@@ -350,7 +342,7 @@ def test_field_limit_is_restored_after_an_error(tmp_path):
 @pytest.mark.parametrize(("long_row", "where"), [(1, "row 1"), (2, "row 2"), (4, "row 4 (line 5)")])
 def test_csv_module_errors_are_one_line_data_errors(tmp_path, monkeypatch, long_row, where):
     # Make the csv module itself fail: the reader may lift its field limit to 40 characters only.
-    monkeypatch.setattr(data_module, "_MAX_FIELD", 40)
+    monkeypatch.setattr(formats_module, "_MAX_FIELD", 40)
     header = list(TRAIN_HEADER)
     rows = [["a", "two\nlines", *onehot()], ["b", "x", *onehot()], ["c", "y", *onehot()]]
     if long_row == 1:
@@ -545,7 +537,7 @@ def test_multiline_tweets_crlf_and_bom_are_read(tmp_path, newline, bom):
 @pytest.mark.parametrize("bom", [False, True], ids=["no-bom", "bom"])
 @pytest.mark.parametrize("break_row", ROW_ERRORS, ids=lambda f: f.__name__.strip("_"))
 def test_errors_name_the_record_not_the_line(tmp_path, monkeypatch, newline, bom, break_row):
-    monkeypatch.setattr(data_module, "_MAX_FIELD", 40)  # only _too_long has a field over 40 characters
+    monkeypatch.setattr(formats_module, "_MAX_FIELD", 40)  # only _too_long has a field over 40 characters
     records = multiline_records(newline)
     expected = break_row(records[4])  # record 5, after tweets of 3 and 2 lines and two blank lines
     path = tmp_path / "train.csv"

@@ -14,7 +14,7 @@ import pytest
 from conftest import SAMPLE_DIR
 
 from gen_emotion.cli.parser import main
-from gen_emotion.data.dataset import read_test
+from gen_emotion.data.formats import read_test
 from gen_emotion.distributed.sharded_predict import predict_with_workers
 from gen_emotion.scoring.prediction_files import write_table
 from gen_emotion.serving.predictor import predict_file

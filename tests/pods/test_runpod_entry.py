@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, SAMPLE_DIR
 from gen_emotion.cli.parser import main
 from gen_emotion.config.recipes import load_recipe, recipe_from_dict
 from gen_emotion.core.redaction import SECRET_NAMES
-from gen_emotion.data.dataset import read_label_file
+from gen_emotion.data.formats import read_label_file
 from gen_emotion.pods.plan import LaunchOptions, plan_launch
 
 ENTRY = REPO_ROOT / "runpod" / "entry.sh"
