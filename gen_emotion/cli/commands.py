@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         honest = metrics.probabilities["thresholded_macro_f1_cv"]
         print(f"with per-label thresholds (used for the submission): macro-F1 {honest:.4f} cross-validated")
     print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows{_ids_note(recipe)})")
+    _print_test_scores(metrics.test)
     return 0
 
 
@@ -134,7 +135,17 @@ def cmd_cv(args: argparse.Namespace) -> int:
     )
     how = "the fold models' mean probabilities" if metrics.has_probabilities else "the fold models' majority vote"
     print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows, {how}{_ids_note(recipe)})")
+    _print_test_scores(metrics.test)
     return 0
+
+
+def _print_test_scores(scores: dict[str, Any] | None) -> None:
+    """The summary's line for a test split with gold labels (a hub dataset's): the submission scored."""
+    if scores is not None:
+        print(
+            f"test split (gold labels, as submitted): macro-F1 {scores['macro_f1']:.4f}  "
+            f"micro-F1 {scores['micro_f1']:.4f}  jaccard {scores['jaccard']:.4f}"
+        )
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ from gen_emotion.runs.folder import (
     write_out_of_fold,
 )
 from gen_emotion.runs.locks import writing_folder
+from gen_emotion.runs.pipeline import gold_test_scores, log_test_scores
 from gen_emotion.runs.steps import Fold, Launcher, fit_predict, import_task, task_reference
 from gen_emotion.scoring.metrics import macro_f1, score
 from gen_emotion.scoring.prediction_files import (
@@ -314,6 +315,7 @@ def finish_cv(
         per_fold_macro_f1_mean=float(np.mean(fold_scores)),
         per_fold_macro_f1_std=float(np.std(fold_scores)),
         test_rows=len(test),
+        test=gold_test_scores(test, layout.test_predictions, names),
         wall_s=round(sum(s.get("seconds", 0) for s in summaries) + time.perf_counter() - finishing, 1),
         this_call_s=round(time.perf_counter() - started, 1),
         **memory,
@@ -335,6 +337,8 @@ def finish_cv(
         metrics.wall_s,
         run_dir / SUBMISSION,
     )
+    if metrics.test is not None:
+        log_test_scores(metrics.test)
     return metrics
 
 

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.data.dataset import sample_data_dir
+import numpy as np
+
+from gen_emotion.data.dataset import EmotionData, sample_data_dir
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.models.hardware import machine
 from gen_emotion.core.labels import LabelSet
@@ -176,6 +178,7 @@ def finish_run(
         probabilities=probabilities,
         outputs=output_counts(val.outputs, tst.outputs, recipe.prompt.target_format, labels),
         test_rows=len(test),
+        test=gold_test_scores(test, test_final, names),
         training=result.training,
         timings=timings,
         data=fold.source.data,
@@ -193,7 +196,25 @@ def finish_run(
         held_scores["jaccard"],
         run_dir / SUBMISSION,
     )
+    if metrics.test is not None:
+        log_test_scores(metrics.test)
     return metrics
+
+
+def gold_test_scores(test: EmotionData, predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The submission's scores on the test split, where the data gives its gold labels (a hub dataset's test split);
+    ``None`` where it does not (the Kaggle test file)."""
+    return None if test.labels is None else score(test.labels, predicted, names)
+
+
+def log_test_scores(scores: dict[str, Any]) -> None:
+    log.info(
+        "test split (%d rows, gold labels): macro-F1 %.4f as submitted; micro-F1 %.4f, jaccard %.4f",
+        scores["rows"],
+        scores["macro_f1"],
+        scores["micro_f1"],
+        scores["jaccard"],
+    )
 
 
 def held_out_split(fold: Fold) -> dict[str, Any]:

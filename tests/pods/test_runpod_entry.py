@@ -313,6 +313,10 @@ def test_predict_writes_a_downloaded_files_predictions_into_the_finished_run(tmp
     assert main(["predict", str(run_dir), "--input", str(SAMPLE_DIR / "test.csv"), "--out", str(direct)]) == 0
     assert (folder / "new_tweets.csv").read_text() == direct.read_text()
     assert len(read_label_file(folder / "new_tweets.csv").ids) == 80
+    # a data folder is predicted by its test file
+    by_folder = entry(["--local", str(workspace), "--data", str(SAMPLE_DIR), "predict", str(recipe)])
+    assert by_folder.returncode == 0, by_folder.stderr
+    assert (folder / "sample_data.csv").read_text() == direct.read_text()
     # a predict needs the file and a run of that name
     missing = entry(["--local", str(workspace), "predict", str(recipe)])
     assert missing.returncode == 2 and "predict needs --data FILE_OR_URL" in missing.stderr
