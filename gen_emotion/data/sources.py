@@ -7,13 +7,15 @@
 - a folder that ``save_to_disk`` wrote of a ``DatasetDict``: its ``train``, ``test`` and ``validation`` splits;
 - a folder of a dataset's files as the hub keeps them (``HUB_LAYOUT``), or a name that is no local path
   (``go_emotions``, ``owner/name``): what ``datasets.load_dataset(data, data.dataset_config)`` gives, so the
-  user's datasets cache and offline mode (``HF_DATASETS_OFFLINE=1``) work as they do in any ``datasets`` code.
+  user's datasets cache and offline mode (``HF_DATASETS_OFFLINE=1``) work as they do in any ``datasets`` code; an
+  id of ``KNOWN_CONFIGS`` (SemEval-2018 Task 1 on the hub) gets its config where ``data.dataset_config`` names none.
 
 The splits are used as given: a validation split is the held-out set of ``run`` (no fold is cut), the test split
-is what the submission covers. ``Splits.record`` is what a run folder's ``data.json`` keeps: each split's
-fingerprint (a file's size and SHA-256, a saved folder's files hashed, a loaded split's rows hashed as read with
-its ``datasets`` fingerprint, which follows a hub dataset's revision) and where the data came from, so a resume on other
-data is refused (``runs.prepare_run_dir``).
+is what the submission covers (its gold labels kept where it has them, for ``run`` and ``cv`` to score).
+``Splits.record`` is what a run folder's ``data.json`` keeps: each split's fingerprint (a file's size and SHA-256,
+a saved folder's files hashed, a loaded split's rows hashed as read with its ``datasets`` fingerprint, which
+follows a hub dataset's revision) and where the data came from, so a resume on other data is refused
+(``runs.prepare_run_dir``). The step above ``formats`` (how a table is read) in the data folder's one direction.
 """
 
 from __future__ import annotations
