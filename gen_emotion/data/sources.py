@@ -126,6 +126,12 @@ class Splits:
         }
         return {**{split: self.fingerprints[split] for split in used}, SOURCE_KEY: source}
 
+    @property
+    def shown(self) -> str:
+        """``--data`` as a log names it: with the config ``load_dataset`` read."""
+        config = self.source.config if self.kind == LOADED else None
+        return self.source.data + (f" ({config})" if config else "")
+
     def id_note(self) -> str | None:
         """The line a run's log gets where the IDs are row numbers."""
         if not self.row_ids:

@@ -99,7 +99,7 @@ def log_data(fold: Fold, data: Splits) -> None:
             len(fold.val_idx),
             "the validation split" if origin == VALIDATION else origin,
             len(fold.test),
-            fold.source.data,
+            data.shown,
         )
     else:
         log.info(
@@ -110,7 +110,7 @@ def log_data(fold: Fold, data: Splits) -> None:
             fold.index,
             fold.folds,
             len(fold.test),
-            fold.source.data,
+            data.shown,
         )
     if data.id_note():
         log.info("%s", data.id_note())

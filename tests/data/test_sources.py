@@ -364,6 +364,7 @@ def test_the_semeval_hub_id_runs_with_its_config_its_validation_split_and_scores
     source = json.loads((out / "data.json").read_text())["source"]
     assert source["kind"] == "load_dataset" and source["config"] == "subtask5.english"
     assert source["splits"] == {"train": "train", "validation": "validation", "test": "test"}
+    assert f"40 test rows from {SEMEVAL_ID} (subtask5.english)" in (out / "run.log").read_text()
     assert main(["cv", "tfidf-logreg", "--data", SEMEVAL_ID, "--folds", "3", "--out", "cv"]) == 0
     cv = json.loads(Path("cv/oof_metrics.json").read_text())
     assert cv["rows"] == 120 and cv["test"]["rows"] == 40  # cv folds the train split; the test split is scored
