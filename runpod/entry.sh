@@ -18,7 +18,8 @@
 #                             predict (CSV/TSV with ID and Tweet, .txt...), a path or a file:// or http(s) URL,
 #                             or a data folder (its test file, found as run finds it)
 #   --data-id ID              GEN_EMOTION_DATA_ID: run, cv: a dataset on the hub (owner/name), given to gen-emotion
-#                             as --data (datasets.load_dataset on the pod, its config from the recipe)
+#                             as --data (datasets.load_dataset on the pod, its config from the recipe or, for
+#                             SemEval-2018 Task 1, its own: gen_emotion/data/sources.py KNOWN_CONFIGS)
 #   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 trains
 #                             with accelerate (gen-emotion run/cv --gpus N, every cv fold too) and adds
 #                             generate.tensor_parallel_size=N (run, cv; predict keeps the run's own)
