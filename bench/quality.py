@@ -41,7 +41,7 @@ def estimate_minutes(recipe: str, folds: int, rows: int) -> float:
 
 
 def count_rows(data: Path) -> int:
-    from gen_emotion.data.dataset import read_train
+    from gen_emotion.data.formats import read_train
 
     return len(read_train(data / "train.csv"))
 

@@ -15,9 +15,11 @@
 #                             (no sshd, no keep-alive, caches left where they are)
 #   --data PATH|URL           GEN_EMOTION_DATA: a folder, a .tar.gz/.zip, file:// or http(s):// URL holding
 #                             train.csv and test.csv (default: the shipped sample); predict: the file to
-#                             predict (CSV/TSV with ID and Tweet, .txt...), a path or a file:// or http(s) URL
+#                             predict (CSV/TSV with ID and Tweet, .txt...), a path or a file:// or http(s) URL,
+#                             or a data folder (its test file, found as run finds it)
 #   --data-id ID              GEN_EMOTION_DATA_ID: run, cv: a dataset on the hub (owner/name), given to gen-emotion
-#                             as --data (datasets.load_dataset on the pod, its config from the recipe)
+#                             as --data (datasets.load_dataset on the pod, its config from the recipe or, for
+#                             SemEval-2018 Task 1, its own: gen_emotion/data/sources.py KNOWN_CONFIGS)
 #   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 is passed to
 #                             gen-emotion run/cv --gpus N, which trains with accelerate (every cv fold too) and
 #                             adds generate.tensor_parallel_size=N to a vLLM recipe (predict keeps the run's own)

@@ -101,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         honest = metrics.probabilities["thresholded_macro_f1_cv"]
         print(f"with per-label thresholds (used for the submission): macro-F1 {honest:.4f} cross-validated")
     print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows{_ids_note(recipe)})")
+    _print_test_scores(metrics.test)
     return 0
 
 
@@ -141,7 +142,17 @@ def cmd_cv(args: argparse.Namespace) -> int:
     )
     how = "the fold models' mean probabilities" if metrics.has_probabilities else "the fold models' majority vote"
     print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows, {how}{_ids_note(recipe)})")
+    _print_test_scores(metrics.test)
     return 0
+
+
+def _print_test_scores(scores: dict[str, Any] | None) -> None:
+    """The summary's line for a test split with gold labels (a hub dataset's): the submission scored."""
+    if scores is not None:
+        print(
+            f"test split (gold labels, as submitted): macro-F1 {scores['macro_f1']:.4f}  "
+            f"micro-F1 {scores['micro_f1']:.4f}  jaccard {scores['jaccard']:.4f}"
+        )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -294,7 +305,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gen_emotion.data.dataset import label_counts, read_emotion_file
+    from gen_emotion.data.dataset import label_counts
+    from gen_emotion.data.formats import read_emotion_file
 
     data = read_emotion_file(args.path, columns=recipe_columns(args.recipe))
     print(f"{args.path}: {len(data)} rows, {'labelled' if data.labels is not None else 'unlabelled'}")
@@ -319,7 +331,8 @@ def recipe_columns(recipe: str | None) -> Any:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from gen_emotion.data.dataset import ID_COLUMN, DataError, read_label_file
+    from gen_emotion.data.dataset import ID_COLUMN, DataError
+    from gen_emotion.data.formats import read_label_file
     from gen_emotion.scoring.metrics import format_table, score
     from gen_emotion.scoring.prediction_files import align
 

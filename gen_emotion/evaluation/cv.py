@@ -31,7 +31,8 @@ from gen_emotion.config.recipes import Recipe, columns, data_source, with_header
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import read_json, write_json
 from gen_emotion.core.logs import setup_logging
-from gen_emotion.data.dataset import EmotionData, fold_indices, sample_data_dir
+from gen_emotion.data.dataset import EmotionData, sample_data_dir
+from gen_emotion.data.folds import fold_indices
 from gen_emotion.data.sources import TEST, TRAIN, DataSource, read_splits
 from gen_emotion.models.hardware import compute_threads, machine, peak_memory
 from gen_emotion.runs.folder import (
@@ -50,6 +51,7 @@ from gen_emotion.runs.folder import (
     write_out_of_fold,
 )
 from gen_emotion.runs.locks import writing_folder
+from gen_emotion.runs.pipeline import gold_test_scores, log_test_scores
 from gen_emotion.runs.steps import Fold, Launcher, fit_predict, import_task, task_reference
 from gen_emotion.scoring.metrics import macro_f1, score
 from gen_emotion.scoring.prediction_files import (
@@ -314,6 +316,7 @@ def finish_cv(
         per_fold_macro_f1_mean=float(np.mean(fold_scores)),
         per_fold_macro_f1_std=float(np.std(fold_scores)),
         test_rows=len(test),
+        test=gold_test_scores(test, layout.test_predictions, names),
         wall_s=round(sum(s.get("seconds", 0) for s in summaries) + time.perf_counter() - finishing, 1),
         this_call_s=round(time.perf_counter() - started, 1),
         **memory,
@@ -335,6 +338,8 @@ def finish_cv(
         metrics.wall_s,
         run_dir / SUBMISSION,
     )
+    if metrics.test is not None:
+        log_test_scores(metrics.test)
     return metrics
 
 

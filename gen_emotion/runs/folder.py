@@ -24,7 +24,8 @@ from gen_emotion.config.recipes import Recipe, recipe_from_dict
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import make_folder, read_json, write_json, write_text
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import Columns, read_label_file
+from gen_emotion.data.dataset import Columns
+from gen_emotion.data.formats import read_label_file
 from gen_emotion.data.sources import SOURCE_KEY, describe_change
 from gen_emotion.scoring.metrics import macro_f1, score
 from gen_emotion.scoring.prediction_files import (

@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gen_emotion.config.recipes import Recipe, columns, data_source, label_set, with_header_labels
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LabelSet
 from gen_emotion.core.logs import setup_logging
-from gen_emotion.data.dataset import sample_data_dir
+from gen_emotion.data.dataset import EmotionData, sample_data_dir
 from gen_emotion.data.sources import TEST, TRAIN, VALIDATION, Splits, read_splits
 from gen_emotion.models.hardware import machine
 from gen_emotion.runs.folder import (
@@ -97,7 +99,7 @@ def log_data(fold: Fold, data: Splits) -> None:
             len(fold.val_idx),
             "the validation split" if origin == VALIDATION else origin,
             len(fold.test),
-            fold.source.data,
+            data.shown,
         )
     else:
         log.info(
@@ -108,7 +110,7 @@ def log_data(fold: Fold, data: Splits) -> None:
             fold.index,
             fold.folds,
             len(fold.test),
-            fold.source.data,
+            data.shown,
         )
     if data.id_note():
         log.info("%s", data.id_note())
@@ -176,6 +178,7 @@ def finish_run(
         probabilities=probabilities,
         outputs=output_counts(val.outputs, tst.outputs, recipe.prompt.target_format, labels),
         test_rows=len(test),
+        test=gold_test_scores(test, test_final, names),
         training=result.training,
         timings=timings,
         data=fold.source.data,
@@ -193,7 +196,25 @@ def finish_run(
         held_scores["jaccard"],
         run_dir / SUBMISSION,
     )
+    if metrics.test is not None:
+        log_test_scores(metrics.test)
     return metrics
+
+
+def gold_test_scores(test: EmotionData, predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The submission's scores on the test split, where the data gives its gold labels (a hub dataset's test split);
+    ``None`` where it does not (the Kaggle test file)."""
+    return None if test.labels is None else score(test.labels, predicted, names)
+
+
+def log_test_scores(scores: dict[str, Any]) -> None:
+    log.info(
+        "test split (%d rows, gold labels): macro-F1 %.4f as submitted; micro-F1 %.4f, jaccard %.4f",
+        scores["rows"],
+        scores["macro_f1"],
+        scores["micro_f1"],
+        scores["jaccard"],
+    )
 
 
 def held_out_split(fold: Fold) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from gen_emotion.config.recipes import columns, label_set
 from gen_emotion.core.errors import GenEmotionError
-from gen_emotion.data.dataset import SEMEVAL_COLUMNS, Columns, EmotionData, read_test
+from gen_emotion.data.dataset import SEMEVAL_COLUMNS, Columns, EmotionData
+from gen_emotion.data.formats import read_test
 from gen_emotion.runs.locks import writing_file
 from gen_emotion.scoring.prediction_files import write_predictions, write_probabilities
 from gen_emotion.serving.predictor import PredictSettings, TextPredictions, folder_recipe, load_predictor

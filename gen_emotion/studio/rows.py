@@ -19,7 +19,8 @@ import numpy as np
 from gen_emotion.config.recipes import columns
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import read_json
-from gen_emotion.data.dataset import Columns, EmotionData, read_label_file, read_train
+from gen_emotion.data.dataset import Columns, EmotionData
+from gen_emotion.data.formats import read_label_file, read_train
 from gen_emotion.data.sources import FILES, SOURCE_KEY, TRAIN, VALIDATION, file_fingerprint
 from gen_emotion.runs.folder import (
     DATA_FILE,

@@ -15,7 +15,7 @@ import pytest
 from conftest import SAMPLE_DIR
 
 from gen_emotion.cli.parser import main
-from gen_emotion.data.dataset import read_test
+from gen_emotion.data.formats import read_test
 from gen_emotion.distributed.cluster import Threads
 from gen_emotion.distributed.sharded_predict import predict_with_workers
 from gen_emotion.models.hardware import compute_threads

@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, SAMPLE_DIR
 from gen_emotion.cli.parser import main
 from gen_emotion.config.recipes import load_recipe, recipe_from_dict
 from gen_emotion.core.redaction import SECRET_NAMES
-from gen_emotion.data.dataset import read_label_file
+from gen_emotion.data.formats import read_label_file
 from gen_emotion.pods.plan import LaunchOptions, plan_launch
 
 ENTRY = REPO_ROOT / "runpod" / "entry.sh"
@@ -311,6 +311,10 @@ def test_predict_writes_a_downloaded_files_predictions_into_the_finished_run(tmp
     assert main(["predict", str(run_dir), "--input", str(SAMPLE_DIR / "test.csv"), "--out", str(direct)]) == 0
     assert (folder / "new_tweets.csv").read_text() == direct.read_text()
     assert len(read_label_file(folder / "new_tweets.csv").ids) == 80
+    # a data folder is predicted by its test file
+    by_folder = entry(["--local", str(workspace), "--data", str(SAMPLE_DIR), "predict", str(recipe)])
+    assert by_folder.returncode == 0, by_folder.stderr
+    assert (folder / "sample_data.csv").read_text() == direct.read_text()
     # a predict needs the file and a run of that name
     missing = entry(["--local", str(workspace), "predict", str(recipe)])
     assert missing.returncode == 2 and "predict needs --data FILE_OR_URL" in missing.stderr

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from gen_emotion.core.labels import LABELS, is_canonical
-from gen_emotion.data.dataset import read_label_file, read_test, read_train, split_fold
+from gen_emotion.data.folds import split_fold
+from gen_emotion.data.formats import read_label_file, read_test, read_train
 from gen_emotion.generation.parsing import parse
 from gen_emotion.runs.locks import file_lock_path
 from gen_emotion.scoring.prediction_files import write_predictions

@@ -18,7 +18,7 @@ from fake_tasks import FakeGenerateTask
 from gen_emotion.config.recipes import data_source, load_recipe
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import read_label_file, read_test
+from gen_emotion.data.formats import read_label_file, read_test
 from gen_emotion.evaluation.cv import run_cv
 from gen_emotion.generation.parsing import parse
 from gen_emotion.runs.folder import load_run_recipe
