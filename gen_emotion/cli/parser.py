@@ -204,6 +204,19 @@ def add_comparison_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
+SWEEP_METAVARS = {
+    "space": "SPACE.yaml",
+    "timeout": "MIN",
+    "out": "DIR",
+    "ray_address": "ADDR",
+    "storage": "URL",
+    "holdout": "FRACTION",
+    "ensemble_top": "K",
+    "folds": "K",
+    "data": "DIR",
+}
+
+
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     """``sweep``: its flags are ``sweeps.sweep.SweepOptions``' fields, with their help."""
     import typing
@@ -221,7 +234,12 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
         kind = next(t for t in (int, float, str) if t is hints[item.name] or t in typing.get_args(hints[item.name]))
         shown = "" if item.default in (None, "") else f" (default: {item.default})"
         p.add_argument(
-            f"--{item.name.replace('_', '-')}", type=kind, default=item.default, help=item.metadata["help"] + shown
+            f"--{item.name.replace('_', '-')}",
+            type=kind,
+            default=item.default,
+            choices=item.metadata.get("choices"),
+            metavar=None if item.metadata.get("choices") else SWEEP_METAVARS.get(item.name, "N"),
+            help=item.metadata["help"] + shown,
         )
     p.set_defaults(func=cmd_sweep)
 
