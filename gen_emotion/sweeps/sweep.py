@@ -48,7 +48,7 @@ from gen_emotion.sweeps.trial import OBJECTIVES, TrialJob
 log = logging.getLogger("gen_emotion.sweep")
 
 SETTINGS_FILE = "settings.json"
-FIXED = ("recipe", "space", "objective", "folds", "data", "holdout", "seed")
+FIXED = ("recipe", "space", "objective", "folds", "data", "holdout", "seed", "storage")
 """The settings a rerun must keep (``--trials``, ``--timeout``, ``--parallel`` and ``--ensemble-top`` may change)."""
 
 
@@ -104,6 +104,7 @@ def _settings(recipe: Recipe, space: Space, options: SweepOptions, data: str | N
         "data": data,
         "holdout": options.holdout,
         "seed": recipe.data.seed,
+        "storage": redact(options.storage) if options.storage else None,  # another database: another study
     }
 
 
