@@ -84,9 +84,9 @@ def visible(study: Any, number: int, parallel: int) -> list[Any]:
 
 
 def waiting_for(study: Any, number: int, parallel: int) -> list[int]:
-    """The trials below ``number - parallel + 1`` not finished yet: trial ``number`` is proposed once they are."""
+    """The trials below ``number - parallel + 1`` still running: trial ``number`` is proposed once they are done."""
     optuna = import_optuna()
-    running = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+    running = (optuna.trial.TrialState.RUNNING,)
     return [t.number for t in study.get_trials(deepcopy=False, states=running) if t.number < number - parallel + 1]
 
 

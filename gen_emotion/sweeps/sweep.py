@@ -161,12 +161,10 @@ def _next(study: Any, options: SweepOptions, space: Space, seed: int, deadline: 
     """Start the next trial, or ``None``: enough trials, out of time, or it must wait for earlier ones."""
     optuna = import_optuna()
     trials = study.get_trials(deepcopy=False)
-    pending = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
-    if not pending and len(trials) >= options.trials:
-        return None
     if deadline is not None and time.monotonic() > deadline:
         return None
-    if waiting_for(study, len(trials), options.parallel):
+    waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)  # one that holds its settings: start it
+    if not waiting and (len(trials) >= options.trials or waiting_for(study, len(trials), options.parallel)):
         return None
     return start_trial(study, space, seed, options.parallel)
 

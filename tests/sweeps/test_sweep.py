@@ -20,6 +20,8 @@ from gen_emotion.cli.parser import main
 from gen_emotion.config.recipes import load_recipe
 from gen_emotion.runs.folder import read_folder_metrics, read_run_metrics
 from gen_emotion.runs.locks import lock_path
+from gen_emotion.sweeps.space import read_space
+from gen_emotion.sweeps.study import open_study, propose
 
 optuna = pytest.importorskip("optuna")
 
@@ -184,6 +186,24 @@ def test_a_sweep_killed_at_random_moments_resumes_to_the_same_trials_and_best_re
     numbers = [row[0] for row in trials_of(cut)]
     assert numbers == list(range(TRIALS))  # no trial number used twice, none skipped
     assert sorted(p.name[:3] for p in (cut / "trials").iterdir()) == [f"{n:03d}" for n in range(TRIALS)]
+
+
+def test_a_trial_cut_between_its_proposal_and_its_start_or_amid_its_settings_runs_with_its_own(hard, tmp_path):
+    """The two kills too narrow for random moments to hit: after the proposal was enqueued (WAITING) and before it
+    was started, and after it was started with only some of its settings written (RUNNING)."""
+    space_path, whole = hard
+    out = tmp_path / "sweep"
+    assert main(sweep_args(space_path, out, trials=2)) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    space = read_space(space_path, load_recipe(out / "recipe.yaml"))
+    study = open_study(f"sqlite:///{out / 'study.db'}", settings["study"], 42)
+    study.enqueue_trial(propose(study, 2, space, 42, 1))  # cut here: trial 2 WAITING
+    assert main(sweep_args(space_path, out, trials=3)) == 0
+    study.enqueue_trial(propose(study, 3, space, 42, 1))
+    first = space.params[0]
+    study.ask({first.name: first.distribution()})  # cut here: trial 3 RUNNING with one of its two settings
+    assert main(sweep_args(space_path, out, trials=4)) == 0
+    assert trials_of(out) == trials_of(whole)[:4]
 
 
 def test_a_rerun_with_other_settings_is_refused_and_one_with_more_trials_goes_on(hard, capsys):
