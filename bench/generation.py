@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from gen_emotion.core.labels import LABELS, is_canonical, render
-from gen_emotion.data.dataset import read_test
+from gen_emotion.data.formats import read_test
 from gen_emotion.generation.generate import TransformersGenerator
 from gen_emotion.generation.parsing import parse_many
 from gen_emotion.generation.vllm_backend import VLLMGenerator

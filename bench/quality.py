@@ -1,4 +1,4 @@
-"""Quality on this machine: K-fold cross-validation of the CPU recipes within a time budget, the best
+"""Quality on a CPU machine: K-fold cross-validation of the CPU recipes within a time budget, the best
 ensemble of them, a leaderboard and a report.
 
     python bench/quality.py --data ../shared/data --budget-minutes 60 --folds 5
@@ -10,7 +10,7 @@ recipe whose estimated time does not fit in what is left of the budget and stopp
 (rerun with the same ``--out`` to resume it fold by fold; finished runs are reused). Then tries every
 ensemble of two or more finished runs (plain average, weighted by out-of-fold macro-F1, and stacked), keeps
 the best, prints the leaderboard (out-of-fold macro-F1 with tuned thresholds, its honest cross-validated
-twin, micro-F1, Jaccard, wall time, peak memory), writes ``OUT/report/``, and ends with one JSON line.
+figure, micro-F1, Jaccard, wall time, peak memory), writes ``OUT/report/``, and ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def estimate_minutes(recipe: str, folds: int, rows: int) -> float:
 
 
 def count_rows(data: Path) -> int:
-    from gen_emotion.data.dataset import read_train
+    from gen_emotion.data.formats import read_train
 
     return len(read_train(data / "train.csv"))
 

@@ -232,7 +232,8 @@ def main() -> int:
         baseline_server(args.baseline_server)
         return 0
 
-    from gen_emotion.data.dataset import read_test, sample_data_dir
+    from gen_emotion.data.dataset import sample_data_dir
+    from gen_emotion.data.formats import read_test
     from gen_emotion.models.hardware import machine
 
     out = (args.out or REPO / "runs" / ("bench-serve-smoke" if args.smoke else "bench-serve")).resolve()

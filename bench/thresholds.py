@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from gen_emotion.core.labels import SEMEVAL
-from gen_emotion.data.dataset import read_train, split_fold
+from gen_emotion.data.folds import split_fold
+from gen_emotion.data.formats import read_train
 from gen_emotion.generation.branches import branch_probabilities
 from gen_emotion.generation.parsing import parse_many
 from gen_emotion.runs.folder import load_run_recipe

@@ -79,7 +79,8 @@ LEVER_RUNS = {"ours (short run)": [], **{f"ours, {name}": overrides for name, ov
 def child(overrides: list[str], rows: int, data: Path, heldout: int) -> None:
     """Train one configuration (and predict the held-out rows); print its figures as JSON."""
     from gen_emotion.config.recipes import load_recipe
-    from gen_emotion.data.dataset import read_train, split_fold
+    from gen_emotion.data.folds import split_fold
+    from gen_emotion.data.formats import read_train
     from gen_emotion.scoring.metrics import macro_f1
     from gen_emotion.tasks.generate import GenerateTask
     from gen_emotion.training.sft import train

@@ -15,13 +15,16 @@
 #                             (no sshd, no keep-alive, caches left where they are)
 #   --data PATH|URL           GEN_EMOTION_DATA: a folder, a .tar.gz/.zip, file:// or http(s):// URL holding
 #                             train.csv and test.csv (default: the shipped sample); predict: the file to
-#                             predict (CSV/TSV with ID and Tweet, .txt...), a path or a file:// or http(s) URL
+#                             predict (CSV/TSV with ID and Tweet, .txt...), a path or a file:// or http(s) URL,
+#                             or a data folder (its test file, found as run finds it)
 #   --data-id ID              GEN_EMOTION_DATA_ID: run, cv: a dataset on the hub (owner/name), given to gen-emotion
-#                             as --data (datasets.load_dataset on the pod, its config from the recipe)
-#   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 trains
-#                             with accelerate (gen-emotion run/cv --gpus N, every cv fold too) and adds
-#                             generate.tensor_parallel_size=N (run, cv; predict keeps the run's own)
-#   --accelerate-config X     GEN_EMOTION_ACCELERATE_CONFIG: ddp (default), fsdp or zero3 (recipes/accelerate/)
+#                             as --data (datasets.load_dataset on the pod, its config from the recipe or, for
+#                             SemEval-2018 Task 1, its own: gen_emotion/data/sources.py KNOWN_CONFIGS)
+#   --gpus N                  GEN_EMOTION_GPUS (default: the GPUs nvidia-smi lists, else 1); N > 1 is passed to
+#                             gen-emotion run/cv --gpus N, which trains with accelerate (every cv fold too) and
+#                             adds generate.tensor_parallel_size=N to a vLLM recipe (predict keeps the run's own)
+#   --accelerate-config X     GEN_EMOTION_ACCELERATE_CONFIG: ddp, fsdp or zero3 (recipes/accelerate/); default:
+#                             gen-emotion's own choice (ddp under 10B and for QLoRA, else fsdp)
 #   --folds K                 GEN_EMOTION_FOLDS: cv only, the number of folds (default: cv's own, 5)
 #   --run-name NAME           GEN_EMOTION_RUN_NAME (default: the recipe's file name)
 #   --force                   GEN_EMOTION_FORCE=1: run although a DONE or FAILED marker is there
@@ -64,7 +67,7 @@ LOCAL_DIR="" DRY_RUN=0
 DATA=${GEN_EMOTION_DATA:-}
 DATA_ID=${GEN_EMOTION_DATA_ID:-}
 GPUS=${GEN_EMOTION_GPUS:-}
-ACCELERATE_CONFIG=${GEN_EMOTION_ACCELERATE_CONFIG:-ddp}
+ACCELERATE_CONFIG=${GEN_EMOTION_ACCELERATE_CONFIG:-}
 RUN_NAME=${GEN_EMOTION_RUN_NAME:-}
 FOLDS=${GEN_EMOTION_FOLDS:-}
 FORCE=${GEN_EMOTION_FORCE:-0}
@@ -95,7 +98,7 @@ else
     read -r -a OVERRIDES <<< "${GEN_EMOTION_OVERRIDES:-}"
 fi
 case $COMMAND in run|cv|predict) ;; *) die "unknown command '$COMMAND': use run, cv or predict" ;; esac
-case $ACCELERATE_CONFIG in ddp|fsdp|zero3) ;; *) die "unknown accelerate config '$ACCELERATE_CONFIG'" ;; esac
+case $ACCELERATE_CONFIG in ""|ddp|fsdp|zero3) ;; *) die "unknown accelerate config '$ACCELERATE_CONFIG'" ;; esac
 if [ -n "$FOLDS" ]; then
     [ "$COMMAND" = cv ] || die "--folds (GEN_EMOTION_FOLDS) goes with the cv command, not '$COMMAND'"
     [[ $FOLDS =~ ^[1-9][0-9]*$ ]] || die "--folds must be a positive number, got '$FOLDS'"
@@ -221,16 +224,13 @@ run_job() {
         say "data folder: $data_dir"
         io_args=(--data "$data_dir")
     fi
-    if [ "$GPUS" -gt 1 ] && [[ " ${overrides[*]} " != *" generate.tensor_parallel_size="* ]]; then
-        overrides+=("generate.tensor_parallel_size=$GPUS")
-    fi
     io_args+=(--out "$RUN")
     # cv takes the same RECIPE [OVERRIDE ...] --data DIR --out DIR as run, plus --folds K.
     if [ "$COMMAND" = cv ] && [ -n "$FOLDS" ]; then io_args+=(--folds "$FOLDS"); fi
     if [ "$GPUS" -gt 1 ]; then
         # gen-emotion trains under accelerate (one process per GPU) and generates in one process of its own
-        # (tensor parallel over all the GPUs); the two never share a process.
-        io_args+=(--gpus "$GPUS" --accelerate-config "$ACCELERATE_CONFIG")
+        # (tensor parallel over all the GPUs, which it adds to the recipe); the two never share a process.
+        io_args+=(--gpus "$GPUS" ${ACCELERATE_CONFIG:+--accelerate-config "$ACCELERATE_CONFIG"})
     fi
     run_cmd "$BIN" "$COMMAND" "$recipe" "${overrides[@]}" "${io_args[@]}"
 }

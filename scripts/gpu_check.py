@@ -273,7 +273,8 @@ def adapter_dtypes(adapter_dir: Path) -> list[str]:
 
 def serving_texts(path: Path) -> Path:
     """The shipped sample's tweets (train and test, a few hundred), one per line: what the serving paths predict."""
-    from gen_emotion.data.dataset import read_test, read_train, sample_data_dir
+    from gen_emotion.data.dataset import sample_data_dir
+    from gen_emotion.data.formats import read_test, read_train
 
     texts = read_train(sample_data_dir() / "train.csv").texts + read_test(sample_data_dir() / "test.csv").texts
     path.write_text("\n".join(" ".join(text.split()) for text in texts) + "\n", encoding="utf-8")

@@ -88,3 +88,21 @@ def test_the_file_map_lists_every_module_and_only_files_that_exist():
     package = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "gen_emotion").rglob("*.py")}
     assert sorted(package - listed) == [], "add these to the file map in docs/design.md"
     assert sorted(listed - package) == [], "these are in the file map of docs/design.md but not in gen_emotion/"
+
+
+def test_where_to_make_a_change_names_files_that_exist_and_names_they_hold():
+    """Each file named in design.md's "Where to make a change" exists, and holds each name given beside it in
+    ``(`name`, ...)``, so the table follows the tree when modules move or are renamed."""
+    design = (REPO_ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    table = design[design.index("## Where to make a change") :]
+    paths = re.findall(r"`((?:gen_emotion|tests)/[\w/]+(?:\.py)?/?)`", table)
+    assert len(paths) > 20
+    missing = [path for path in paths if not (REPO_ROOT / path).exists()]
+    assert missing == []
+    unheld = []
+    for path, names in re.findall(r"`(gen_emotion/[\w/]+\.py)` \(([^()]*(?:\([^()]*\)[^()]*)*)\)", table):
+        source = (REPO_ROOT / path).read_text(encoding="utf-8")
+        for name in re.findall(r"`([A-Za-z_][\w]*)`", names):
+            if not re.search(rf"\b{name}\b", source):
+                unheld.append(f"{path}: {name}")
+    assert unheld == []

@@ -29,6 +29,7 @@ LAYERS = [  # lowest first, as in docs/design.md
     "distributed",
     "sweeps",
     "pods",
+    "studio",
     "cli",
     "__main__",
 ]
@@ -137,3 +138,19 @@ def test_the_layers_here_are_the_design_notes():
         listed = set(re.findall(r"`(\w+)`", row.split("|")[3]))
         present = {p.stem for p in (PACKAGE / folder).glob("*.py")} - {"__init__"}
         assert listed == present, folder
+
+
+DATA_STEPS = ["download", "sources", "formats", "records", "label_lists", "folds", "dataset"]
+"""The data folder's steps, highest first: where the data is, how a table is read, rows and labels, ``EmotionData``."""
+
+
+def test_the_data_steps_import_only_the_steps_below_them():
+    steps = [f"data.{name}" for name in DATA_STEPS]
+    assert {name for name in graph() if layer(name) == "data"} == {*steps, "data.__init__"}
+    wrong = [
+        f"{name} -> {imported}"
+        for name in steps
+        for imported in graph()[name]
+        if imported in steps and steps.index(imported) <= steps.index(name)
+    ]
+    assert wrong == []

@@ -37,11 +37,31 @@ def pins() -> dict[str, str]:
 
 def test_constraints_pin_the_whole_gpu_stack():
     pinned = pins()
-    for name in ("vllm", "torch", "transformers", "trl", "peft", "bitsandbytes", "liger-kernel", "xgrammar"):
+    for name in (
+        "vllm",
+        "torch",
+        "transformers",
+        "trl",
+        "peft",
+        "bitsandbytes",
+        "liger-kernel",
+        "xgrammar",
+        "deepspeed",
+    ):
         assert name in pinned, name
     dockerfile = (REPO_ROOT / "runpod" / "Dockerfile").read_text()
     assert "-c constraints/gpu-cu128.txt" in dockerfile and "COPY constraints" in dockerfile
     assert "-c constraints/gpu-cu128.txt" in (REPO_ROOT / "setup.sh").read_text()
+
+
+def test_every_shipped_accelerate_config_has_its_package_in_the_gpu_extra():
+    """``--accelerate-config zero3`` is offered, so ``./setup.sh --gpu`` (the gpu extra) installs DeepSpeed."""
+    from gen_emotion.pods.gpus import ACCELERATE_CONFIGS
+
+    gpu = {canonicalize_name(r.name) for r in extra_requirements(["gpu"])}
+    needs = {"ddp": "accelerate", "fsdp": "accelerate", "zero3": "deepspeed"}
+    assert set(ACCELERATE_CONFIGS) == set(needs)
+    assert {needs[name] for name in ACCELERATE_CONFIGS} <= gpu
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from gen_emotion.config.fields import describe_constraints
-from gen_emotion.config.recipes import Recipe, find_recipe, load_recipe, shipped_folders
+from gen_emotion.config.recipes import Recipe, find_recipe, load_recipe
+from gen_emotion.config.shipped import shipped_folders
 from gen_emotion.config.task_kinds import task_kind
 from gen_emotion.core.errors import GenEmotionError
 

@@ -15,7 +15,8 @@ from gen_emotion.core.errors import GenEmotionError
 
 
 def _launcher(args: argparse.Namespace, recipe) -> object:
-    """The step launcher for ``--gpus``/``--accelerate-config``, checked against the recipe and this machine."""
+    """The step launcher for ``--gpus``/``--accelerate-config``, checked against the recipe and this machine; without
+    ``--accelerate-config``, several GPUs train with ``multi_gpu.default_strategy``'s, as on a pod."""
     from gen_emotion.models.hardware import (
         ModelShape,
         accelerate_config_path,
@@ -24,6 +25,7 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
         check_local_packages,
         model_shape,
     )
+    from gen_emotion.models.multi_gpu import default_strategy
     from gen_emotion.runs.steps import Launcher, Machines
     from gen_emotion.tasks.base import get_task
 
@@ -31,7 +33,7 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
     task = get_task(recipe.task)
     if args.gpus < 1:
         raise GenEmotionError(f"--gpus must be at least 1, got {args.gpus}")
-    config = accelerate_config_path(args.accelerate_config)  # a name or a file: refused at once if neither
+    config = accelerate_config_path(args.accelerate_config or "ddp")  # a name or a file: refused at once if neither
     machines = Machines.from_flags(
         getattr(args, "num_machines", None),
         getattr(args, "machine_rank", None),
@@ -43,13 +45,16 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
         import torch
 
         visible = torch.cuda.device_count()
-        if visible < args.gpus and not getattr(args, "ray_address", None):  # a Ray cluster's GPUs: its own check
-            raise GenEmotionError(f"--gpus {args.gpus}: this machine has {visible} CUDA GPU(s)")
         try:
             shape = model_shape(recipe.model.name)
         except GenEmotionError:  # a hub model whose size its name does not say: the heads are checked by vLLM
             shape = ModelShape(0.0)
-        check_gpu_plan(recipe, task.multi_gpu, processes, accelerate_sharding(config), shape)
+        if args.accelerate_config is None:
+            card_gb = torch.cuda.get_device_properties(0).total_memory / 1e9 if visible else None
+            config = accelerate_config_path(default_strategy(recipe, shape, processes, card_gb) or "ddp")
+        check_gpu_plan(recipe, task.multi_gpu, processes, accelerate_sharding(config), shape)  # the plan, then the GPUs
+        if visible < args.gpus and not getattr(args, "ray_address", None):  # a Ray cluster's GPUs: its own check
+            raise GenEmotionError(f"--gpus {args.gpus}: this machine has {visible} CUDA GPU(s)")
     return Launcher(gpus=args.gpus, accelerate_config=str(config), machines=machines)
 
 
@@ -69,6 +74,7 @@ def _ids_note(recipe) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from gen_emotion.config.recipes import load_recipe
     from gen_emotion.config.task_kinds import task_kind
+    from gen_emotion.models.multi_gpu import resolve_for_gpus
     from gen_emotion.runs.folder import SUBMISSION, default_run_dir
     from gen_emotion.runs.pipeline import run_recipe
 
@@ -77,7 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.backend:
         if not task_kind(recipe.task).generates_text:
             raise GenEmotionError(f"--backend is for generative recipes; {args.recipe} has task {recipe.task!r}")
-        recipe = load_recipe(args.recipe, [*overrides, f"generate.backend={args.backend}"])
+        overrides.append(f"generate.backend={args.backend}")
+    recipe, _ = resolve_for_gpus(args.recipe, overrides, args.gpus)
     _check_data(args.data)
     launcher = _launcher(args, recipe)
     run_dir = args.out or default_run_dir(recipe)
@@ -94,16 +101,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         honest = metrics.probabilities["thresholded_macro_f1_cv"]
         print(f"with per-label thresholds (used for the submission): macro-F1 {honest:.4f} cross-validated")
     print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows{_ids_note(recipe)})")
+    _print_test_scores(metrics.test)
     return 0
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from gen_emotion.config.recipes import load_recipe
     from gen_emotion.distributed.cluster import on_ray
     from gen_emotion.evaluation.cv import default_cv_dir, run_cv
+    from gen_emotion.models.multi_gpu import resolve_for_gpus
     from gen_emotion.runs.folder import SUBMISSION
 
-    recipe = load_recipe(args.recipe, list(args.overrides))
+    recipe, _ = resolve_for_gpus(args.recipe, args.overrides, args.gpus)  # as launch and runpod/entry.sh do
     _check_data(args.data)
     if args.folds < 2:
         raise GenEmotionError(f"--folds must be at least 2, got {args.folds}")
@@ -134,16 +142,34 @@ def cmd_cv(args: argparse.Namespace) -> int:
     )
     how = "the fold models' mean probabilities" if metrics.has_probabilities else "the fold models' majority vote"
     print(f"submission: {run_dir / SUBMISSION} ({metrics.test_rows} rows, {how}{_ids_note(recipe)})")
+    _print_test_scores(metrics.test)
     return 0
+
+
+def _print_test_scores(scores: dict[str, Any] | None) -> None:
+    """The summary's line for a test split with gold labels (a hub dataset's): the submission scored."""
+    if scores is not None:
+        print(
+            f"test split (gold labels, as submitted): macro-F1 {scores['macro_f1']:.4f}  "
+            f"micro-F1 {scores['micro_f1']:.4f}  jaccard {scores['jaccard']:.4f}"
+        )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from gen_emotion.cli.catalog import describe_recipe
-    from gen_emotion.config.recipes import find_recipe, load_recipe
+    from gen_emotion.config.recipes import find_recipe
+    from gen_emotion.models.multi_gpu import resolve_for_gpus, strategy_for
+    from gen_emotion.tasks.base import get_task
 
-    recipe = load_recipe(args.recipe, list(args.overrides))
-    overrides = f", overrides: {' '.join(args.overrides)}" if args.overrides else ""
-    print(f"# recipe {find_recipe(args.recipe)}{overrides}: resolved and checked")
+    if args.gpus < 1:
+        raise GenEmotionError(f"--gpus must be at least 1, got {args.gpus}")
+    recipe, overrides = resolve_for_gpus(args.recipe, args.overrides, args.gpus)
+    given = f", overrides: {' '.join(overrides)}" if overrides else ""
+    print(f"# recipe {find_recipe(args.recipe)}{given}: resolved and checked")
+    if args.gpus > 1 and not get_task(recipe.task).multi_gpu:
+        print(f"# --gpus {args.gpus}: refused by run and cv, as task {recipe.task} trains in one process on one GPU")
+    elif args.gpus > 1:
+        print(f"# --gpus {args.gpus}: training under accelerate, config {strategy_for(recipe, args.gpus)} by default")
     print(describe_recipe(recipe), end="")
     return 0
 
@@ -168,7 +194,8 @@ def _predict_settings(args: argparse.Namespace) -> Any:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from gen_emotion.distributed.cluster import on_ray
-    from gen_emotion.serving.predictor import folder_recipe, predict_file
+    from gen_emotion.serving.predict_file import predict_file
+    from gen_emotion.serving.predictor import folder_recipe
 
     if sum(x is not None for x in (args.input, args.text)) != 1:
         raise GenEmotionError("predict takes one of --input FILE (- for standard input) or --text TEXT")
@@ -197,7 +224,8 @@ def predict_texts(args: argparse.Namespace) -> int:
     import tempfile
 
     from gen_emotion.config.recipes import label_set
-    from gen_emotion.serving.predictor import folder_recipe, load_predictor, predict_file
+    from gen_emotion.serving.predict_file import predict_file
+    from gen_emotion.serving.predictor import folder_recipe, load_predictor
 
     texts = args.text if args.text is not None else read_standard_input()
     if args.out is not None:
@@ -277,7 +305,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gen_emotion.data.dataset import label_counts, read_emotion_file
+    from gen_emotion.data.dataset import label_counts
+    from gen_emotion.data.formats import read_emotion_file
 
     data = read_emotion_file(args.path, columns=recipe_columns(args.recipe))
     print(f"{args.path}: {len(data)} rows, {'labelled' if data.labels is not None else 'unlabelled'}")
@@ -302,7 +331,8 @@ def recipe_columns(recipe: str | None) -> Any:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from gen_emotion.data.dataset import ID_COLUMN, DataError, read_label_file
+    from gen_emotion.data.dataset import ID_COLUMN, DataError
+    from gen_emotion.data.formats import read_label_file
     from gen_emotion.scoring.metrics import format_table, score
     from gen_emotion.scoring.prediction_files import align
 
@@ -388,4 +418,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if "ensemble" in result:
         ens = result["ensemble"]
         print(f"  ensemble of the {len(ens['trials'])} best: {ens['folder']}, honest {ens['honest_macro_f1']:.4f}")
+
+
+def cmd_studio(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from gen_emotion.core.logs import setup_logging
+    from gen_emotion.serving.server import API_KEY_ENV
+    from gen_emotion.studio.app import StudioOptions, studio
+
+    options = StudioOptions(**{item.name: getattr(args, item.name) for item in fields(StudioOptions)})
+    if options.api_key is None:
+        options.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
+    setup_logging()
+    studio(args.runs_dir, options)
     return 0

@@ -1,7 +1,7 @@
 """The ``gen-emotion`` command's entry point.
 
 Its first act is to make a Ctrl-C while the toolkit is still importing end like one during a command: one
-line and exit status 130, never a traceback. ``cli.main`` hands Ctrl-C back to Python's own handler once it
+line and exit status 130, never a traceback. ``parser.main`` hands Ctrl-C back to Python's own handler once it
 is inside its error handling.
 """
 

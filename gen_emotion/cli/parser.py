@@ -26,6 +26,7 @@ from gen_emotion.cli.commands import (
     cmd_score,
     cmd_serve,
     cmd_show,
+    cmd_studio,
     cmd_sweep,
 )
 from gen_emotion.core.errors import EXIT_INTERRUPTED, GenEmotionError
@@ -54,8 +55,9 @@ def _recipe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--gpus", type=int, default=1, help="GPUs to train on (>1: accelerate launch, one process per GPU)")
     p.add_argument(
         "--accelerate-config",
-        default="ddp",
-        help="with --gpus N: ddp, fsdp, zero3 (recipes/accelerate/) or a config file (default: ddp)",
+        default=None,
+        help="with --gpus N: ddp, fsdp, zero3 (recipes/accelerate/) or a config file (default: ddp for QLoRA and for "
+        "models under 10B whose replica fits the GPU, else fsdp; docs/multi-gpu.md)",
     )
 
 
@@ -145,6 +147,9 @@ def add_file_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="print a recipe resolved and checked, with each field's help")
     p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument(
+        "--gpus", type=int, default=1, help="resolve it as run and cv --gpus N (and launch --gpus N) would run it"
+    )
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("parse", help="read one generation per line on stdin, write 0/1 label rows as CSV")
@@ -245,7 +250,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 
 
 def add_serve_command(sub: argparse._SubParsersAction) -> None:
-    """``serve``: its flags are ``serve.ServeOptions``' fields, with their help."""
+    """``serve``: its flags are ``server.ServeOptions``' fields, with their help."""
     from dataclasses import fields
 
     from gen_emotion.serving.server import ServeOptions
@@ -270,6 +275,33 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def add_studio_command(sub: argparse._SubParsersAction) -> None:
+    """``studio``: its flags are ``studio.app.StudioOptions``' fields, with their help."""
+    from dataclasses import fields
+
+    from gen_emotion.studio.app import StudioOptions
+
+    p = sub.add_parser(
+        "studio",
+        help="a web app over your run folders: runs, a run's curves, errors, compare, try it, launch",
+        description="See, compare and fix your runs in a browser (docs/studio.md). It listens on 127.0.0.1 (this "
+        "machine only) unless --host says otherwise; elsewhere, give it --api-key (or GEN_EMOTION_API_KEY).",
+    )
+    p.add_argument("runs_dir", nargs="?", type=Path, default=Path("runs"), help="the folder of run folders (runs/)")
+    for item in fields(StudioOptions):
+        flag, default, text = f"--{item.name.replace('_', '-')}", item.default, item.metadata["help"]
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=text)
+        else:
+            p.add_argument(
+                flag,
+                type=str if default is None else type(default),
+                default=default,
+                help=text if default is None else f"{text} (default: {default})",
+            )
+    p.set_defaults(func=cmd_studio)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the toolkit's one-line errors (its subcommands' parsers are of this class too)."""
 
@@ -289,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_comparison_commands(sub)
     add_model_commands(sub)
     add_serve_command(sub)
+    add_studio_command(sub)
     add_sweep_command(sub)
     add_pod_commands(sub)
     return parser

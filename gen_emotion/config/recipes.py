@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
+from gen_emotion.config.choices import BEST_MODEL_METRICS, LR_SCHEDULERS, OPTIMIZERS, TRACKERS
 from gen_emotion.config.fields import ConfigError, apply_override, arg, build, read_yaml
+from gen_emotion.config.shipped import shipped_folders, shipped_templates, template_dir
 from gen_emotion.config.task_kinds import TASK_KINDS, task_kind
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LabelSet
@@ -28,44 +30,9 @@ from gen_emotion.core.redaction import SECRET_NAMES
 from gen_emotion.data.dataset import Columns
 from gen_emotion.data.sources import DataSource
 
-LR_SCHEDULERS = (
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "cosine_with_min_lr",
-    "polynomial",
-    "constant",
-    "constant_with_warmup",
-    "inverse_sqrt",
-    "warmup_stable_decay",
-)
-OPTIMIZERS = (
-    "adamw_torch",
-    "adamw_torch_fused",
-    "adamw_8bit",
-    "adamw_bnb_8bit",
-    "paged_adamw_8bit",
-    "paged_adamw_32bit",
-    "adafactor",
-    "sgd",
-    "lion_8bit",
-    "paged_lion_8bit",
-    "rmsprop",
-    "schedule_free_adamw",
-)
-"""The optimizers a recipe may name (a subset of transformers' ``OptimizerNames``; a test checks it stays one)."""
 FROM_DATA = "from_data"
-TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
-"""What ``train.report_to`` may name: ``none``, or the trackers a run reports to (``tracking``; each needs the
-``track`` extra, ``hardware.TRACKER_MODULES``)."""
-BEST_MODEL_METRICS = ("loss", "macro_f1")
-"""The validation figures that may choose the checkpoint kept (``train.best_model_metric``)."""
 FROM_HEADER = "from_header"
 """The older name of ``from_data``: both take the labels from the data."""
-_PACKAGE = Path(__file__).parents[1]
-"""``gen_emotion/``: an installed wheel holds ``_prompts`` and ``_recipes`` in it, a checkout has them beside it."""
-_TEMPLATE_FOLDERS = (_PACKAGE / "_prompts", _PACKAGE.parent / "prompts")
-"""Where a prompt variant named by ``prompt.template`` is looked for (``template_dir``)."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -104,9 +71,11 @@ class ModelArgs:
 class PromptArgs:
     """How a tweet becomes chat messages and how the labels are written."""
 
-    template: str = arg("default", "a folder under prompts/ (default, long, original, plain) or a path to one")
+    template: str = arg("default", f"a folder under prompts/ ({', '.join(shipped_templates())}) or a path to one")
     target_format: str = arg(
-        "labels", "labels ('anger, joy' / 'none') or python_list (the study's)", choices=("labels", "python_list")
+        "labels",
+        "labels ('anger, joy' / 'none') or python_list (original notebooks)",
+        choices=("labels", "python_list"),
     )
     max_text_tokens: int = arg(128, "tweets longer than this many tokens are cut (never dropped)", low=1)
     template_date: str = arg(
@@ -418,23 +387,6 @@ def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
 
 
 # --- Files and overrides ----------------------------------------------------------------------------------------
-
-
-def shipped_folders() -> tuple[Path, ...]:
-    return (_PACKAGE / "_recipes", _PACKAGE.parent / "recipes")
-
-
-def template_dir(name: str) -> Path:
-    """The folder of prompt variant ``name``: a path, or a folder name under ``prompts/``."""
-    path = Path(name).expanduser()
-    if (path / "user.j2").is_file():
-        return path
-    for root in _TEMPLATE_FOLDERS:
-        if (root / name / "user.j2").is_file():
-            return root / name
-    raise GenEmotionError(
-        f"prompt template {name!r}: no folder with a user.j2 (looked in {', '.join(map(str, _TEMPLATE_FOLDERS))})"
-    )
 
 
 def find_recipe(name_or_path: str | Path) -> Path:

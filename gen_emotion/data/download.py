@@ -1,5 +1,5 @@
 """The pod's data step (``runpod/entry.sh``): the data named by a path or URL, made a folder holding train.csv
-and test.csv, or one file to predict.
+and test.csv, or one file to predict (of a data folder: its test file, found as ``run`` finds it).
 
 ``python -m gen_emotion.data.download SOURCE DEST [NAME]`` prints the folder (or, with NAME, the file). SOURCE is a
 folder, a .tar.gz/.zip, a ``file://`` or an ``http(s)://`` URL (a presigned URL for S3); a URL's
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.redaction import public_url
+from gen_emotion.data.sources import TEST, find_data_file
 
 UNPACKED = "unpacked"
 TIMEOUT_S = 300
@@ -84,14 +85,27 @@ def prepare(source: str, dest: Path, single: str = "") -> Path:
     else:
         path = Path(source)
     if single:
-        if not path.is_file():
-            raise GenEmotionError(f"{shown}: no such file")
-        return path.resolve()
+        return file_to_predict(path, shown)
     if path.is_dir():
         return data_folder(path.resolve(), shown)
     if not path.is_file():
         raise GenEmotionError(f"{shown}: no such file or folder")
     return unpack(path, dest, shown)
+
+
+def file_to_predict(path: Path, shown: str) -> Path:
+    """The file to predict: ``path``, or a data folder's test file (found as ``run`` finds it)."""
+    if path.is_dir():
+        found = find_data_file(path, TEST)
+        if found is None:
+            raise GenEmotionError(
+                f"{shown}: a folder without a test file (test.csv, .tsv, .jsonl, .parquet or a datasets folder); "
+                "predict takes a file, or a data folder holding its test file"
+            )
+        return found.resolve()
+    if not path.is_file():
+        raise GenEmotionError(f"{shown}: no such file")
+    return path.resolve()
 
 
 def main(argv: list[str] | None = None) -> int:

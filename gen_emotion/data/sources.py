@@ -7,13 +7,15 @@
 - a folder that ``save_to_disk`` wrote of a ``DatasetDict``: its ``train``, ``test`` and ``validation`` splits;
 - a folder of a dataset's files as the hub keeps them (``HUB_LAYOUT``), or a name that is no local path
   (``go_emotions``, ``owner/name``): what ``datasets.load_dataset(data, data.dataset_config)`` gives, so the
-  user's datasets cache and offline mode (``HF_DATASETS_OFFLINE=1``) work as they do in any ``datasets`` code.
+  user's datasets cache and offline mode (``HF_DATASETS_OFFLINE=1``) work as they do in any ``datasets`` code; an
+  id of ``KNOWN_CONFIGS`` (SemEval-2018 Task 1 on the hub) gets its config where ``data.dataset_config`` names none.
 
 The splits are used as given: a validation split is the held-out set of ``run`` (no fold is cut), the test split
-is what the submission covers. ``Splits.record`` is what a run folder's ``data.json`` keeps: each split's
-fingerprint (a file's size and SHA-256, a saved folder's files hashed, a loaded split's rows hashed as read with
-its ``datasets`` fingerprint, which follows a hub dataset's revision) and where the data came from, so a resume on other
-data is refused (``runs.prepare_run_dir``).
+is what the submission covers (its gold labels kept where it has them, for ``run`` and ``cv`` to score).
+``Splits.record`` is what a run folder's ``data.json`` keeps: each split's fingerprint (a file's size and SHA-256,
+a saved folder's files hashed, a loaded split's rows hashed as read with its ``datasets`` fingerprint, which
+follows a hub dataset's revision) and where the data came from, so a resume on other data is refused
+(``folder.prepare_run_dir``). The step above ``formats`` (how a table is read) in the data folder's one direction.
 """
 
 from __future__ import annotations
@@ -27,20 +29,23 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data.dataset import (
-    SEMEVAL_COLUMNS,
-    Columns,
-    DataError,
-    EmotionData,
-    read_table,
+from gen_emotion.data.dataset import SEMEVAL_COLUMNS, Columns, DataError, EmotionData
+from gen_emotion.data.formats import (
+    TABLE_SUFFIXES,
+    dataset_table,
+    is_saved_dataset,
+    load_saved,
     read_test,
     read_train,
 )
-from gen_emotion.data.formats import TABLE_SUFFIXES, Table, dataset_table, is_saved_dataset, load_saved
+from gen_emotion.data.records import Table, read_records, to_predict
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 FILES, SAVED, LOADED = "files", "datasets folder", "load_dataset"
 """The kinds of source: a folder of files, a saved ``DatasetDict``, what ``datasets.load_dataset`` loads."""
+KNOWN_CONFIGS = {"SemEvalWorkshop/sem_eval_2018_task_1": "subtask5.english"}
+"""The config a dataset id loads where ``data.dataset_config`` names none: SemEval-2018 Task 1's E-c task in English
+(``ID``, ``Tweet``, the 11 labels as booleans; train, validation and a test split with gold labels)."""
 DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 """What a dataset id on the hub looks like (``name`` or ``owner/name``)."""
 ROW_NUMBERS = "row numbers"
@@ -121,6 +126,12 @@ class Splits:
         }
         return {**{split: self.fingerprints[split] for split in used}, SOURCE_KEY: source}
 
+    @property
+    def shown(self) -> str:
+        """``--data`` as a log names it: with the config ``load_dataset`` read."""
+        config = self.source.config if self.kind == LOADED else None
+        return self.source.data + (f" ({config})" if config else "")
+
     def id_note(self) -> str | None:
         """The line a run's log gets where the IDs are row numbers."""
         if not self.row_ids:
@@ -161,6 +172,8 @@ def read_splits(source: DataSource) -> Splits:
     if source.rows is not None and source.rows < 2:
         raise DataError(f"--rows must be at least 2, got {source.rows}")
     kind = source_kind(source.data)  # data.dataset_config is load_dataset's: unused by the other kinds
+    if kind == LOADED:
+        source = with_known_config(source)
     splits = _file_splits(source) if kind == FILES else _dataset_splits(source, kind)
     if source.rows is not None:
         for name in (TRAIN, VALIDATION, TEST):
@@ -168,6 +181,12 @@ def read_splits(source: DataSource) -> Splits:
             if data is not None:
                 setattr(splits, name, data.subset(np.arange(min(source.rows, len(data)))))
     return splits
+
+
+def with_known_config(source: DataSource) -> DataSource:
+    """``source`` with its dataset's config (``KNOWN_CONFIGS``) where ``data.dataset_config`` names none."""
+    known = KNOWN_CONFIGS.get(source.data.rstrip("/"))
+    return replace(source, config=known) if source.config is None and known else source
 
 
 def _file_splits(source: DataSource) -> Splits:
@@ -181,7 +200,7 @@ def _file_splits(source: DataSource) -> Splits:
     train = read_train(paths[TRAIN], source.columns)
     columns = replace(source.columns, labels=train.label_names)
     validation = read_train(paths[VALIDATION], columns) if VALIDATION in paths else None
-    test = read_test(paths[TEST], columns)
+    test = read_test(paths[TEST], columns, keep_labels=True)
     fingerprints = {split: file_fingerprint(path) for split, path in paths.items()}
     origins = {split: path.name for split, path in paths.items()}
     if source.val is not None:
@@ -207,14 +226,14 @@ def _dataset_splits(source: DataSource, kind: str) -> Splits:
         raise DataError(f"--val {source.val}: {where} has a validation split of its own; keep one")
     used = [split for split in (TRAIN, VALIDATION, TEST) if split in dataset]
     tables = {split: dataset_table(dataset[split]) for split in used}
-    train = read_table(f"{where}, {TRAIN} split", tables[TRAIN], source.columns)
+    train = read_records(f"{where}, {TRAIN} split", tables[TRAIN], source.columns, require_labels=True)
     columns = replace(source.columns, labels=train.label_names)
     validation = None
     if VALIDATION in tables:
-        validation = read_table(f"{where}, {VALIDATION} split", tables[VALIDATION], columns)
+        validation = read_records(f"{where}, {VALIDATION} split", tables[VALIDATION], columns, require_labels=True)
     elif source.val is not None:
         validation = read_train(source.val, columns)
-    test = read_table(f"{where}, {TEST} split", tables[TEST], columns, test=True)
+    test = to_predict(read_records(f"{where}, {TEST} split", tables[TEST], columns), columns, keep_labels=True)
     if kind == SAVED:  # its files, as a data folder's
         fingerprints = {split: file_fingerprint(folder / split) for split in used}
     else:  # the rows as read, and the datasets fingerprint (which follows a hub dataset's revision)
@@ -229,9 +248,9 @@ def table_fingerprint(split: str, table: Table, dataset: Any) -> dict[str, Any]:
     """A loaded split's rows, SHA-256 of its columns, their ``ClassLabel`` names and every row as read, and its
     ``datasets`` fingerprint."""
     digest = hashlib.sha256(json.dumps(table.class_names, sort_keys=True).encode("utf-8"))
-    for _, fields in table.rows:
-        digest.update(json.dumps(fields, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
-    rows = len(table.rows) - 1
+    for record in table.records:
+        digest.update(json.dumps(record.fields, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
+    rows = len(table.records) - 1
     return {
         "split": split,
         "rows": rows,
@@ -261,7 +280,8 @@ def load_dataset(data: str, config: str | None) -> Any:
     except FileNotFoundError as err:
         raise DataError(f"{named}: no such dataset ({_short(err)})") from None
     except Exception as err:  # datasets' own errors: an unknown config, unreadable files
-        raise DataError(f"{named}: datasets.load_dataset failed ({_short(err)})") from None
+        hint = "; name one with data.dataset_config=NAME" if config is None and "config" in str(err).lower() else ""
+        raise DataError(f"{named}: datasets.load_dataset failed ({_short(err)}){hint}") from None
 
 
 def _offline() -> bool:

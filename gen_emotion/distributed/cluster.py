@@ -10,8 +10,10 @@ A fold asks Ray for what it needs: ``--gpus`` GPUs where its recipe trains a tra
 has GPUs, and a share of the CPUs (the cluster's CPUs over ``--parallel-folds``, at most one machine's). It runs
 ``cv.train_pending_fold``, the sequential loop's ``run_fold``, writing its own ``folds/fold-k/`` while the command
 holds the cv folder's lock; every machine must see the cv folder and the data folder at the same path (one
-machine, or a shared volume). A fold that fails is named once every other fold has ended; the finished ones are
-kept, so the same command again trains only the failed ones.
+machine, or a shared volume). A fold computes with the threads the command's own process has (``Threads``), not
+one per CPU of its share as Ray would start it: a fold's numbers depend on them, so the folder is the sequential
+loop's. A fold that fails is named once every other fold has ended; the finished ones are kept, so the same
+command again trains only the failed ones.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.evaluation.cv import PendingFolds, train_pending_fold
+from gen_emotion.models.hardware import compute_threads
 from gen_emotion.runs.folder import CV_SETTINGS
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,54 @@ def share_of(ray: Any, side_by_side: int, gpus: int, wants_gpu: bool) -> Share:
     return each
 
 
+@dataclass(frozen=True)
+class Threads:
+    """The CPU threads the command's process computes with, recorded where it starts the folds and given to each
+    fold task: Ray starts a task with ``OMP_NUM_THREADS`` set to its CPU share, and a sum split over fewer threads
+    gives other last digits, so a fold of fewer threads than the sequential loop's would write other probabilities."""
+
+    pools: tuple[tuple[str, int], ...]
+    """Each kind of thread pool (``blas``, ``openmp``: ``hardware.compute_threads``) and its threads."""
+    torch: int | None = None
+    """PyTorch's intra-op threads, for folds that train a transformers model."""
+
+    @classmethod
+    def of_this_process(cls, with_torch: bool) -> Threads:
+        torch = None
+        if with_torch:
+            import torch as torch_module
+
+            torch = torch_module.get_num_threads()
+        return cls(tuple(compute_threads().items()), torch)
+
+    @property
+    def count(self) -> int:
+        return self.torch or max((n for _, n in self.pools), default=1)
+
+    def runtime_env(self) -> dict[str, Any]:
+        """Ray's ``runtime_env`` for a fold task: its process starts with these threads (OpenMP, and BLAS libraries
+        that read ``OMP_NUM_THREADS`` when they load)."""
+        return {"env_vars": {"OMP_NUM_THREADS": str(self.count)}}
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Within: the recorded threads, in libraries loaded already and (``torch.set_num_threads``) PyTorch's."""
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=dict(self.pools)):
+            if self.torch is None:
+                yield
+                return
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.torch)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(before)
+
+
 def free_port() -> int:
     """A TCP port free on this machine now (for one training's accelerate rendezvous)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -121,10 +172,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def fold_task(pending: PendingFolds, k: int, cwd: str) -> None:
+def fold_task(pending: PendingFolds, k: int, cwd: str, threads: Threads) -> None:
     """One fold on whichever machine Ray gave it, in the command's working folder ``cwd`` (its paths are as the
-    command was given them, so the fold's files are the sequential run's): logged to the cv folder's
-    ``run.log``, trained and predicted."""
+    command was given them, so the fold's files are the sequential run's) and with the command's ``threads``: logged
+    to the cv folder's ``run.log``, trained and predicted."""
     from gen_emotion.core.logs import setup_logging
 
     here = socket.gethostname()
@@ -140,7 +191,9 @@ def fold_task(pending: PendingFolds, k: int, cwd: str) -> None:
         launcher = pending.launcher
         if launcher.processes > 1 and launcher.machines is None:  # trainings side by side: a rendezvous port each
             launcher = replace(launcher, main_process_port=free_port())
-        train_pending_fold(pending, k, launcher)
+        os.environ["OMP_NUM_THREADS"] = str(threads.count)  # for the fold's step processes too
+        with threads.applied():
+            train_pending_fold(pending, k, launcher)
 
 
 def one_line(err: BaseException) -> str:
@@ -164,19 +217,23 @@ def run_folds(pending: PendingFolds, side_by_side: int, address: str | None, wan
     with ray_session(address) as ray:
         side_by_side = min(side_by_side, len(pending.indices))
         share = share_of(ray, side_by_side, pending.launcher.gpus, wants_gpu)
-        task = ray.remote(fold_task).options(**share.options(), max_retries=FOLD_RETRIES)
+        threads = Threads.of_this_process(with_torch=wants_gpu)
+        task = ray.remote(fold_task).options(
+            **share.options(), max_retries=FOLD_RETRIES, runtime_env=threads.runtime_env()
+        )
         log.info(
-            "training folds %s on Ray, %d at a time, each with %s",
+            "training folds %s on Ray, %d at a time, each with %s, computing with %d thread(s) as this process does",
             ", ".join(map(str, pending.indices)),
             side_by_side,
             share.describe(),
+            threads.count,
         )
         waiting, running, failed = list(pending.indices), {}, {}
         try:
             while waiting or running:
                 while waiting and len(running) < side_by_side:
                     k = waiting.pop(0)
-                    running[task.remote(pending, k, os.getcwd())] = k
+                    running[task.remote(pending, k, os.getcwd(), threads)] = k
                 done, _ = ray.wait(list(running), num_returns=1)
                 k = running.pop(done[0])
                 try:

@@ -1,5 +1,5 @@
 """``predict FOLDER --input FILE --workers N``: the input cut in shards that N Ray actors predict, each with the
-folder loaded once, written exactly as one process writes them (``predictor.predict_file``).
+folder loaded once, written exactly as one process writes them (``predict_file.predict_file``).
 
 The shards are cut so that a shard predicted alone gets the numbers of one process:
 
@@ -38,6 +38,7 @@ from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.distributed.cluster import one_line, ray_session, share_of
 from gen_emotion.generation.generate import read_shard, shard_path, write_shard
 from gen_emotion.runs.locks import writing_file
+from gen_emotion.serving.predict_file import read_inputs, saved_rows, shard_key, shards_folder, write_saved_rows
 from gen_emotion.serving.predictor import (
     CVPredictor,
     EnsemblePredictor,
@@ -47,11 +48,6 @@ from gen_emotion.serving.predictor import (
     folder_kind,
     folder_recipe,
     load_predictor,
-    read_inputs,
-    saved_rows,
-    shard_key,
-    shards_folder,
-    write_saved_rows,
 )
 
 log = logging.getLogger(__name__)

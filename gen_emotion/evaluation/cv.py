@@ -31,9 +31,10 @@ from gen_emotion.config.recipes import Recipe, columns, data_source, with_header
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import read_json, write_json
 from gen_emotion.core.logs import setup_logging
-from gen_emotion.data.dataset import EmotionData, fold_indices, sample_data_dir
+from gen_emotion.data.dataset import EmotionData, sample_data_dir
+from gen_emotion.data.folds import fold_indices
 from gen_emotion.data.sources import TEST, TRAIN, DataSource, read_splits
-from gen_emotion.models.hardware import machine, peak_memory
+from gen_emotion.models.hardware import compute_threads, machine, peak_memory
 from gen_emotion.runs.folder import (
     CV_SETTINGS,
     FOLD_DONE,
@@ -50,6 +51,7 @@ from gen_emotion.runs.folder import (
     write_out_of_fold,
 )
 from gen_emotion.runs.locks import writing_folder
+from gen_emotion.runs.pipeline import gold_test_scores, log_test_scores
 from gen_emotion.runs.steps import Fold, Launcher, fit_predict, import_task, task_reference
 from gen_emotion.scoring.metrics import macro_f1, score
 from gen_emotion.scoring.prediction_files import (
@@ -118,6 +120,7 @@ def run_fold(
         "train_rows": result.training.get("train_rows", len(fold.train_idx)),
         "val_rows": len(fold.val_idx),
         "seconds": round(time.perf_counter() - started, 2),
+        "threads": compute_threads(),
         **peak_memory(),
     }
     write_json(fold_dir / FOLD_DONE, summary)
@@ -261,7 +264,7 @@ def finish_cv(
     data_dir: Path | str,
     started: float,
 ) -> CvMetrics:
-    """Tune thresholds on the out-of-fold scores, score, and write the run's files (``runs.write_out_of_fold``).
+    """Tune thresholds on the out-of-fold scores, score, and write the run's files (``folder.write_out_of_fold``).
     ``wall_s`` is the folds' own time plus this step's, so a resumed run reports what the whole run cost."""
     finishing = time.perf_counter()
     hard = any(s.get("hard") for s in summaries)
@@ -318,6 +321,7 @@ def finish_cv(
         per_fold_macro_f1_mean=float(np.mean(fold_scores)),
         per_fold_macro_f1_std=float(np.std(fold_scores)),
         test_rows=len(test),
+        test=gold_test_scores(test, layout.test_predictions, names),
         wall_s=round(sum(s.get("seconds", 0) for s in summaries) + time.perf_counter() - finishing, 1),
         this_call_s=round(time.perf_counter() - started, 1),
         **memory,
@@ -339,6 +343,8 @@ def finish_cv(
         metrics.wall_s,
         run_dir / SUBMISSION,
     )
+    if metrics.test is not None:
+        log_test_scores(metrics.test)
     return metrics
 
 

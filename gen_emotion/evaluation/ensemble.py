@@ -5,8 +5,8 @@ when a member has no probabilities; then tune per-label thresholds on the combin
 
 An ensemble folder has the same files as a cv run folder (``oof_metrics.json``, ``oof_labels.csv``,
 ``oof_predictions.csv``, ``test_predictions.csv``, ``submission.csv``, ``thresholds.json``, and the
-probability files when it averaged or stacked probabilities; one writer, ``runs.write_out_of_fold``), so it can be
-reported or ensembled again (``runs.load_member`` reads both). Its honest figure (``macro_f1_thresholds_cv``) splits
+probability files when it averaged or stacked probabilities; one writer, ``folder.write_out_of_fold``), so it can be
+reported or ensembled again (``folder.load_member`` reads both). Its honest figure (``macro_f1_thresholds_cv``) splits
 its rows with its first member's seed, as that member's own figure did; it records the seed as its ``seed``.
 """
 

@@ -11,7 +11,7 @@ only). Each backend keeps the input order.
 The transformers backend (here) loads a merged copy of the model (or, with ``generate.quantized_base``, the
 4-bit base QLoRA trained against with the adapter unmerged), sorts prompts by length, left-pads
 batches and decodes under an xgrammar logits processor; the vLLM backend is ``vllm_backend``; the task
-that generates (``generation_task.GenerateTask``) picks one by ``generate.backend``.
+that generates (``tasks.generate.GenerateTask``) picks one by ``generate.backend``.
 """
 
 from __future__ import annotations

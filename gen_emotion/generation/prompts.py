@@ -21,7 +21,8 @@ import numpy as np
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from gen_emotion.config.recipes import DataArgs, PromptArgs, template_dir
+from gen_emotion.config.recipes import DataArgs, PromptArgs
+from gen_emotion.config.shipped import template_dir
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import SEMEVAL, LabelSet
 

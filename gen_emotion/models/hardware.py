@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from gen_emotion.config.fields import read_yaml
-from gen_emotion.config.recipes import LoraArgs, Recipe, shipped_folders
+from gen_emotion.config.recipes import LoraArgs, Recipe
+from gen_emotion.config.shipped import shipped_folders
 from gen_emotion.config.task_kinds import task_kind
 from gen_emotion.core.errors import GenEmotionError
 
@@ -314,7 +315,7 @@ TRACKER_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
     "wandb": (("wandb",),),
     "mlflow": (("mlflow",),),
 }
-"""The trackers ``train.report_to`` may name (``recipes.TRACKERS`` but ``none``) and the modules each needs: every
+"""The trackers ``train.report_to`` may name (``choices.TRACKERS`` but ``none``) and the modules each needs: every
 module of one of its tuples. The ``track`` extra brings them all (``pip install "gen-emotion[track]"``)."""
 TRACK_EXTRA = 'pip install "gen-emotion[track]"'
 ATTENTION_MODULES: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -393,6 +394,18 @@ def peak_memory() -> dict[str, float]:
         peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         peak["peak_cuda_reserved_mib"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
     return peak
+
+
+def compute_threads() -> dict[str, int]:
+    """The threads this process computes with on CPU: the most any loaded BLAS library and any loaded OpenMP runtime
+    (PyTorch's, scikit-learn's) would use (``threadpoolctl``). A sum over many numbers depends on how it is split
+    over threads, so the same fold gives the same numbers only with the same threads: a cv fold records them."""
+    from threadpoolctl import threadpool_info
+
+    counts: dict[str, int] = {}
+    for pool in threadpool_info():
+        counts[pool["user_api"]] = max(counts.get(pool["user_api"], 0), int(pool["num_threads"]))
+    return dict(sorted(counts.items()))
 
 
 def machine() -> dict[str, Any]:

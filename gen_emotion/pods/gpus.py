@@ -1,7 +1,8 @@
 """The GPU types RunPod rents, and the one a recipe needs.
 
 The choice is the cheapest type whose memory holds the recipe's estimate (``hardware.estimate_memory``); with
-several GPUs, one that holds a replica per GPU (DDP), else one that holds a shard (FSDP, ZeRO-3).
+several GPUs, one that holds a replica per GPU (DDP), else one that holds a shard (FSDP, ZeRO-3): which of them,
+``multi_gpu.choose_strategy`` decides, as it does for ``run --gpus N``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from gen_emotion.core.errors import GenEmotionError
 
 ACCELERATE_CONFIGS = ("ddp", "fsdp", "zero3")
 """Files in ``recipes/accelerate/``: DDP replicas, FSDP2 sharding, DeepSpeed ZeRO-3 sharding."""
-SHARD_FROM_B = 10.0
-"""With several GPUs, models from this size up (14B+) are sharded with FSDP by default: a replica of a 14B model
-takes 28 GB of each GPU before activations. Smaller models train faster as data parallel replicas (DDP)."""
 MAX_GPUS = 8
 
 
@@ -74,18 +72,6 @@ def pick_gpu(need_gb: float) -> GpuType:
         f"no GPU type has the {need_gb:.0f} GB this recipe needs per GPU: shard it over several GPUs "
         "(--gpus N --accelerate-config fsdp), or set train.gradient_checkpointing=true or a smaller train.batch_size"
     )
-
-
-def choose_strategy(params_b: float, replica_gb: float, gpu: GpuType | None, gpus: int, qlora: bool) -> str | None:
-    """The accelerate config for ``gpus`` GPUs: none for one; DDP for QLoRA (a 4-bit replica per GPU) and for
-    models under ``SHARD_FROM_B`` whose replica fits the card (``gpu``, or some card when none is named);
-    else FSDP."""
-    if gpus == 1:
-        return None
-    if qlora:
-        return "ddp"
-    fits = replica_gb <= (gpu.memory_gb if gpu is not None else GPU_TYPES[-1].memory_gb)
-    return "ddp" if params_b < SHARD_FROM_B and fits else "fsdp"
 
 
 def check_fits(need_gb: float, gpu: GpuType) -> None:

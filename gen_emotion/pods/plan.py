@@ -35,8 +35,9 @@ from gen_emotion.models.hardware import (
     model_shape,
     volume_gb,
 )
+from gen_emotion.models.multi_gpu import choose_strategy, resolve_for_gpus
 from gen_emotion.pods.client import CONSOLE_URL
-from gen_emotion.pods.gpus import ACCELERATE_CONFIGS, MAX_GPUS, GpuType, check_fits, choose_strategy, find_gpu, pick_gpu
+from gen_emotion.pods.gpus import ACCELERATE_CONFIGS, GPU_TYPES, MAX_GPUS, GpuType, check_fits, find_gpu, pick_gpu
 from gen_emotion.training.tracking import TRACKER_SETTINGS
 
 WORKSPACE = "/workspace"
@@ -99,6 +100,8 @@ class LaunchPlan:
     task: str = "generate"
     method: str = "LoRA"
     """How the model is trained: ``LoRA``, ``QLoRA`` or ``full fine-tune``."""
+    tensor_parallel: int = 1
+    """``generate.tensor_parallel_size`` of the resolved recipe (``multi_gpu.gpu_overrides``)."""
 
     @property
     def params_b(self) -> float:
@@ -214,8 +217,9 @@ def size_for(recipe: Recipe, shape: ModelShape, options: LaunchOptions) -> tuple
     """The GPU type, the accelerate config (several GPUs) and the memory estimate per GPU."""
     named = find_gpu(options.gpu) if options.gpu else None
     replica = estimate_memory(recipe, shape)
+    card_gb = (named or GPU_TYPES[-1]).memory_gb  # with none named, some card holds what the largest holds
     strategy = options.accelerate_config or choose_strategy(
-        shape.params_b, replica.need_gb, named, options.gpus, recipe.model.load_in_4bit
+        shape.params_b, replica.need_gb, card_gb, options.gpus, recipe.model.load_in_4bit
     )
     if options.gpus == 1:
         strategy = None
@@ -229,15 +233,11 @@ def size_for(recipe: Recipe, shape: ModelShape, options: LaunchOptions) -> tuple
 def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: bool = False) -> LaunchPlan:
     """Resolve and check the recipe, pick the GPU and accelerate config, and build the ``runpod.create_pod``
     arguments."""
-    from gen_emotion.config.recipes import load_recipe
     from gen_emotion.models.loading import EMBEDDED_MODELS
     from gen_emotion.tasks.base import get_task
 
     check_options(options)
-    overrides = list(options.overrides)
-    if options.gpus > 1 and not any(o.startswith("generate.tensor_parallel_size=") for o in overrides):
-        overrides.append(f"generate.tensor_parallel_size={options.gpus}")
-    recipe = load_recipe(options.recipe, overrides)
+    recipe, _ = resolve_for_gpus(options.recipe, options.overrides, options.gpus)  # as run and cv resolve it
     task = get_task(recipe.task)
     command = pod_command(recipe, task, options)
     shape = model_shape(recipe.model.name, options.model_size)
@@ -284,6 +284,7 @@ def plan_launch(options: LaunchOptions, environ: Mapping[str, str], dry_run: boo
         command=command,
         task=recipe.task,
         method=method,
+        tensor_parallel=recipe.generate.tensor_parallel_size,
     )
 
 
@@ -361,8 +362,8 @@ def describe_plan(plan: LaunchPlan) -> list[str]:
     if plan.strategy:
         lines.append(
             f"training: accelerate launch --config_file recipes/accelerate/{plan.strategy}.yaml "
-            f"--num_processes {plan.gpus} (its own processes); generation: one process, "
-            f"generate.tensor_parallel_size={plan.gpus}"
+            f"--num_processes {plan.gpus} (its own processes); generation: one process"
+            + (f", generate.tensor_parallel_size={plan.tensor_parallel}" if plan.tensor_parallel > 1 else "")
         )
     return lines
 

@@ -20,16 +20,27 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data.dataset import Columns, read_label_file
+from gen_emotion.config.recipes import Recipe, recipe_from_dict
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import make_folder, read_json, write_json, write_text
 from gen_emotion.core.labels import LABELS
-from gen_emotion.scoring.metrics import macro_f1, score
-from gen_emotion.scoring.prediction_files import read_probabilities, write_predictions, write_probabilities, write_submission
-from gen_emotion.config.recipes import Recipe, recipe_from_dict
-from gen_emotion.scoring.run_metrics import FolderMetrics, RunMetrics, check_folder_metrics, folder_metrics
+from gen_emotion.data.dataset import Columns
+from gen_emotion.data.formats import read_label_file
 from gen_emotion.data.sources import SOURCE_KEY, describe_change
-from gen_emotion.scoring.thresholds import apply_thresholds, cross_validated_macro_f1, thresholds_from_dict, thresholds_to_dict
+from gen_emotion.scoring.metrics import macro_f1, score
+from gen_emotion.scoring.prediction_files import (
+    read_probabilities,
+    write_predictions,
+    write_probabilities,
+    write_submission,
+)
+from gen_emotion.scoring.run_metrics import FolderMetrics, RunMetrics, check_folder_metrics, folder_metrics
+from gen_emotion.scoring.thresholds import (
+    apply_thresholds,
+    cross_validated_macro_f1,
+    thresholds_from_dict,
+    thresholds_to_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,55 @@ FOLDS_DIR = "folds"
 FOLD_DONE = "fold.json"  # a cv fold's figures, written last
 STACKER = "stacker.json"
 """A stacked ensemble's fitted logistic regressions (``ensemble.apply_stacker``)."""
+RUN, CV, FOLD, ENSEMBLE = "run", "cv", "fold", "ensemble"
+"""The folders files live in: a run folder, a cv folder, a cv fold's ``folds/fold-N/``, an ensemble folder."""
+
+
+def folder_files() -> dict[str, tuple[str, ...]]:
+    """Every file (a folder: ``NAME/``) a run, cv or ensemble folder may hold, and in which folders: the one list,
+    which docs/commands.md's table follows (``tests/test_doc_facts.py``). Names the tasks and trainers declare are
+    taken from them (imported here, not at start, as they bring the training code)."""
+    from gen_emotion.core.logs import LOG_FILE
+    from gen_emotion.models.loading import ADAPTER_DIR, MERGED_DIR
+    from gen_emotion.tasks.generate import SHARD_DIR
+    from gen_emotion.training.classify import MODEL_DIR
+    from gen_emotion.training.tfidf import MODEL_FILE
+    from gen_emotion.training.tracking import TENSORBOARD_DIR, TRACKING_FILE
+    from gen_emotion.training.trainers import CHECKPOINT_DIR, TRAIN_LOG, TRAINING_SUMMARY
+
+    trained = (RUN, FOLD)
+    results = (RUN, CV, ENSEMBLE)
+    return {
+        RECIPE_FILE: (RUN, CV),
+        DATA_FILE: (RUN, CV),
+        CV_SETTINGS: (CV,),
+        f"{FOLDS_DIR}/": (CV,),
+        LOG_FILE: (RUN, CV),
+        f"{ADAPTER_DIR}/": trained,
+        f"{MODEL_DIR}/": trained,
+        MODEL_FILE: trained,
+        f"{MERGED_DIR}-DTYPE/": trained,
+        f"{SHARD_DIR}/": trained,
+        f"{CHECKPOINT_DIR}/": trained,
+        TRAINING_SUMMARY: trained,
+        TRAIN_LOG: trained,
+        VAL_PREDICTIONS: (RUN,),
+        TEST_PREDICTIONS: results,
+        VAL_PROBS: trained,
+        TEST_PROBS: (RUN, FOLD, CV, ENSEMBLE),
+        THRESHOLDS: results,
+        SUBMISSION: results,
+        RUN_METRICS: (RUN,),
+        FOLD_DONE: (FOLD,),
+        OOF_PROBS: (CV, ENSEMBLE),
+        OOF_PREDICTIONS: (CV, ENSEMBLE),
+        OOF_LABELS: (CV, ENSEMBLE),
+        FOLDER_METRICS: (CV, ENSEMBLE),
+        STACKER: (ENSEMBLE,),
+        TRACKING_FILE: (RUN, CV, FOLD),
+        "wandb/": (RUN, CV, FOLD),  # W&B's own name for its local files
+        f"{TENSORBOARD_DIR}/": (RUN, CV),
+    }
 
 
 def default_run_dir(recipe: Recipe, prefix: str = "") -> Path:

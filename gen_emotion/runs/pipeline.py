@@ -16,16 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.data.dataset import sample_data_dir
-from gen_emotion.core.errors import GenEmotionError
-from gen_emotion.models.hardware import machine
-from gen_emotion.core.labels import LabelSet
-from gen_emotion.runs.locks import writing_folder
-from gen_emotion.core.logs import setup_logging
-from gen_emotion.scoring.metrics import macro_f1, score
-from gen_emotion.scoring.prediction_files import write_predictions, write_probabilities, write_submission
+import numpy as np
+
 from gen_emotion.config.recipes import Recipe, columns, data_source, label_set, with_header_labels
-from gen_emotion.scoring.run_metrics import RunMetrics
+from gen_emotion.core.errors import GenEmotionError
+from gen_emotion.core.labels import LabelSet
+from gen_emotion.core.logs import setup_logging
+from gen_emotion.data.dataset import EmotionData, sample_data_dir
+from gen_emotion.data.sources import TEST, TRAIN, VALIDATION, Splits, read_splits
+from gen_emotion.models.hardware import machine
 from gen_emotion.runs.folder import (
     SUBMISSION,
     TEST_PREDICTIONS,
@@ -36,10 +35,13 @@ from gen_emotion.runs.folder import (
     write_run_metrics,
     write_thresholds,
 )
-from gen_emotion.data.sources import TEST, TRAIN, VALIDATION, Splits, read_splits
+from gen_emotion.runs.locks import writing_folder
 from gen_emotion.runs.steps import Fold, FoldResult, Launcher, fit_predict, run_isolated
-from gen_emotion.tasks.base import Task, get_task
+from gen_emotion.scoring.metrics import macro_f1, score
+from gen_emotion.scoring.prediction_files import write_predictions, write_probabilities, write_submission
+from gen_emotion.scoring.run_metrics import RunMetrics
 from gen_emotion.scoring.thresholds import apply_thresholds, choose_thresholds, thresholds_to_dict
+from gen_emotion.tasks.base import Task, get_task
 from gen_emotion.training.tracking import open_run, run_figures, training_steps
 
 log = logging.getLogger("gen_emotion")
@@ -97,7 +99,7 @@ def log_data(fold: Fold, data: Splits) -> None:
             len(fold.val_idx),
             "the validation split" if origin == VALIDATION else origin,
             len(fold.test),
-            fold.source.data,
+            data.shown,
         )
     else:
         log.info(
@@ -108,7 +110,7 @@ def log_data(fold: Fold, data: Splits) -> None:
             fold.index,
             fold.folds,
             len(fold.test),
-            fold.source.data,
+            data.shown,
         )
     if data.id_note():
         log.info("%s", data.id_note())
@@ -176,6 +178,7 @@ def finish_run(
         probabilities=probabilities,
         outputs=output_counts(val.outputs, tst.outputs, recipe.prompt.target_format, labels),
         test_rows=len(test),
+        test=gold_test_scores(test, test_final, names),
         training=result.training,
         timings=timings,
         data=fold.source.data,
@@ -193,7 +196,25 @@ def finish_run(
         held_scores["jaccard"],
         run_dir / SUBMISSION,
     )
+    if metrics.test is not None:
+        log_test_scores(metrics.test)
     return metrics
+
+
+def gold_test_scores(test: EmotionData, predicted: np.ndarray, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """The submission's scores on the test split, where the data gives its gold labels (a hub dataset's test split);
+    ``None`` where it does not (the Kaggle test file)."""
+    return None if test.labels is None else score(test.labels, predicted, names)
+
+
+def log_test_scores(scores: dict[str, Any]) -> None:
+    log.info(
+        "test split (%d rows, gold labels): macro-F1 %.4f as submitted; micro-F1 %.4f, jaccard %.4f",
+        scores["rows"],
+        scores["macro_f1"],
+        scores["micro_f1"],
+        scores["jaccard"],
+    )
 
 
 def held_out_split(fold: Fold) -> dict[str, Any]:

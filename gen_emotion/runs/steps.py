@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.data.dataset import EmotionData, fold_indices
-from gen_emotion.core.errors import GenEmotionError
-from gen_emotion.models.hardware import accelerate_config_path
 from gen_emotion.config.recipes import Recipe
-from gen_emotion.runs.folder import RECIPE_FILE
+from gen_emotion.core.errors import GenEmotionError
+from gen_emotion.data.dataset import EmotionData
+from gen_emotion.data.folds import fold_indices
 from gen_emotion.data.sources import DataSource, Splits, read_splits
+from gen_emotion.models.hardware import accelerate_config_path
+from gen_emotion.runs.folder import RECIPE_FILE
 from gen_emotion.tasks.base import Prediction, PredictionsNotSaved, Task, get_task
 
 log = logging.getLogger(__name__)

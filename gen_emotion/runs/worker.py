@@ -70,8 +70,8 @@ def training_device() -> str:
 
 
 def run_step(args: argparse.Namespace) -> None:
-    from gen_emotion.core.logs import setup_logging
     from gen_emotion.config.recipes import data_source
+    from gen_emotion.core.logs import setup_logging
     from gen_emotion.runs.folder import load_run_recipe
     from gen_emotion.runs.steps import Fold, import_task
 
@@ -106,9 +106,9 @@ def run_session(args: argparse.Namespace, replies: TextIO) -> None:
     session goes on."""
     import numpy as np
 
-    from gen_emotion.data.dataset import EmotionData
-    from gen_emotion.core.logs import setup_logging
     from gen_emotion.config.recipes import label_set
+    from gen_emotion.core.logs import setup_logging
+    from gen_emotion.data.dataset import EmotionData
     from gen_emotion.runs.folder import load_run_recipe
     from gen_emotion.runs.steps import import_task
 

@@ -57,16 +57,34 @@ def jaccard(y_true: Any, y_pred: Any) -> float:
 
 def paired_bootstrap(y_true: Any, a: Any, b: Any, n: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Macro-F1 of predictions ``a`` minus that of ``b`` on the same rows, with a 95% paired bootstrap interval
-    (the rows resampled together for both): ``{"diff": ..., "ci95": [low, high]}``."""
+    (the rows resampled together for both): ``{"diff": ..., "ci95": [low, high]}``. Each resample's per-label
+    counts are its rows' multiplicities times the 0/1 matrices (the same figures as ``macro_f1`` of the resampled
+    rows, in blocks of resamples at a time instead of one scikit-learn call each)."""
     y, pa = _pair(y_true, a)
     pb = _pair(y_true, b)[1]
     rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(y), len(y)) for _ in range(n)]
     diffs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        diffs.append(macro_f1(y[idx], pa[idx]) - macro_f1(y[idx], pb[idx]))
-    low, high = np.percentile(diffs, [2.5, 97.5])
+    for start in range(0, n, BOOTSTRAP_BLOCK):
+        weights = np.stack([np.bincount(idx, minlength=len(y)) for idx in draws[start : start + BOOTSTRAP_BLOCK]])
+        diffs.append(_weighted_macro_f1(weights, y, pa) - _weighted_macro_f1(weights, y, pb))
+    low, high = np.percentile(np.concatenate(diffs), [2.5, 97.5])
     return {"diff": macro_f1(y, pa) - macro_f1(y, pb), "ci95": [float(low), float(high)]}
+
+
+BOOTSTRAP_BLOCK = 250
+
+
+def _weighted_macro_f1(weights: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Macro-F1 of each row of ``weights`` (how many times each row is drawn): 2TP / (2TP + FP + FN) per label,
+    0 where a label is neither gold nor predicted (``zero_division=0``), averaged over the labels."""
+    w = weights.astype(np.float64)
+    tp = w @ (y * p)
+    fp = w @ ((1 - y) * p)
+    fn = w @ (y * (1 - p))
+    denominator = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    return f1.mean(axis=1)
 
 
 def per_label(y_true: Any, y_pred: Any, names: Sequence[str] = LABELS) -> dict[str, dict[str, float]]:

@@ -18,7 +18,8 @@ import numpy as np
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import open_output
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import SEMEVAL_COLUMNS, Columns, EmotionData, read_label_file, read_test
+from gen_emotion.data.dataset import SEMEVAL_COLUMNS, Columns, EmotionData
+from gen_emotion.data.formats import read_label_file, read_test
 from gen_emotion.scoring.metrics import check_label_matrix
 from gen_emotion.scoring.thresholds import check_probabilities
 

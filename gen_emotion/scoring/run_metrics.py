@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
 
-OMITTED_WHEN_NONE = frozenset({"peak_cuda_mib", "peak_cuda_reserved_mib", "candidates", "seed"})
+OMITTED_WHEN_NONE = frozenset({"peak_cuda_mib", "peak_cuda_reserved_mib", "candidates", "seed", "test"})
 """Keys written only where they have a value (a cv without CUDA; an ensemble that was not a search, or one made
-before its seed was recorded)."""
+before its seed was recorded; data whose test split has no gold labels)."""
 
 Figures = TypeVar("Figures", bound="_Figures")
 
@@ -55,6 +55,8 @@ class RunMetrics(_Figures):
     """Where the task gives probabilities: the thresholds and their in-sample and cross-validated figures."""
     outputs: dict[str, Any] | None = None
     test_rows: int = 0
+    test: dict[str, Any] | None = None
+    """Where the test split has gold labels (a hub dataset's): its scores as submitted (``metrics.score``)."""
     training: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     data: str = ""
@@ -95,6 +97,8 @@ class CvMetrics(_Figures):
     per_fold_macro_f1_mean: float | None = None
     per_fold_macro_f1_std: float | None = None
     test_rows: int | None = None
+    test: dict[str, Any] | None = None
+    """Where the test split has gold labels: the submission's scores on it (``metrics.score``)."""
     wall_s: float | None = None
     this_call_s: float | None = None
     peak_rss_mib: float | None = None

@@ -8,8 +8,8 @@ a generation task trains in one process and generates in another, so the trainer
 PyTorch's cache never hold GPU memory that the generation engine needs. ``run``, ``cv``, ``predict``, the
 pod entry and ``launch`` all go through this registry (``get_task``; ``steps.fit_predict`` runs a fold).
 
-This module holds what every task shares; each task is a module of its own (``generation_task``,
-``classifier_task``, ``tfidf_task``) registered by one row of ``task_kinds.TASK_KINDS``, which names its class
+This module holds what every task shares; each task is a module of its own in this folder (``generate``,
+``classify``, ``tfidf``) registered by one row of ``task_kinds.TASK_KINDS``, which names its class
 and says what it is to the modules below this one.
 """
 

@@ -21,7 +21,7 @@ def test_recipes_lists_every_shipped_recipe_with_hardware_and_time(capsys):
     assert all(row["time"] != "-" for row in rows)
     assert main(["recipes"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in shipped) and "time: about 10 min here" in out
+    assert all(name in out for name in shipped) and "time: about 6 min for run on the Kaggle data" in out
 
 
 def test_recipes_cp_copies_to_a_folder_or_file_never_over_one(tmp_path, capsys):

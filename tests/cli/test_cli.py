@@ -16,7 +16,7 @@ from conftest import LABEL_HEADER, REPO_ROOT, TRAIN_HEADER, onehot, write_rows
 
 from gen_emotion.cli.parser import main
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import read_label_file, read_test, read_train
+from gen_emotion.data.formats import read_label_file, read_test, read_train
 from gen_emotion.generation.parsing import parse
 from gen_emotion.scoring.metrics import score
 from gen_emotion.scoring.prediction_files import write_predictions

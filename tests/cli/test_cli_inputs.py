@@ -1,6 +1,6 @@
 """Bad and odd input across the commands, the way a user gives it: every case ends with exit status 2 and one
 line ``gen-emotion: error: ...`` naming the file, row or setting (never a traceback), or, for the odd-but-valid
-ones, succeeds. Run in-process (``cli.main``), except the stream cases, which need a real standard input/output."""
+ones, succeeds. Run in-process (``parser.main``), except the stream cases, which need a real standard input/output."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def test_run_and_cv_refuse_a_data_folder_without_train_csv(capsys, tmp_path):
     one_error(capsys, ["cv", TFIDF, "--folds", "1"], "--folds must be at least 2")
     one_error(capsys, ["cv", TFIDF, "--rows", "1", "--out", str(tmp_path / "c")], "--rows must be at least 2")
     one_error(capsys, ["run", TFIDF, "--gpus", "0"], "--gpus must be at least 1")
-    one_error(capsys, ["run", TFIDF, "--gpus", "2"], "CUDA GPU(s)")
+    one_error(capsys, ["run", TFIDF, "--gpus", "2"], "trains in one process on one GPU")  # the plan before the GPUs
     one_error(capsys, ["run", TFIDF, "--accelerate-config", "nope"], "accelerate config 'nope'")
     one_error(capsys, ["run", TFIDF, "--backend", "vllm"], "--backend is for generative recipes")
 

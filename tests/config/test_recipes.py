@@ -12,8 +12,8 @@ from gen_emotion.config.recipes import (
     find_recipe,
     load_recipe,
     recipe_from_dict,
-    template_dir,
 )
+from gen_emotion.config.shipped import template_dir
 from gen_emotion.core.errors import GenEmotionError
 
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
@@ -242,6 +242,6 @@ def test_recipe_error_is_a_gen_emotion_error():
 def test_optimizer_choices_are_names_transformers_knows():
     from transformers.training_args import OptimizerNames
 
-    from gen_emotion.config.recipes import OPTIMIZERS
+    from gen_emotion.config.choices import OPTIMIZERS
 
     assert set(OPTIMIZERS) <= {option.value for option in OptimizerNames}

@@ -86,6 +86,16 @@ def test_one_file_to_predict_keeps_its_name(tmp_path):
     assert prepare(str(SAMPLE_DIR / "test.csv"), dest, "test.csv") == (SAMPLE_DIR / "test.csv").resolve()
 
 
+def test_a_data_folder_to_predict_gives_its_test_file(tmp_path):
+    """A data folder is predicted by its test file, found as ``run`` finds it."""
+    six = SAMPLE_DIR / "six_labels"
+    assert prepare(str(six), tmp_path, "six_labels") == (six / "test.csv").resolve()
+    assert prepare(six.as_uri(), tmp_path, "six_labels") == (six / "test.csv").resolve()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GenEmotionError, match="empty: a folder without a test file .*; predict takes a file, or a"):
+        prepare(str(tmp_path / "empty"), tmp_path / "dest", "empty")
+
+
 def test_a_zip_with_the_files_one_folder_down_and_a_folder(tmp_path):
     archive = tmp_path / "d.zip"
     with zipfile.ZipFile(archive, "w") as opened:

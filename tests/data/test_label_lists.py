@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from gen_emotion.core.errors import GenEmotionError
-from gen_emotion.data.dataset import Columns, read_emotion_file, read_test, read_train
+from gen_emotion.data.dataset import Columns
+from gen_emotion.data.formats import read_emotion_file, read_test, read_train
 from gen_emotion.data.label_lists import ListColumn, label_rows
 
 NAMES = ("anger", "joy", "sadness", "neutral")

@@ -15,7 +15,8 @@ from gen_emotion.cli.parser import main
 from gen_emotion.config.recipes import columns, label_set, load_recipe, with_header_labels
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import SEMEVAL, LabelSet
-from gen_emotion.data.dataset import Columns, read_test, read_train
+from gen_emotion.data.dataset import Columns
+from gen_emotion.data.formats import read_test, read_train
 from gen_emotion.generation.parsing import parse
 from gen_emotion.generation.prompts import build_messages, load_templates
 

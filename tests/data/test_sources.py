@@ -11,12 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_DIR
+from conftest import REPO_ROOT, SAMPLE_DIR
 
 from gen_emotion.cli.parser import main
-from gen_emotion.config.recipes import data_source, load_recipe
+from gen_emotion.config.recipes import data_source, label_set, load_recipe, with_header_labels
+from gen_emotion.config.task_kinds import task_kind
 from gen_emotion.core.errors import GenEmotionError
+from gen_emotion.core.labels import LABELS
+from gen_emotion.data.formats import read_label_file, read_train
 from gen_emotion.data.sources import DataSource, read_splits
+from gen_emotion.generation.prompts import build_messages, load_templates
+from gen_emotion.runs.steps import Fold
+from gen_emotion.tasks.base import get_task
 
 RECIPE = "recipes/goemotions-tfidf.yaml"
 NAMES = ("admiration", "anger", "fear", "joy", "sadness", "neutral")
@@ -285,3 +291,111 @@ def test_a_classifier_run_on_name_lists_without_ids(tmp_path, tiny_bert):
     assert main(["run", RECIPE, *NAME_LISTS, *model, "--data", str(folder), "--out", str(out)]) == 0
     assert [row[0] for row in read_csv(out / "submission.csv")] == ["row", *map(str, range(6))]
     assert json.loads((out / "metrics.json").read_text())["held_out"]["rows"] == 6
+
+
+SEMEVAL_ID = "SemEvalWorkshop/sem_eval_2018_task_1"
+SEMEVAL_SIZES = {"train": 120, "validation": 40, "test": 40}
+OTHER_CONFIG = ("subtask5.spanish", {"train": 4, "validation": 2, "test": 2})
+OTHER_DATA = {
+    "goemotions-tfidf": r"\(data.dataset_config simplified\): .*BuilderConfig 'simplified' not found",
+    "own-labels-example": r"train split: its columns: missing column 'text_id'",
+}
+"""The shipped recipes written for other data: GoEmotions (its config) and the six-label sample (its columns)."""
+
+
+def semeval_hub(root: Path) -> Path:
+    """SemEval-2018 Task 1 as its hub repository keeps it, at the id's path under ``root``: ``CONFIG/SPLIT-*.parquet``
+    of ``ID``, ``Tweet`` and the 11 labels as booleans (rows of the shipped sample), and a README naming two configs,
+    so that ``load_dataset`` needs the config named."""
+    from datasets import Dataset, Features, Value
+
+    sample = read_train(SAMPLE_DIR / "train.csv")
+    features = Features({"ID": Value("string"), "Tweet": Value("string"), **{n: Value("bool") for n in LABELS}})
+    folder, start, readme = root / SEMEVAL_ID, 0, "---\nconfigs:\n"
+    for config, sizes in (("subtask5.english", SEMEVAL_SIZES), OTHER_CONFIG):
+        (folder / config).mkdir(parents=True)
+        readme += f"- config_name: {config}\n  data_files:\n"
+        for split, n in sizes.items():
+            at = range(start, start + n)
+            columns = {"ID": [f"2018-En-{i:05d}" for i in at], "Tweet": [sample.texts[i] for i in at]}
+            columns |= {name: [bool(sample.labels[i, j]) for i in at] for j, name in enumerate(LABELS)}
+            path = folder / config / f"{split}-00000-of-00001.parquet"
+            Dataset.from_dict(columns, features=features).to_parquet(str(path))
+            readme += f"  - split: {split}\n    path: {config}/{split}-*\n"
+            start += n
+    (folder / "README.md").write_text(readme + "---\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def semeval(tmp_path, monkeypatch) -> Path:
+    """The hub copy, read offline (as ``HF_DATASETS_OFFLINE=1`` sets it) by its id: from the folder holding it."""
+    import datasets
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    return semeval_hub(tmp_path)
+
+
+def gold(folder: Path, split: str) -> tuple[list[str], np.ndarray]:
+    """A split's IDs and labels as the parquet file holds them (booleans)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder / "subtask5.english" / f"{split}-00000-of-00001.parquet").to_pydict()
+    return table["ID"], np.array([table[name] for name in LABELS], dtype=np.int64).T
+
+
+def test_the_semeval_hub_id_runs_with_its_config_its_validation_split_and_scores_the_test_split(semeval, capsys):
+    from sklearn.metrics import f1_score
+
+    out = Path("run")
+    assert main(["run", "tfidf-logreg", "--data", SEMEVAL_ID, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["held_out"]["split"] == "validation" and metrics["held_out"]["rows"] == 40
+    ids, labels = gold(semeval, "test")
+    submission = read_label_file(out / "submission.csv")
+    assert submission.ids == ids and metrics["test"]["rows"] == 40
+    assert metrics["test"]["macro_f1"] == pytest.approx(f1_score(labels, submission.labels, average="macro"))
+    shown = f"test split (gold labels, as submitted): macro-F1 {metrics['test']['macro_f1']:.4f}"
+    assert shown in capsys.readouterr().out
+    source = json.loads((out / "data.json").read_text())["source"]
+    assert source["kind"] == "load_dataset" and source["config"] == "subtask5.english"
+    assert source["splits"] == {"train": "train", "validation": "validation", "test": "test"}
+    assert f"40 test rows from {SEMEVAL_ID} (subtask5.english)" in (out / "run.log").read_text()
+    assert main(["cv", "tfidf-logreg", "--data", SEMEVAL_ID, "--folds", "3", "--out", "cv"]) == 0
+    cv = json.loads(Path("cv/oof_metrics.json").read_text())
+    assert cv["rows"] == 120 and cv["test"]["rows"] == 40  # cv folds the train split; the test split is scored
+    # the id gets its config; the folder by another name, or the other config, is what data.dataset_config says
+    assert len(read_splits(DataSource(SEMEVAL_ID, config=OTHER_CONFIG[0])).train) == 4
+    with pytest.raises(GenEmotionError, match="name one with data.dataset_config=NAME$"):
+        read_splits(DataSource(str(semeval.resolve())))
+
+
+def test_every_shipped_recipe_reads_the_semeval_hub_id(semeval):
+    """Every recipe written for SemEval's columns gets its splits, the validation split held out, the labels and (a
+    generation recipe) its prompt from the hub id; those written for other data say in one line why not."""
+    read: dict[object, object] = {}
+    checked = []
+    for path in sorted((REPO_ROOT / "recipes").glob("*.yaml")):
+        recipe = load_recipe(path)
+        source = data_source(recipe, SEMEVAL_ID)
+        if path.stem in OTHER_DATA:  # written for other data: one line says why not
+            with pytest.raises(GenEmotionError, match=OTHER_DATA[path.stem]):
+                read_splits(source)
+            continue
+        checked.append(path.stem)
+        if source.columns not in read:
+            read[source.columns] = read_splits(source)
+        splits = read[source.columns]
+        recipe = with_header_labels(recipe, splits.train.label_names)
+        fold = Fold.load(source, recipe.data.folds, recipe.data.fold, recipe.data.seed, data=splits, given=True)
+        assert label_set(recipe).names == LABELS and len(fold.train) == 120 and len(fold.held_out) == 40, path.name
+        assert fold.test.labels.shape == (40, 11), path.name
+        get_task(recipe.task)
+        if task_kind(recipe.task).generates_text:
+            templates = load_templates(recipe.prompt.template, label_set(recipe))
+            assert fold.train.texts[0] in build_messages(fold.train.texts[0], templates)[-1]["content"], path.name
+    assert len(checked) == len(list((REPO_ROOT / "recipes").glob("*.yaml"))) - len(OTHER_DATA)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,15 +15,18 @@ import pytest
 from conftest import SAMPLE_DIR
 
 from gen_emotion.cli.parser import main
-from gen_emotion.data.dataset import read_test
+from gen_emotion.data.formats import read_test
+from gen_emotion.distributed.cluster import Threads
 from gen_emotion.distributed.sharded_predict import predict_with_workers
+from gen_emotion.models.hardware import compute_threads
 from gen_emotion.scoring.prediction_files import write_table
-from gen_emotion.serving.predictor import predict_file
+from gen_emotion.serving.predict_file import predict_file
 
 ray = pytest.importorskip("ray")
 
 TEST_CSV = SAMPLE_DIR / "test.csv"
 TIMING = {"seconds", "train_s", "predict_s", "peak_rss_mib", "peak_cuda_mib", "wall_s", "this_call_s", "finished"}
+TIMING |= {"train_runtime_s", "train_runtime", "train_samples_per_second", "train_steps_per_second"}  # a trainer's
 """What differs between two runs of the same recipe: time, memory, when (``machine`` is the same machine)."""
 
 
@@ -61,9 +65,33 @@ def test_folds_side_by_side_write_what_the_sequential_loop_writes(sequential, tm
     parallel = tmp_path / "cv"
     assert main(["cv", "tfidf-logreg", "--folds", "3", "--parallel-folds", "2", "--out", str(parallel)]) == 0
     assert not ray.is_initialized()
-    assert_same_cv_folder(sequential, parallel)
+    assert_same_cv_folder(sequential, parallel)  # fold.json's threads included
     log = (parallel / "run.log").read_text()
     assert "2 at a time" in log and all(f"fold {k}/3: training on 200 rows" in log for k in (1, 2, 3))
+    # Ray's share of a fold is half the CPUs, fewer than this process computes with (on more than one core)
+    threads = Threads.of_this_process(with_torch=False).count
+    assert re.search(rf"each with \d+ CPUs?, computing with {threads} thread\(s\) as this process does", log), log
+    assert json.loads((parallel / "folds" / "fold-0" / "fold.json").read_text())["threads"] == compute_threads()
+
+
+@pytest.mark.slow
+def test_minilm_folds_with_one_cpu_each_write_the_sequential_probabilities(tmp_path):
+    """MiniLM's numbers depend on PyTorch's threads: each fold asks Ray for one of the 2 CPUs (Ray would start it
+    with one thread) while this process trains with its own, and the folds still write the sequential loop's
+    probabilities byte for byte."""
+    import torch
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        small = ["train.max_steps=3", "train.batch_size=8", "classifier.max_length=48", "--folds", "2"]
+        one_by_one, side_by_side = tmp_path / "sequential", tmp_path / "parallel"
+        assert main(["cv", "minilm-l6-cpu", *small, "--out", str(one_by_one)]) == 0
+        assert main(["cv", "minilm-l6-cpu", *small, "--parallel-folds", "2", "--out", str(side_by_side)]) == 0
+    finally:
+        ray.shutdown()
+    assert_same_cv_folder(one_by_one, side_by_side)
+    log = (side_by_side / "run.log").read_text()
+    assert f"each with 1 CPU, computing with {torch.get_num_threads()} thread(s)" in log
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from gen_emotion.cli.parser import main
 from gen_emotion.config.recipes import load_recipe
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import fold_indices, read_label_file, read_test, read_train
+from gen_emotion.data.folds import fold_indices
+from gen_emotion.data.formats import read_label_file, read_test, read_train
 from gen_emotion.evaluation.cv import run_cv
 from gen_emotion.scoring.prediction_files import read_probabilities as read_probs
 from gen_emotion.scoring.prediction_files import write_probabilities as write_probs
@@ -174,7 +175,7 @@ def test_command(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 def test_run_command_trains_a_tfidf_recipe_on_one_held_out_fold(sample_dir: Path, tmp_path: Path) -> None:
     """``gen-emotion run`` on a classify/tfidf recipe writes the run folder a generative run writes."""
     from gen_emotion.cli.parser import main as cli_main
-    from gen_emotion.data.dataset import split_fold
+    from gen_emotion.data.folds import split_fold
 
     out = tmp_path / "run"
     assert cli_main(["run", "recipes/tfidf-logreg.yaml", "--out", str(out)]) == 0

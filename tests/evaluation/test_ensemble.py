@@ -11,7 +11,7 @@ import pytest
 from gen_emotion.cli.parser import main
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import NUM_LABELS
-from gen_emotion.data.dataset import read_label_file
+from gen_emotion.data.formats import read_label_file
 from gen_emotion.evaluation.ensemble import align_members, combine, member_weights, run_ensemble, search_ensembles
 from gen_emotion.runs.folder import FOLDER_METRICS, load_member
 from gen_emotion.scoring.metrics import macro_f1, score

@@ -10,7 +10,7 @@ from conftest import masked_first_step
 from gen_emotion.config.recipes import recipe_from_dict
 from gen_emotion.core import labels
 from gen_emotion.core.labels import is_canonical
-from gen_emotion.data.dataset import read_train
+from gen_emotion.data.formats import read_train
 from gen_emotion.generation.branches import branch_probabilities
 from gen_emotion.generation.generate import TransformersGenerator, batch_inputs, run_in_shards
 from gen_emotion.generation.prompts import make_encoder

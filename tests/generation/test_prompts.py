@@ -9,7 +9,7 @@ import pytest
 from conftest import onehot
 from jinja2.exceptions import SecurityError
 
-from gen_emotion.config.recipes import template_dir
+from gen_emotion.config.shipped import template_dir
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
 from gen_emotion.generation.prompts import Encoder, build_messages, load_templates, make_encoder

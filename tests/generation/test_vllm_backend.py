@@ -12,7 +12,7 @@ from conftest import masked_first_step
 
 from gen_emotion.config.recipes import recipe_from_dict
 from gen_emotion.core.labels import SEMEVAL, is_canonical
-from gen_emotion.data.dataset import read_train
+from gen_emotion.data.formats import read_train
 from gen_emotion.generation.branches import branch_probabilities
 from gen_emotion.generation.generate import TransformersGenerator
 from gen_emotion.generation.prompts import make_encoder

@@ -10,7 +10,8 @@ import json
 import pytest
 from conftest import REPO_ROOT
 
-from gen_emotion.config.recipes import TRACKERS, load_recipe
+from gen_emotion.config.choices import TRACKERS
+from gen_emotion.config.recipes import load_recipe
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.models.hardware import (
     KNOWN_SHAPES,

@@ -1,6 +1,6 @@
 """``gen-emotion launch/pods/fetch/stop`` on the command line: the real CLI in a subprocess (``python -m
 gen_emotion.cli.parser``) where what matters is what a user sees (secrets masked, one-line errors, no traceback), and
-``cli.main`` in this process for the other refusals. Nothing here calls RunPod: ``launch`` runs with
+``parser.main`` in this process for the other refusals. Nothing here calls RunPod: ``launch`` runs with
 ``--dry-run``, and the other commands stop at the missing API key."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def decoded_recipe(request: dict):
 
 @pytest.fixture
 def main(monkeypatch, capsys):
-    """``cli.main`` in this process, without secrets in the environment: returns (status, stdout, stderr)."""
+    """``parser.main`` in this process, without secrets in the environment: returns (status, stdout, stderr)."""
     for name in DROPPED:
         monkeypatch.delenv(name, raising=False)
 

@@ -20,9 +20,7 @@ from gen_emotion.models.hardware import accelerate_config_path, estimate_memory,
 from gen_emotion.pods.gpus import (
     ACCELERATE_CONFIGS,
     GPU_TYPES,
-    SHARD_FROM_B,
     check_fits,
-    choose_strategy,
     find_gpu,
     pick_gpu,
 )
@@ -109,16 +107,6 @@ def test_check_fits_names_bigger_cards():
     assert "'NVIDIA GeForce RTX 5090'" in str(err.value)
     with pytest.raises(GenEmotionError, match="use --gpus N with a sharded config"):
         check_fits(500, find_gpu("B200"))
-
-
-def test_choose_strategy():
-    h100 = find_gpu("H100 SXM")
-    assert choose_strategy(3.2, 30, None, 1, qlora=False) is None  # one GPU: no accelerate
-    assert choose_strategy(3.2, 30, h100, 2, qlora=False) == "ddp"  # a small replica fits
-    assert choose_strategy(14.8, 30, h100, 2, qlora=True) == "ddp"  # QLoRA cannot be sharded
-    assert choose_strategy(SHARD_FROM_B, 30, h100, 2, qlora=False) == "fsdp"  # big models are sharded
-    assert choose_strategy(7.0, 60, find_gpu("L40S"), 4, qlora=False) == "fsdp"  # the replica does not fit
-    assert choose_strategy(7.0, 60, None, 4, qlora=False) == "ddp"  # some card holds it
 
 
 # --- the pod request for each shipped recipe -------------------------------------------------------------------

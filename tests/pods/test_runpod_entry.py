@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, SAMPLE_DIR
 from gen_emotion.cli.parser import main
 from gen_emotion.config.recipes import load_recipe, recipe_from_dict
 from gen_emotion.core.redaction import SECRET_NAMES
-from gen_emotion.data.dataset import read_label_file
+from gen_emotion.data.formats import read_label_file
 from gen_emotion.pods.plan import LaunchOptions, plan_launch
 
 ENTRY = REPO_ROOT / "runpod" / "entry.sh"
@@ -63,13 +63,13 @@ def dry_run_commands(result: subprocess.CompletedProcess) -> list[str]:
 
 
 def test_dry_run_multi_gpu_is_one_gen_emotion_command(tmp_path):
-    """gen-emotion itself trains under accelerate and generates in a process of its own: one command."""
+    """gen-emotion itself trains under accelerate and generates in a process of its own: one command; the tensor
+    parallel size and the accelerate config are gen-emotion's to add (``multi_gpu``), as on any machine."""
     workspace = tmp_path / "ws"
     result = entry(["--local", str(workspace), "--dry-run", "--gpus", "4", "run", str(CPU_RECIPE), "train.max_steps=2"])
     run_dir = workspace / "runs" / "smollm2-135m-cpu"
     assert dry_run_commands(result) == [
-        f"{GEN_EMOTION_BIN} run {CPU_RECIPE} train.max_steps=2 generate.tensor_parallel_size=4 --out {run_dir} "
-        "--gpus 4 --accelerate-config ddp"
+        f"{GEN_EMOTION_BIN} run {CPU_RECIPE} train.max_steps=2 --out {run_dir} --gpus 4"
     ]
     assert "train_multi_gpu" not in result.stdout and "accelerate launch" not in result.stdout
     assert not workspace.exists()  # a dry run writes nothing
@@ -78,7 +78,7 @@ def test_dry_run_multi_gpu_is_one_gen_emotion_command(tmp_path):
 def test_dry_run_multi_gpu_cv_passes_the_gpus_and_the_config(tmp_path):
     args = ["--local", str(tmp_path), "--dry-run", "--gpus", "2", "--folds", "3", "cv", str(CPU_RECIPE)]
     (command,) = dry_run_commands(entry(args, {"GEN_EMOTION_ACCELERATE_CONFIG": "fsdp"}))
-    assert command.startswith(f"{GEN_EMOTION_BIN} cv {CPU_RECIPE} generate.tensor_parallel_size=2 ")
+    assert command.startswith(f"{GEN_EMOTION_BIN} cv {CPU_RECIPE} --out ")
     assert command.endswith("--folds 3 --gpus 2 --accelerate-config fsdp")
     # An explicit tensor parallel size is kept; predict trains nothing and keeps the run's own tensor parallel size.
     (command,) = dry_run_commands(entry([*args[:-2], "cv", str(CPU_RECIPE), "generate.tensor_parallel_size=1"]))
@@ -96,10 +96,8 @@ def test_dry_run_takes_the_pod_environment_from_launch(tmp_path):
     assert env["GEN_EMOTION_ACCELERATE_CONFIG"] == "ddp"
     commands = dry_run_commands(entry(["--local", str(tmp_path / "ws"), "--dry-run"], env))
     recipe_file, run_dir = tmp_path / "ws" / "recipes" / "pod-run.yaml", tmp_path / "ws" / "runs" / "pod-run"
-    assert commands == [
-        f"{GEN_EMOTION_BIN} run {recipe_file} generate.tensor_parallel_size=3 --out {run_dir} "
-        "--gpus 3 --accelerate-config ddp"
-    ]
+    assert commands == [f"{GEN_EMOTION_BIN} run {recipe_file} --out {run_dir} --gpus 3 --accelerate-config ddp"]
+    assert "tensor_parallel_size: 3" in base64.b64decode(env["GEN_EMOTION_RECIPE_B64"]).decode()  # launch resolved it
 
 
 def test_dry_run_of_a_classifier_runs_cv_with_its_folds(tmp_path):
@@ -313,6 +311,10 @@ def test_predict_writes_a_downloaded_files_predictions_into_the_finished_run(tmp
     assert main(["predict", str(run_dir), "--input", str(SAMPLE_DIR / "test.csv"), "--out", str(direct)]) == 0
     assert (folder / "new_tweets.csv").read_text() == direct.read_text()
     assert len(read_label_file(folder / "new_tweets.csv").ids) == 80
+    # a data folder is predicted by its test file
+    by_folder = entry(["--local", str(workspace), "--data", str(SAMPLE_DIR), "predict", str(recipe)])
+    assert by_folder.returncode == 0, by_folder.stderr
+    assert (folder / "sample_data.csv").read_text() == direct.read_text()
     # a predict needs the file and a run of that name
     missing = entry(["--local", str(workspace), "predict", str(recipe)])
     assert missing.returncode == 2 and "predict needs --data FILE_OR_URL" in missing.stderr

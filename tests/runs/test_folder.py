@@ -10,8 +10,6 @@ import pytest
 
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS, NUM_LABELS
-from gen_emotion.scoring.prediction_files import as_written
-from gen_emotion.scoring.run_metrics import CvMetrics
 from gen_emotion.runs.folder import (
     FOLDER_METRICS,
     OOF_PROBS,
@@ -25,6 +23,8 @@ from gen_emotion.runs.folder import (
     write_folder_metrics,
     write_out_of_fold,
 )
+from gen_emotion.scoring.prediction_files import as_written
+from gen_emotion.scoring.run_metrics import CvMetrics
 from gen_emotion.scoring.thresholds import cross_validated_macro_f1, tune_thresholds
 
 
@@ -84,3 +84,21 @@ def test_members_of_one_name_are_told_apart_by_their_folders(tmp_path: Path) -> 
     finished(tmp_path / "c", layout(), name="other")
     members = [load_member(tmp_path / k) for k in "abc"]
     assert unique_names(members) == ["same (a)", "same (b)", "other"]
+
+
+def test_every_file_a_tfidf_run_cv_and_stacked_ensemble_write_is_declared(tmp_path):
+    """``folder_files`` (the one list docs/commands.md follows) holds every file the commands write, where they
+    write it."""
+    from gen_emotion.cli.parser import main
+    from gen_emotion.runs.folder import CV, ENSEMBLE, FOLD, RUN, folder_files
+
+    run, cv, other, ensemble = (tmp_path / name for name in ("run", "cv", "other", "ensemble"))
+    assert main(["run", "tfidf-logreg", "--out", str(run)]) == 0
+    assert main(["cv", "tfidf-logreg", "--folds", "2", "--out", str(cv)]) == 0
+    assert main(["cv", "tfidf-logreg", "classifier.logreg_c=1", "--folds", "2", "--out", str(other)]) == 0
+    assert main(["ensemble", str(cv), str(other), "--stack", "--out", str(ensemble)]) == 0
+    declared = folder_files()
+    for kind, folder in ((RUN, run), (CV, cv), (FOLD, cv / "folds" / "fold-0"), (ENSEMBLE, ensemble)):
+        written = {p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()}
+        assert written, folder
+        assert {name: declared.get(name) for name in written if kind not in declared.get(name, ())} == {}, kind

@@ -17,10 +17,11 @@ import faults
 import numpy as np
 import pytest
 
-from gen_emotion.data.dataset import read_label_file, read_test, read_train, split_fold
 from gen_emotion.core.labels import LABELS, is_canonical
-from gen_emotion.runs.locks import file_lock_path
+from gen_emotion.data.folds import split_fold
+from gen_emotion.data.formats import read_label_file, read_test, read_train
 from gen_emotion.generation.parsing import parse
+from gen_emotion.runs.locks import file_lock_path
 from gen_emotion.scoring.prediction_files import write_predictions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -274,8 +275,8 @@ def test_predicting_the_test_file_reproduces_the_runs_submission_and_probabiliti
 def test_a_generation_cv_with_branch_probabilities_predicts_as_it_submitted(tmp_path: Path) -> None:
     """A 2-fold cv of SmolLM2 with branch probabilities: its folder (and its export) predicts the test rows it
     cross-validated exactly as its submission, the fold models loaded once in one process for every call."""
-    from gen_emotion.serving.notebook import EmotionModel
     from gen_emotion.scoring.prediction_files import write_table
+    from gen_emotion.serving.notebook import EmotionModel
 
     cv_dir = tmp_path / "cv"
     branches = [*TINY, "generate.probability_source=branches"]
@@ -317,11 +318,11 @@ def test_vllm_and_transformers_parse_the_same_on_greedy_decoding(trained_run: Pa
 def test_vllm_lora_predicts_as_the_merged_copy(trained_run: Path) -> None:
     """``generate.vllm_lora: true`` (the 14B recipe's setting) on the Quick start's run: vLLM serves the base with the
     run's adapter, and every greedy output is in the grammar and the merged copy's (fp32 both, as above)."""
-    from gen_emotion.generation.generate import TransformersGenerator
-    from gen_emotion.models.loading import ADAPTER_DIR, load_tokenizer, resolve_model
-    from gen_emotion.generation.prompts import make_encoder
     from gen_emotion.config.recipes import load_recipe
+    from gen_emotion.generation.generate import TransformersGenerator
+    from gen_emotion.generation.prompts import make_encoder
     from gen_emotion.generation.vllm_backend import VLLMGenerator
+    from gen_emotion.models.loading import ADAPTER_DIR, load_tokenizer, resolve_model
 
     recipe = load_recipe(trained_run / "recipe.yaml", ["generate.dtype=float32", "generate.vllm_lora=true"])
     base, adapter = resolve_model(recipe.model.name), trained_run / ADAPTER_DIR

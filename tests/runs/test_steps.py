@@ -15,17 +15,18 @@ import pytest
 from conftest import SAMPLE_DIR
 from fake_tasks import FakeGenerateTask
 
-from gen_emotion.evaluation.cv import run_cv
-from gen_emotion.data.dataset import read_label_file, read_test
+from gen_emotion.config.recipes import data_source, load_recipe
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
+from gen_emotion.data.formats import read_label_file, read_test
+from gen_emotion.evaluation.cv import run_cv
 from gen_emotion.generation.parsing import parse
-from gen_emotion.runs.pipeline import run_recipe
-from gen_emotion.scoring.prediction_files import read_probabilities
-from gen_emotion.serving.predictor import PredictSettings, predict_file
-from gen_emotion.config.recipes import data_source, load_recipe
 from gen_emotion.runs.folder import load_run_recipe
+from gen_emotion.runs.pipeline import run_recipe
 from gen_emotion.runs.steps import Fold, StepFailed, fit_predict
+from gen_emotion.scoring.prediction_files import read_probabilities
+from gen_emotion.serving.predict_file import predict_file
+from gen_emotion.serving.predictor import PredictSettings
 from gen_emotion.tasks.base import TASKS, get_task
 
 RECIPE = "recipes/smollm2-135m-cpu.yaml"

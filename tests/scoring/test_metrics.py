@@ -180,3 +180,10 @@ def test_paired_bootstrap_of_a_macro_f1_difference():
     assert better["diff"] == pytest.approx(1.0 - macro_f1(y, noisy))
     assert 0 < better["ci95"][0] < better["diff"] < better["ci95"][1]
     assert paired_bootstrap(y, noisy, y, n=200)["diff"] == pytest.approx(-better["diff"])
+    # each resample's figure is macro_f1 of the resampled rows (the same draws, scored in blocks)
+    other = random_pair(400, seed=6)[1]
+    rng = np.random.default_rng(3)
+    draws = [rng.integers(0, 400, 400) for _ in range(300)]
+    diffs = [macro_f1(y[i], other[i]) - macro_f1(y[i], noisy[i]) for i in draws]
+    expected = np.percentile(diffs, [2.5, 97.5])
+    assert paired_bootstrap(y, other, noisy, n=300, seed=3)["ci95"] == pytest.approx(list(expected), abs=1e-12)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import DataError, read_label_file, read_test
+from gen_emotion.data.dataset import DataError
+from gen_emotion.data.formats import read_label_file, read_test
 from gen_emotion.scoring.prediction_files import align, export_submission, write_predictions, write_submission
 
 

