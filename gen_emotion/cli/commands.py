@@ -418,6 +418,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if "ensemble" in result:
         ens = result["ensemble"]
         print(f"  ensemble of the {len(ens['trials'])} best: {ens['folder']}, honest {ens['honest_macro_f1']:.4f}")
+    return 0
 
 
 def cmd_studio(args: argparse.Namespace) -> int:
