@@ -48,6 +48,7 @@ from gen_emotion.sweeps.trial import OBJECTIVES, TrialJob
 log = logging.getLogger("gen_emotion.sweep")
 
 SETTINGS_FILE = "settings.json"
+SPACE_FILE = "space.yaml"
 FIXED = ("recipe", "space", "objective", "folds", "data", "holdout", "seed", "storage")
 """The settings a rerun must keep (``--trials``, ``--timeout``, ``--parallel`` and ``--ensemble-top`` may change)."""
 
@@ -76,6 +77,11 @@ class SweepOptions:
     )
     ensemble_top: int | None = arg(None, "ensemble the K best trials (gen-emotion ensemble) into ensemble-topK/", low=2)
     data: str | None = arg(None, "a data folder or dataset id, as cv's (default: the shipped sample)")
+
+
+def is_sweep_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a sweep folder (its ``settings.json`` and ``space.yaml``): what it holds are trials."""
+    return (folder / SETTINGS_FILE).is_file() and (folder / SPACE_FILE).is_file()
 
 
 def sweep_options(values: dict[str, Any]) -> SweepOptions:
@@ -122,7 +128,7 @@ def prepare(sweep_dir: Path, recipe: Recipe, space: Space, options: SweepOptions
             raise GenEmotionError(f"{sweep_dir} was started with other {what}; use a new --out")
         return before
     write_text(sweep_dir / "recipe.yaml", recipe.to_yaml())
-    write_text(sweep_dir / "space.yaml", Path(options.space).read_text(encoding="utf-8"))
+    write_text(sweep_dir / SPACE_FILE, Path(options.space).read_text(encoding="utf-8"))
     settings["study"] = f"{recipe.name}-{uuid.uuid4().hex[:8]}"
     write_json(path, settings)  # last: a sweep folder with settings.json has the rest
     return settings

@@ -95,6 +95,17 @@ def test_each_trial_is_a_cv_folder_scored_by_its_honest_out_of_fold_figure(full,
     assert len(out.read_text().splitlines()) == 81
 
 
+def test_the_studio_lists_the_trials_of_a_sweep_folder(full):
+    from gen_emotion.studio.folders import all_rows
+
+    rows = {row.path: row for row in all_rows(full.parent)}
+    trials = json.loads((full / "sweep.json").read_text())["trials"]
+    for trial in trials:
+        row = rows[f"full/{trial['folder']}"]
+        assert row.kind == "cv" and row.honest == trial["objective"]
+    assert "full" not in rows and rows["full/ensemble-top2"].kind == "ensemble"
+
+
 def test_the_study_reads_back_with_optunas_own_api(full):
     summary = json.loads((full / "sweep.json").read_text())
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{full / 'study.db'}")
