@@ -179,7 +179,9 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_a_pruned_one_says_so(ha
 
 
 def test_a_sweep_killed_at_random_moments_resumes_to_the_same_trials_and_best_recipe(hard, tmp_path):
-    """Kill points are drawn (seeded) from the time the uninterrupted sweep held its folder's lock."""
+    """Two kills land inside a trial (seeded: a complete trial of the uninterrupted sweep, once its first fold is
+    saved), two at seeded moments of the time the uninterrupted sweep held its folder's lock, each rerun going on
+    from what the kills before it left."""
     space, whole = hard
     reference = tmp_path / "reference"
     command = [*CLI, *sweep_args(space, reference)]
@@ -187,9 +189,12 @@ def test_a_sweep_killed_at_random_moments_resumes_to_the_same_trials_and_best_re
     assert trials_of(reference) == trials_of(whole)  # a sweep in a process of its own: the same trials
     cut = tmp_path / "cut"
     command = [*CLI, *sweep_args(space, cut)]
-    moments = random.Random(34).sample(range(1000), 4)
-    kills = sum(faults.kill_after(command, first + (last - first) * m / 1000) for m in sorted(moments))
-    assert kills >= 3
+    rng = random.Random(34)
+    for k in sorted(rng.sample([row[0] for row in trials_of(whole) if row[1] == "complete"], 2)):
+        fold = cut / "trials" / f"{k:03d}-tfidf-logreg" / "folds" / "fold-0" / "fold.json"
+        faults.kill_when(command, fold.is_file, f"trial {k}'s first fold")
+    for moment in sorted(rng.sample(range(500), 2)):
+        faults.kill_after(command, first + (last - first) * moment / 1000)
     assert main(sweep_args(space, cut)) == 0
     assert trials_of(cut) == trials_of(whole)
     assert recipe_lines(cut / "best_recipe.yaml") == recipe_lines(whole / "best_recipe.yaml")
