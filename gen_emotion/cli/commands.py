@@ -394,6 +394,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from gen_emotion.sweeps.sweep import SweepOptions, run_sweep, sweep_options
+
+    options = sweep_options({item.name: getattr(args, item.name) for item in fields(SweepOptions)})
+    result = run_sweep(args.recipe, list(args.overrides), options)
+    counts = ", ".join(f"{n} {state}" for state, n in result["counts"].items())
+    print(f"sweep folder: {result['sweep_dir']} ({counts})")
+    best = result["best"]
+    if best is None:
+        print("no trial completed: see sweep.json for each one's reason")
+        return 1
+    print(f"best: trial {best['number']} ({best['folder']}), {result['objective_means']} {best['objective']:.4f}")
+    print(f"  settings: {', '.join(f'{k}={v}' for k, v in best['params'].items())}; recipe: {result['best_recipe']}")
+    if "holdout" in result:
+        held = result["holdout"]
+        print(
+            f"  holdout ({held['fraction']:g} of the rows, seen by no trial): {held['macro_f1']:.4f}, beside the best "
+            f"trial's {best['objective']:.4f} (the best of {sum(result['counts'].values())}: optimistic)"
+        )
+    if "ensemble" in result:
+        ens = result["ensemble"]
+        print(f"  ensemble of the {len(ens['trials'])} best: {ens['folder']}, honest {ens['honest_macro_f1']:.4f}")
+    return 0
+
+
 def cmd_studio(args: argparse.Namespace) -> int:
     from dataclasses import fields
 

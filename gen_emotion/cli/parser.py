@@ -27,6 +27,7 @@ from gen_emotion.cli.commands import (
     cmd_serve,
     cmd_show,
     cmd_studio,
+    cmd_sweep,
 )
 from gen_emotion.core.errors import EXIT_INTERRUPTED, GenEmotionError
 
@@ -208,6 +209,46 @@ def add_comparison_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
+SWEEP_METAVARS = {
+    "space": "SPACE.yaml",
+    "timeout": "MIN",
+    "out": "DIR",
+    "ray_address": "ADDR",
+    "storage": "URL",
+    "holdout": "FRACTION",
+    "ensemble_top": "K",
+    "folds": "K",
+    "data": "DIR",
+}
+
+
+def add_sweep_command(sub: argparse._SubParsersAction) -> None:
+    """``sweep``: its flags are ``sweeps.sweep.SweepOptions``' fields, with their help."""
+    import typing
+    from dataclasses import fields
+
+    from gen_emotion.sweeps.sweep import SweepOptions
+
+    p = sub.add_parser(
+        "sweep", help="search a recipe's settings with Optuna: each trial a cv folder, honest, resumable"
+    )
+    p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides of the recipe searched")
+    hints = typing.get_type_hints(SweepOptions)
+    for item in fields(SweepOptions):
+        kind = next(t for t in (int, float, str) if t is hints[item.name] or t in typing.get_args(hints[item.name]))
+        shown = "" if item.default in (None, "") else f" (default: {item.default})"
+        p.add_argument(
+            f"--{item.name.replace('_', '-')}",
+            type=kind,
+            default=item.default,
+            choices=item.metadata.get("choices"),
+            metavar=None if item.metadata.get("choices") else SWEEP_METAVARS.get(item.name, "N"),
+            help=item.metadata["help"] + shown,
+        )
+    p.set_defaults(func=cmd_sweep)
+
+
 def add_serve_command(sub: argparse._SubParsersAction) -> None:
     """``serve``: its flags are ``server.ServeOptions``' fields, with their help."""
     from dataclasses import fields
@@ -281,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_commands(sub)
     add_serve_command(sub)
     add_studio_command(sub)
+    add_sweep_command(sub)
     add_pod_commands(sub)
     return parser
 
@@ -289,6 +331,7 @@ INTERRUPTED = {
     "run": "run the same command again (the same --out) to resume",
     "cv": "run the same command again (the same --out) to resume, fold by fold",
     "predict": "run the same predict again to resume from its saved shards",
+    "sweep": "run the same command again to resume: finished trials are kept, a cut one runs again",
     "launch": "no pod was created unless it printed a pod id; gen-emotion pods lists them",
 }
 """What a Ctrl-C leaves, by command (the others have nothing to resume)."""

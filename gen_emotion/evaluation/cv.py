@@ -180,11 +180,14 @@ def run_cv(
     restart: bool = False,
     val: Path | None = None,
     parallel: Callable[[PendingFolds], None] | None = None,
+    on_fold: Callable[[int, float], None] | None = None,
 ) -> CvMetrics:
     """Cross-validate ``recipe`` on the training split of ``data_dir`` (a folder or a dataset id: ``sources``)
     with ``folds`` multilabel-stratified folds and predict its test split; write the run folder (module
     docstring) and return its metrics. A validation split is not used: the folds are cut from the training split.
-    ``parallel`` trains the folds not yet done side by side before they are gathered (``cluster.run_folds``)."""
+    ``parallel`` trains the folds not yet done side by side before they are gathered (``cluster.run_folds``).
+    ``on_fold(k, macro_f1)`` is called as each fold is gathered, in fold order (a saved fold too), with the fold's
+    held-out macro-F1 at 0.5: a sweep reports it to its pruner (``sweeps.trial``), which may stop the cv by raising."""
     task = task or get_task(recipe.task)
     started = time.perf_counter()
     source = data_source(recipe, data_dir or sample_data_dir(), val, rows)
@@ -235,6 +238,8 @@ def run_cv(
             fold_of[split[1]] = k
             test_sum += tst
             summaries.append({"fold": k, **summary})
+            if on_fold is not None:
+                on_fold(k, macro_f1(fold.held_out.labels, apply_thresholds(val, np.full(width, 0.5))))
         if not (covered == 1).all():
             raise GenEmotionError(f"internal error: out-of-fold rows predicted {covered.min()}..{covered.max()} times")
         metrics = finish_cv(

@@ -28,6 +28,7 @@ from gen_emotion.runs.folder import (
 )
 from gen_emotion.runs.locks import lock_path
 from gen_emotion.scoring.run_metrics import CvMetrics, EnsembleMetrics, RunMetrics
+from gen_emotion.sweeps.sweep import is_sweep_folder
 
 MARKERS = (RECIPE_FILE, RUN_METRICS, FOLDER_METRICS, CV_SETTINGS, LOG_FILE, LOCK_FILE)
 """A folder holding any of these is a run, cv or ensemble folder (perhaps half-written); others are looked into."""
@@ -68,11 +69,12 @@ class RunRow:
 
 def find_folders(root: Path) -> list[Path]:
     """Every folder under ``root`` (``root`` too) that holds a marker (``MARKERS``), not looking inside them (a
-    cv's folds are shown on its page), nor into hidden folders; sorted."""
+    cv's folds are shown on its page), nor into hidden folders; sorted. A sweep folder is looked into: its trials
+    are cv (or run) folders."""
     found: list[Path] = []
     for here, dirs, files in os.walk(root, followlinks=False):
         depth = len(Path(here).relative_to(root).parts)
-        if any(name in files for name in MARKERS):
+        if any(name in files for name in MARKERS) and not is_sweep_folder(Path(here)):  # a sweep's trials are below
             found.append(Path(here))
             dirs.clear()
             continue
