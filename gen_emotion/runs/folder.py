@@ -61,6 +61,8 @@ FOLDS_DIR = "folds"
 FOLD_DONE = "fold.json"  # a cv fold's figures, written last
 STACKER = "stacker.json"
 """A stacked ensemble's fitted logistic regressions (``ensemble.apply_stacker``)."""
+TRIAL_FILE = "trial.json"
+"""A sweep's trial folder (a run or cv): the trial's state, settings, objective and reason (``sweeps.trial``)."""
 RUN, CV, FOLD, ENSEMBLE = "run", "cv", "fold", "ensemble"
 """The folders files live in: a run folder, a cv folder, a cv fold's ``folds/fold-N/``, an ensemble folder."""
 
@@ -106,6 +108,7 @@ def folder_files() -> dict[str, tuple[str, ...]]:
         OOF_LABELS: (CV, ENSEMBLE),
         FOLDER_METRICS: (CV, ENSEMBLE),
         STACKER: (ENSEMBLE,),
+        TRIAL_FILE: (RUN, CV),
         TRACKING_FILE: (RUN, CV, FOLD),
         "wandb/": (RUN, CV, FOLD),  # W&B's own name for its local files
         f"{TENSORBOARD_DIR}/": (RUN, CV),

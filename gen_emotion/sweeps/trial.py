@@ -23,13 +23,13 @@ import numpy as np
 from gen_emotion.config.recipes import load_recipe
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import make_folder, write_json
+from gen_emotion.runs.folder import TRIAL_FILE
 from gen_emotion.sweeps.space import Space, overrides
 from gen_emotion.sweeps.study import attach, frozen, import_optuna, open_study, should_prune
 
 log = logging.getLogger(__name__)
 
 TRIALS_DIR = "trials"
-TRIAL_FILE = "trial.json"
 OBJECTIVES = ("oof", "held_out")
 
 
