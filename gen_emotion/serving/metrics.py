@@ -16,8 +16,9 @@ class Metrics:
     """The server's metrics, in their own registry."""
 
     def __init__(self, folder: str) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+        disable_created_metrics()  # no *_created series: the process start time says it (a serve process's own setting)
         self.registry = CollectorRegistry()
         common = {"registry": self.registry, "namespace": "gen_emotion"}
         self.requests = Counter("requests", "HTTP requests answered", ["route", "method", "status"], **common)
