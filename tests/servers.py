@@ -85,6 +85,18 @@ def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def generation_run(tmp_path_factory: pytest.TempPathFactory, qwen_instruct_dir: Path) -> Path:
+    """A generation run of the tiny random Qwen (its real tokenizer), trained two steps (the slow tests')."""
+    from gen_emotion.cli.parser import main
+
+    run_dir = tmp_path_factory.mktemp("generation") / "run"
+    overrides = [f"model.name={qwen_instruct_dir}", "train.max_steps=2", "data.eval_rows=0"]
+    overrides += ["generate.probabilities=false", "generate.backend=transformers"]
+    assert main(["run", "recipes/smollm2-135m-cpu.yaml", *overrides, "--out", str(run_dir)]) == 0
+    return run_dir
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
     """``serve(folder, *flags, env=...)``: a server that this test's end stops."""

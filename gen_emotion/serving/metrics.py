@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 ROUTES = ("/predict", "/health", "/metrics", "/docs", "/redoc", "/openapi.json")
+ROUTES += ("/v1/models", "/v1/chat/completions", "/v1/completions")
 """The route label's values; any other path is counted as ``other`` (a scan of random paths adds no series)."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)

@@ -23,8 +23,8 @@ from typing import Any
 
 from gen_emotion.config.fields import arg
 from gen_emotion.core.errors import GenEmotionError
-from gen_emotion.core.redaction import redact
 from gen_emotion.serving.batching import to_predictions
+from gen_emotion.serving.openai_api import PREFIX, add_openai_routes, openai_error
 from gen_emotion.serving.schemas import error, schemas, validation_message
 from gen_emotion.serving.security import (
     AUTHORIZED,
@@ -148,17 +148,23 @@ def build_app(state: ServerState) -> Any:
     app.add_middleware(ShutdownGuard)
     errors = {status: {"model": ErrorBody} for status in (401, 408, 413, 422, 500, 503)}
 
+    def answer_error(request: Any, status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+        """``{"error": "..."}``, or the OpenAI API's error object on its routes."""
+        if request.url.path.startswith(PREFIX):
+            return openai_error(status, message)
+        return error(status, message, headers)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Any, exc: StarletteHTTPException) -> Any:
-        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return answer_error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Any, exc: RequestValidationError) -> Any:
-        return error(422, validation_message(list(exc.errors())))
+        return answer_error(request, 422, validation_message(list(exc.errors())))
 
     @app.exception_handler(Exception)
     async def failed(request: Any, exc: Exception) -> Any:  # uvicorn logs the traceback
-        return error(500, f"internal error ({type(exc).__name__}); see the server's log")
+        return answer_error(request, 500, f"internal error ({type(exc).__name__}); see the server's log")
 
     # The key is checked by KeyCheck before the body is read; the scheme here only documents it at /docs.
     bearer = HTTPBearer(auto_error=False, description=f"the server's --api-key (or ${API_KEY_ENV})")
@@ -203,22 +209,10 @@ def build_app(state: ServerState) -> Any:
                 raise HTTPException(
                     422, f"texts[{i}]: {len(text)} characters; at most {options.max_text_chars} (--max-text-chars)"
                 )
-        if state.predictor is None:
-            if state.dead is not None:
-                raise HTTPException(503, f"the model worker is down ({state.dead}); GET /health says when it is back")
-            loading = "the model is still loading; GET /health says when it is ready"
-            raise HTTPException(503, loading, {"Retry-After": "2"})
-        assert state.batcher is not None
-        try:
-            found = await state.batcher.submit(texts)
-        except Exception as err:
-            message = redact(str(err)) if isinstance(err, GenEmotionError) else f"{type(err).__name__}"
-            log.error("prediction of %d text(s) failed: %s", len(texts), message)
-            raise HTTPException(500, f"prediction failed: {message}") from None
-        if state.metrics is not None:
-            state.metrics.texts.inc(len(texts))
+        found = await state.predict_texts(texts)
         return {"predictions": to_predictions(found)}
 
+    add_openai_routes(app, state)
     return app
 
 

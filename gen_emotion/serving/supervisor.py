@@ -38,6 +38,7 @@ class ServerState:
         self.batcher: Batcher | None = None
         self.server: Any = None  # the uvicorn server, told to exit when loading fails
         self.tasks: list[asyncio.Task] = []
+        self.created = time.time()  # when the server started (the OpenAI routes' model "created")
 
     @property
     def status(self) -> str:
@@ -97,6 +98,28 @@ class ServerState:
         self.batcher.predict = predictor.predict
         self.predictor, self.dead, self.restarting = predictor, None, False
         log.info("ready: POST /predict")
+
+    async def predict_texts(self, texts: list[str]) -> Any:
+        """The model's ``TextPredictions`` for ``texts`` through the shared queue, or an HTTP error: 503 while the
+        model loads or its worker is down, 500 (logged) when the model call fails."""
+        from starlette.exceptions import HTTPException
+
+        if self.predictor is None:
+            if self.dead is not None:
+                raise HTTPException(503, f"the model worker is down ({self.dead}); GET /health says when it is back")
+            raise HTTPException(
+                503, "the model is still loading; GET /health says when it is ready", {"Retry-After": "2"}
+            )
+        assert self.batcher is not None
+        try:
+            found = await self.batcher.submit(texts)
+        except Exception as err:
+            message = redact(str(err)) if isinstance(err, GenEmotionError) else f"{type(err).__name__}"
+            log.error("prediction of %d text(s) failed: %s", len(texts), message)
+            raise HTTPException(500, f"prediction failed: {message}") from None
+        if self.metrics is not None:
+            self.metrics.texts.inc(len(texts))
+        return found
 
     def why_dead(self) -> str | None:
         """Why the model worker can answer no more, or None while it can."""

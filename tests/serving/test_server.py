@@ -275,16 +275,6 @@ def test_a_classifier_is_503_while_it_loads_then_answers_as_emotion_model(tmp_pa
     assert np.array_equal(labels[clear], expected.labels[clear])
 
 
-@pytest.fixture(scope="module")
-def generation_run(tmp_path_factory: pytest.TempPathFactory, qwen_instruct_dir: Path) -> Path:
-    """A generation run of the tiny random Qwen (its real tokenizer), trained two steps."""
-    run_dir = tmp_path_factory.mktemp("generation") / "run"
-    overrides = [f"model.name={qwen_instruct_dir}", "train.max_steps=2", "data.eval_rows=0"]
-    overrides += ["generate.probabilities=false", "generate.backend=transformers"]
-    assert main(["run", "recipes/smollm2-135m-cpu.yaml", *overrides, "--out", str(run_dir)]) == 0
-    return run_dir
-
-
 def generated(server: Server, client: httpx.Client, requests: list[list[str]]) -> None:
     """Each request answered with grammar outputs and the labels they name (a random model: any labels)."""
     from gen_emotion.core.labels import is_canonical
