@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 from conftest import SAMPLE_DIR
 
-from gen_emotion.data.dataset import read_test
+from gen_emotion.data.formats import read_test
 
 BIG = 2048
 

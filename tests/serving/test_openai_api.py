@@ -13,7 +13,7 @@ import pytest
 from conftest import SAMPLE_DIR
 from servers import Server, start_server
 
-from gen_emotion.data.dataset import read_test
+from gen_emotion.data.formats import read_test
 
 
 @pytest.fixture(scope="module")
