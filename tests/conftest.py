@@ -17,6 +17,8 @@ SAMPLE_DIR = REPO_ROOT / "gen_emotion" / "sample_data"
 TRAIN_HEADER = ["ID", "Tweet", *LABELS]
 LABEL_HEADER = ["ID", *LABELS]
 
+pytest_plugins = ["servers"]  # the serving tests' real servers and the TF-IDF run they share (tests/servers.py)
+
 
 def write_rows(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]], delimiter: str = ",") -> Path:
     """Write ``header`` and ``rows`` with the csv module (proper quoting) and return ``path``."""

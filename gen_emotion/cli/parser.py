@@ -257,7 +257,7 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "serve",
-        help="serve a trained folder over HTTP: POST /predict, GET /health, docs at /docs",
+        help="serve a trained folder over HTTP: POST /predict, GET /health, GET /metrics, docs at /docs",
         description="Serve a run, cv or ensemble folder over HTTP. It listens on 127.0.0.1 (this machine only) "
         "unless --host says otherwise: --host 0.0.0.0 lets every machine that can reach this one use the model, "
         "so give it --api-key (or GEN_EMOTION_API_KEY) and a TLS proxy in front.",

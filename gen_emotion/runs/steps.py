@@ -395,6 +395,13 @@ class WorkerSession:
             for p in reply["predictions"]
         ]
 
+    def dead(self) -> str | None:
+        """Why the process can predict no more (it has ended), or None while it runs."""
+        status = None if self.process is None else self.process.poll()
+        if self.process is not None and status is None:
+            return None
+        return "the prediction process has ended" if status is None else f"the prediction process ended ({status})"
+
     def close(self) -> None:
         """End the process (it frees its models as it exits)."""
         process, self.process = self.process, None

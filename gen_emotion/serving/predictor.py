@@ -111,6 +111,10 @@ class Predictor:
     def _predict(self, texts: list[str], first_shard: int) -> TextPredictions:
         raise NotImplementedError
 
+    def dead(self) -> str | None:
+        """Why the model can predict no more (a generation model's process has ended), or None."""
+        return next(filter(None, (m.dead() for m in getattr(self, "members", ()))), None)
+
     def close(self) -> None:
         """Free the models (and end a generation model's process)."""
 
@@ -147,6 +151,9 @@ class FittedModels:
             return self.session.predict(texts, with_probs, first_shard)
         rows = EmotionData(ids=[str(i) for i in range(len(texts))], texts=texts, labels=None, label_names=self.names)
         return [model.predict(rows, with_probs, first_shard) for model in self.models]
+
+    def dead(self) -> str | None:
+        return None if self.session is None else self.session.dead()
 
     def close(self) -> None:
         if self.session is not None:
@@ -193,6 +200,9 @@ class RunPredictor(Predictor):
         probs = prediction.probs if self.has_probs else None
         return TextPredictions(texts, labels, prediction.outputs, probs, self.names)
 
+    def dead(self) -> str | None:
+        return self.models.dead()
+
     def close(self) -> None:
         self.models.close()
 
@@ -230,6 +240,9 @@ class CVPredictor(Predictor):
         scores = self.scores(texts, first_shard)
         probs = scores if self.has_probs else None
         return TextPredictions(texts, apply_thresholds(scores, self.thresholds), None, probs, self.names)
+
+    def dead(self) -> str | None:
+        return self.models.dead()
 
     def close(self) -> None:
         self.models.close()

@@ -13,30 +13,34 @@ No ``from __future__ import annotations``: FastAPI reads the handlers' annotatio
 inside ``build_app`` so that only ``serve`` imports fastapi and pydantic, not every command.
 """
 
-import asyncio
-import concurrent.futures
-import hmac
-import ipaddress
 import logging
+import signal
 import socket
-import time
-from collections.abc import Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from gen_emotion.config.fields import arg
 from gen_emotion.core.errors import GenEmotionError
-from gen_emotion.core.redaction import redact
-from gen_emotion.serving.batching import Batcher, ModelThread, to_predictions
+from gen_emotion.serving.batching import to_predictions
+from gen_emotion.serving.openai_api import PREFIX, add_openai_routes, openai_error
+from gen_emotion.serving.schemas import error, schemas, validation_message
+from gen_emotion.serving.security import (
+    AUTHORIZED,
+    BodyLimit,
+    KeyCheck,
+    ShutdownGuard,
+    allowed_hosts,
+    http_protocol,
+    is_loopback,
+)
+from gen_emotion.serving.supervisor import ServerState
 
 log = logging.getLogger(__name__)
 
 API_KEY_ENV = "GEN_EMOTION_API_KEY"
 """The environment variable that holds the bearer token, when ``--api-key`` is not given."""
-CLOSE_SECONDS = 2.0
-"""How long the shutdown waits for the model to close (a generation model's process to end)."""
 
 
 @dataclass
@@ -58,13 +62,37 @@ class ServeOptions:
     max_batch: int = arg(
         256, "most texts in one model call: requests that wait while a call runs are gathered up to this", low=1
     )
-    shutdown_timeout: float = arg(
-        5.0, "on SIGTERM, seconds that requests in flight get to finish before they are cancelled", low=0, high=7
+    request_unit: int = arg(
+        32,
+        "most texts of one request in one model call: a larger request is cut into pieces of this many, so that "
+        "small requests arriving meanwhile join the next call instead of waiting behind all of it",
+        low=1,
     )
+    shutdown_timeout: float = arg(
+        5.0, "on SIGTERM, seconds that requests in flight get to finish (then: a JSON 503)", low=0, high=7
+    )
+    restart_window: float = arg(
+        60.0, "a dead model worker is restarted at most once in this many seconds (/health is 503 meanwhile)", low=0
+    )
+    allowed_hosts: str | None = arg(
+        None,
+        "comma-separated Host headers served, others are a 400 (DNS rebinding); default: the --host address, plus "
+        "localhost, 127.0.0.1 and ::1 on loopback; any host on 0.0.0.0 or ::",
+    )
+    header_timeout: float = arg(
+        10.0, "seconds a connection gets to send a whole request head, from its opening or its last answer", above=0
+    )
+    keep_alive_timeout: int = arg(5, "seconds an idle connection stays open after an answer", low=1)
+    body_timeout: float = arg(30.0, "seconds a request's body gets to arrive in full (then: 408)", above=0)
+    max_header_bytes: int = arg(16384, "largest request head (request line and headers) in bytes", low=1024)
+    max_connections: int = arg(512, "most connections and requests at once; beyond it uvicorn answers 503", low=1)
     api_key: str | None = field(
         default=None,
         repr=False,  # a secret: never printed with the options
-        metadata={"help": f"bearer token POST /predict then requires (default: ${API_KEY_ENV}, which ps cannot show)"},
+        metadata={
+            "help": f"bearer token that every route then requires but a bare GET /health (default: ${API_KEY_ENV}, "
+            "which ps cannot show)"
+        },
     )
 
 
@@ -72,157 +100,30 @@ def check_options(options: ServeOptions) -> None:
     """Each option within its range (``arg``'s ``low``/``high``), as one line naming the flag."""
     for item in fields(options):
         value, low, high = getattr(options, item.name), item.metadata.get("low"), item.metadata.get("high")
-        flag = f"--{item.name.replace('_', '-')}"
+        above, flag = item.metadata.get("above"), f"--{item.name.replace('_', '-')}"
         if low is not None and value < low:
             raise GenEmotionError(f"{flag} must be at least {low}, got {value}")
         if high is not None and value > high:
             raise GenEmotionError(f"{flag} must be at most {high}, got {value}")
+        if above is not None and value <= above:
+            raise GenEmotionError(f"{flag} must be above {above}, got {value}")
+    try:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-
-# --- The request and response bodies (the OpenAPI schema at /docs) ---------------------------------------------
-
-
-def schemas() -> tuple[type, type, type, type]:
-    """``PredictRequest``, ``PredictResponse``, ``Health`` and ``ErrorBody``, made here so that pydantic is
-    imported by ``serve`` only."""
-    from pydantic import BaseModel, ConfigDict, Field
-
-    class PredictRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["What a day!"]}]})
-
-        texts: list[str] = Field(min_length=1, description="the texts to label (at most --max-texts of them)")
-
-    class Prediction(BaseModel):
-        labels: list[str] = Field(description="the labels the folder decides, in the folder's label order")
-        probabilities: dict[str, float] | None = Field(
-            None, description="each label's probability, where the folder has them (else null)"
-        )
-        output: str | None = Field(None, description="the generated text, for a generation run (else null)")
-
-    class PredictResponse(BaseModel):
-        predictions: list[Prediction] = Field(description="one per text, in the request's order")
-
-    class Health(BaseModel):
-        status: str = Field(description="ok, loading or failed")
-        folder: str
-        kind: str | None = Field(None, description="run, cv or ensemble, once loaded")
-        labels: list[str] | None = None
-        has_probabilities: bool | None = None
-        generates: bool | None = None
-        model_calls: int | None = Field(None, description="model calls made so far (requests share them)")
-        error: str | None = None
-
-    class ErrorBody(BaseModel):
-        error: str = Field(description="what was wrong, in one line")
-
-    return PredictRequest, PredictResponse, Health, ErrorBody
-
-
-# --- The server ---------------------------------------------------------------------------------------------------
-
-
-class ServerState:
-    """What the handlers share: the options, the loaded predictor (None while loading), the batcher."""
-
-    def __init__(self, folder: Path, options: ServeOptions) -> None:
-        self.folder, self.options = folder, options
-        self.predictor: Any = None
-        self.error: str | None = None
-        self.thread: ModelThread | None = None
-        self.batcher: Batcher | None = None
-        self.server: Any = None  # the uvicorn server, told to exit when loading fails
-
-    def load(self) -> Any:
-        from gen_emotion.serving.predictor import PredictSettings, load_predictor
-
-        started = time.perf_counter()
-        log.info("loading %s", self.folder)
-        predictor = load_predictor(self.folder, PredictSettings(backend=self.options.backend))
-        log.info("loaded %s (%s folder) in %.1f s", self.folder, predictor.kind, time.perf_counter() - started)
-        return predictor
-
-    async def wait_for_model(self, loading: concurrent.futures.Future) -> None:
-        try:
-            predictor = await asyncio.wrap_future(loading)
-        except Exception as err:
-            self.error = redact(str(err)) if isinstance(err, GenEmotionError) else f"cannot load {self.folder}: {err!r}"
-            log.error("%s", self.error, exc_info=not isinstance(err, GenEmotionError))
-            if self.server is not None:
-                self.server.should_exit = True
-            return
-        assert self.batcher is not None
-        self.batcher.predict = predictor.predict
-        self.predictor = predictor
-        log.info("ready: POST /predict")
-
-    async def close(self) -> None:
-        assert self.thread is not None and self.batcher is not None
-        self.batcher.fail_waiting("the server is shutting down")
-        if self.predictor is not None:
-            try:
-                await asyncio.wait_for(self.thread.run(self.predictor.close), CLOSE_SECONDS)
-            except Exception as err:  # the process exits anyway; a model that will not close is only logged
-                log.warning("closing the model: %r", err)
-        self.thread.stop()
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _where(loc: tuple[Any, ...]) -> str:
-    """A validation error's location as a field path: ``("body", "texts", 3)`` -> ``texts[3]``."""
-    path = ""
-    for part in loc[1:] if loc and loc[0] == "body" else loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
-    return path or "body"
-
-
-def validation_message(errors: list[dict[str, Any]]) -> str:
-    first = errors[0]
-    if first.get("type") == "json_invalid":
-        reason = (first.get("ctx") or {}).get("error", "")
-        return f"the body is not valid JSON ({reason} at character {first['loc'][-1]})"
-    if tuple(first["loc"]) == ("body",):
-        return 'the body must be a JSON object {"texts": [...]} sent as Content-Type: application/json'
-    return "; ".join(f"{_where(tuple(e['loc']))}: {e['msg']}" for e in errors[:3]) + ("; ..." if errors[3:] else "")
-
-
-class BodyLimit:
-    """413 for a body over ``limit`` bytes: at once from its Content-Length, or while it streams in without one."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        from fastapi import HTTPException
-
-        too_large = f"the body is over {self.limit} bytes (--max-body-bytes)"
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            return await _error(413, too_large, {"Connection": "close"})(scope, receive, send)
-        received = 0
-
-        async def limited() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:  # raised inside the app's body read: its handler answers with JSON
-                raise HTTPException(413, too_large)
-            return message
-
-        await self.app(scope, limited, send)
+        TrustedHostMiddleware(None, allowed_hosts(options.allowed_hosts, options.host))
+    except AssertionError as err:
+        raise GenEmotionError(f"--allowed-hosts {options.allowed_hosts}: {err}") from None
 
 
 def build_app(state: ServerState) -> Any:
-    from fastapi import Depends, FastAPI, HTTPException, Security
+    """The FastAPI app: its routes, its JSON errors and, outermost first, the shutdown guard, the metrics, the
+    ``Host`` check, the key check and the body limits."""
+    from fastapi import FastAPI, HTTPException, Request, Security
     from fastapi.exceptions import RequestValidationError
-    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from fastapi.responses import JSONResponse, Response
+    from fastapi.security import HTTPBearer
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     from gen_emotion import __version__
 
@@ -231,60 +132,72 @@ def build_app(state: ServerState) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.thread = ModelThread()
-        state.batcher = Batcher(state.thread, options.max_batch)
-        tasks = [
-            asyncio.create_task(state.wait_for_model(state.thread.submit(state.load))),
-            asyncio.create_task(state.batcher.run()),
-        ]
+        state.start()
         yield
-        for task in tasks:
-            task.cancel()
         await state.close()
 
     summary = f"Emotion labels for texts, from {state.folder.name}"
     app = FastAPI(title="gen-emotion", summary=summary, version=__version__, lifespan=lifespan)
-    app.add_middleware(BodyLimit, limit=options.max_body_bytes)
-    errors = {status: {"model": ErrorBody} for status in (401, 413, 422, 500, 503)}
+    app.add_middleware(BodyLimit, limit=options.max_body_bytes, timeout=options.body_timeout)
+    app.add_middleware(KeyCheck, key=options.api_key)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(options.allowed_hosts, options.host))
+    if state.metrics is not None:
+        from gen_emotion.serving.metrics import Counting
+
+        app.add_middleware(Counting, metrics=state.metrics)
+    app.add_middleware(ShutdownGuard)
+    errors = {status: {"model": ErrorBody} for status in (401, 408, 413, 422, 500, 503)}
+
+    def answer_error(request: Any, status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+        """``{"error": "..."}``, or the OpenAI API's error object on its routes."""
+        if request.url.path.startswith(PREFIX):
+            return openai_error(status, message)
+        return error(status, message, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Any, exc: StarletteHTTPException) -> Any:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return answer_error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Any, exc: RequestValidationError) -> Any:
-        return _error(422, validation_message(list(exc.errors())))
+        return answer_error(request, 422, validation_message(list(exc.errors())))
 
     @app.exception_handler(Exception)
     async def failed(request: Any, exc: Exception) -> Any:  # uvicorn logs the traceback
-        return _error(500, f"internal error ({type(exc).__name__}); see the server's log")
+        return answer_error(request, 500, f"internal error ({type(exc).__name__}); see the server's log")
 
+    # The key is checked by KeyCheck before the body is read; the scheme here only documents it at /docs.
     bearer = HTTPBearer(auto_error=False, description=f"the server's --api-key (or ${API_KEY_ENV})")
-    key = options.api_key.encode() if options.api_key else None
-
-    def check_key(credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> None:
-        given = credentials.credentials.encode() if credentials is not None else b""
-        if key is not None and not hmac.compare_digest(given, key):
-            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    keyed = [Security(bearer)] if options.api_key else []
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health}})
-    async def health() -> Any:
-        """200 once the model is loaded; 503 while it loads (or if loading failed)."""
-        from fastapi.responses import JSONResponse
-
-        body: dict[str, Any] = {"status": "loading", "folder": str(state.folder)}
-        predictor = state.predictor
+    async def health(request: Request) -> Any:
+        """200 once the model is loaded; 503 while it loads, restarts after its worker died, or if loading failed.
+        With a key set, a request without it gets the status only."""
+        predictor, ready = state.predictor, state.predictor is not None
+        body: dict[str, Any] = {"status": state.status}
+        if not request.scope.get(AUTHORIZED, True):
+            return JSONResponse(body, status_code=200 if ready else 503)
+        body["folder"] = str(state.folder)
         if predictor is not None:
-            body.update(status="ok", kind=predictor.kind, labels=list(predictor.names))
+            body.update(kind=predictor.kind, labels=list(predictor.names))
             body.update(has_probabilities=predictor.has_probs, generates=predictor.generates)
             body.update(model_calls=state.batcher.calls if state.batcher else 0)
-        elif state.error is not None:
-            body.update(status="failed", error=state.error)
-        return JSONResponse(body, status_code=200 if predictor is not None else 503)
+        body.update(restarts=state.restarts)
+        if state.error is not None or state.dead is not None:
+            body.update(error=state.error or state.dead)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.post(
-        "/predict", response_model=PredictResponse, responses=errors, dependencies=[Depends(check_key)] if key else []
-    )
+    if state.metrics is not None:
+        metrics = state.metrics
+
+        @app.get("/metrics", dependencies=keyed, response_class=Response, responses={401: {"model": ErrorBody}})
+        async def prometheus() -> Any:
+            """The server's metrics in Prometheus' text format."""
+            text, content_type = metrics.text()
+            return Response(text, media_type=content_type)
+
+    @app.post("/predict", response_model=PredictResponse, responses=errors, dependencies=keyed)
     async def predict(request: PredictRequest) -> Any:
         """The folder's labels for each text (its own decision: thresholds where it tuned them), with the
         probabilities where it has them. Requests that arrive together share model calls."""
@@ -296,26 +209,11 @@ def build_app(state: ServerState) -> Any:
                 raise HTTPException(
                     422, f"texts[{i}]: {len(text)} characters; at most {options.max_text_chars} (--max-text-chars)"
                 )
-        if state.predictor is None:
-            loading = "the model is still loading; GET /health says when it is ready"
-            raise HTTPException(503, loading, {"Retry-After": "2"})
-        assert state.batcher is not None
-        try:
-            found = await state.batcher.submit(texts)
-        except Exception as err:
-            message = redact(str(err)) if isinstance(err, GenEmotionError) else f"{type(err).__name__}"
-            log.error("prediction of %d text(s) failed: %s", len(texts), message, exc_info=err)
-            raise HTTPException(500, f"prediction failed: {message}") from None
+        found = await state.predict_texts(texts)
         return {"predictions": to_predictions(found)}
 
+    add_openai_routes(app, state)
     return app
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -331,22 +229,46 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def quiet_server(config: Any) -> Any:
+    """uvicorn's server, ending with exit status 0 after a clean SIGTERM or Ctrl-C (uvicorn raises the signal
+    again once it has shut down, which ends the process as if killed by it)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Any:
+            handlers = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
 def serve(folder: Path, options: ServeOptions) -> None:
     """Serve ``folder`` until SIGTERM or Ctrl-C; a folder that cannot be loaded is one line (GenEmotionError)."""
     import uvicorn
+
+    from gen_emotion.serving.metrics import Metrics
 
     check_options(options)
     if not folder.is_dir():
         raise GenEmotionError(f"{folder}: no such folder (give a run, cv or ensemble folder)")
     sock = listen(options.host, options.port)
-    state = ServerState(folder, options)
+    state = ServerState(folder, options, Metrics(folder.name))
     config = uvicorn.Config(
         build_app(state),
+        http=http_protocol(options.header_timeout),
+        h11_max_incomplete_event_size=options.max_header_bytes,
+        limit_concurrency=options.max_connections,
+        timeout_keep_alive=options.keep_alive_timeout,
         timeout_graceful_shutdown=options.shutdown_timeout,
         server_header=False,
         log_level="info",
     )
-    state.server = uvicorn.Server(config)
+    state.server = quiet_server(config)
     host, port = sock.getsockname()[:2]
     if not is_loopback(options.host) and not options.api_key:
         log.warning("serving on %s without --api-key: anyone who can reach port %d can use the model", host, port)

