@@ -25,6 +25,7 @@ from urllib.parse import quote
 from gen_emotion.config.fields import arg
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.redaction import redact
+from gen_emotion.serving.security import bearer_token
 from gen_emotion.serving.server import API_KEY_ENV
 from gen_emotion.studio.paths import PathRefused, RunsRoot
 from gen_emotion.studio.web import COOKIE, same_origin
@@ -104,8 +105,8 @@ class Studio:
         """Whether a request carries the key (a bearer token, or the login cookie); always without a key."""
         if self.options.api_key is None:
             return True
-        given = request.headers.get("authorization", "")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), self.options.api_key.encode()):
+        given = bearer_token(request.scope["headers"])  # the bytes the client sent: a non-ASCII key matches too
+        if given is not None and hmac.compare_digest(given, self.options.api_key.encode()):
             return True
         return hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), self.cookie_value().encode())
 

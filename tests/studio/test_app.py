@@ -15,7 +15,7 @@ from .studio_harness import Studio
 SECRET = "not for the browser"
 
 
-def raw_get(url: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+def raw_get(url: str, path: str, headers: dict[str, str | bytes] | None = None) -> tuple[int, str, dict[str, str]]:
     """GET ``path`` exactly as written (no client normalizes it)."""
     address = urlsplit(url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
@@ -90,7 +90,8 @@ def test_bad_query_parameters_are_a_4xx_page(studio, path, says):
 def test_with_a_key_every_route_asks_for_it(runs_dir, browser, tmp_path):
     from .studio_harness import Page
 
-    server = Studio(runs_dir, "--api-key", "k3y-of-the-studio")
+    key = "k3y-of-the-stüdio"  # not ASCII: the client sends its UTF-8 bytes, which the header check compares
+    server = Studio(runs_dir, "--api-key", key)
     try:
         for path in (
             "/",
@@ -104,15 +105,17 @@ def test_with_a_key_every_route_asks_for_it(runs_dir, browser, tmp_path):
             status, body, _ = raw_get(server.url, path)
             assert status in (303, 401), (path, status)
             assert "macro-F1" not in body
-        status, _, _ = raw_get(server.url, "/", {"Authorization": "Bearer k3y-of-the-studio"})
+        status, _, _ = raw_get(server.url, "/", {"Authorization": f"Bearer {key}".encode()})
         assert status == 200
+        status, _, _ = raw_get(server.url, "/", {"Authorization": f"Bearer {key}".encode("latin-1")})
+        assert status in (303, 401)
         tab = Page(browser, tmp_path / "screenshots")
         tab.open(server.url + "/run/cv-a")
         assert "/login" in tab.page.url
         tab.page.fill("input[name=key]", "wrong")
         tab.page.click("text=Open")
         assert "not the key" in tab.page.inner_text("body")
-        tab.page.fill("input[name=key]", "k3y-of-the-studio")
+        tab.page.fill("input[name=key]", key)
         tab.page.click("text=Open")
         tab.page.wait_for_selector("#chart-f1 svg")
         assert tab.page.url.endswith("/run/cv-a")
