@@ -380,15 +380,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _keyed_options(kind: type, args: argparse.Namespace) -> Any:
+    """``serve``'s or ``studio``'s options from their arguments; the key from ``GEN_EMOTION_API_KEY`` when no
+    ``--api-key`` was given (so it need not be in the shell's history or the process list)."""
     from dataclasses import fields
 
-    from gen_emotion.core.logs import setup_logging
-    from gen_emotion.serving.server import API_KEY_ENV, ServeOptions, serve
+    from gen_emotion.serving.server import API_KEY_ENV
 
-    options = ServeOptions(**{item.name: getattr(args, item.name) for item in fields(ServeOptions)})
+    options = kind(**{item.name: getattr(args, item.name) for item in fields(kind)})
     if options.api_key is None:
         options.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
+    return options
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gen_emotion.core.logs import setup_logging
+    from gen_emotion.serving.server import ServeOptions, serve
+
+    options = _keyed_options(ServeOptions, args)
     setup_logging()
     serve(args.folder, options)
     return 0
@@ -422,15 +431,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_studio(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
     from gen_emotion.core.logs import setup_logging
-    from gen_emotion.serving.server import API_KEY_ENV
     from gen_emotion.studio.app import StudioOptions, studio
 
-    options = StudioOptions(**{item.name: getattr(args, item.name) for item in fields(StudioOptions)})
-    if options.api_key is None:
-        options.api_key = os.environ.get(API_KEY_ENV, "").strip() or None
+    options = _keyed_options(StudioOptions, args)
     setup_logging()
     studio(args.runs_dir, options)
     return 0
