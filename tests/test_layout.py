@@ -154,3 +154,10 @@ def test_the_data_steps_import_only_the_steps_below_them():
         if imported in steps and steps.index(imported) <= steps.index(name)
     ]
     assert wrong == []
+
+
+def test_test_files_have_unique_names():
+    """pytest imports each test file by its name (``pythonpath = tests``, no packages): two folders may not hold
+    files of the same name (``tests/scoring/test_metrics.py`` and a ``tests/serving/test_metrics.py`` collide)."""
+    names = [path.name for path in (REPO_ROOT / "tests").rglob("test_*.py")]
+    assert sorted({name for name in names if names.count(name) > 1}) == []
