@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gen_emotion.config.recipes import shipped_folders
+from gen_emotion.config.shipped import shipped_folders
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import make_folder, read_json, write_json
 from gen_emotion.studio.folders import holder
