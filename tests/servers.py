@@ -23,12 +23,13 @@ here (bench/serve.py's ready_s, run alone), more with other work beside it."""
 
 
 class Server:
-    """``gen-emotion serve FOLDER --port 0 ...`` in a process of its own; its output goes to files (a pipe nobody
-    reads would fill up with the access log and stall the server)."""
+    """``gen-emotion serve FOLDER... --port 0 ...`` in a process of its own (``folder`` one folder or a list); its
+    output goes to files (a pipe nobody reads would fill up with the access log and stall the server)."""
 
-    def __init__(self, folder: Path, logs: Path, *flags: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path | list[Path], logs: Path, *flags: str, env: dict[str, str] | None = None) -> None:
         self.out, self.err = logs / "out.txt", logs / "err.txt"
-        command = [sys.executable, "-m", "gen_emotion", "serve", str(folder), "--port", "0", *flags]
+        folders = [str(f) for f in (folder if isinstance(folder, list) else [folder])]
+        command = [sys.executable, "-m", "gen_emotion", "serve", *folders, "--port", "0", *flags]
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.process = subprocess.Popen(
                 command, stdout=out, stderr=err, cwd=REPO_ROOT, env={**os.environ, **(env or {})}
@@ -70,7 +71,7 @@ class Server:
         return self.process.returncode
 
 
-def start_server(folder: Path, logs: Path, *flags: str, env: dict[str, str] | None = None) -> Server:
+def start_server(folder: Path | list[Path], logs: Path, *flags: str, env: dict[str, str] | None = None) -> Server:
     logs.mkdir(parents=True, exist_ok=True)
     return Server(folder, logs, *flags, env=env)
 
@@ -99,10 +100,10 @@ def generation_run(tmp_path_factory: pytest.TempPathFactory, qwen_instruct_dir: 
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
-    """``serve(folder, *flags, env=...)``: a server that this test's end stops."""
+    """``serve(folder, *flags, env=...)`` (``folder`` one or a list): a server that this test's end stops."""
     started: list[Server] = []
 
-    def start(folder: Path, *flags: str, env: dict[str, str] | None = None) -> Server:
+    def start(folder: Path | list[Path], *flags: str, env: dict[str, str] | None = None) -> Server:
         started.append(start_server(folder, tmp_path / f"server-{len(started)}", *flags, env=env))
         return started[-1]
 

@@ -136,6 +136,21 @@ def test_gpu_memory_in_recipe_headers_and_readme_is_the_estimate():
         assert three == [need["llama-3.2-3b-instruct-lora"]] and fourteen == [need["qwen2.5-14b-instruct-qlora"]], doc
 
 
+def test_serving_md_quotes_the_memory_of_runs_sharing_one_engine():
+    """docs/serving.md's figures for several runs on one base are ``hardware.serving_memory``'s."""
+    from gen_emotion.models.hardware import KNOWN_SHAPES, serving_memory
+
+    text = " ".join((DOCS / "serving.md").read_text(encoding="utf-8").split())
+    llama = load_recipe(REPO_ROOT / "recipes" / "llama-3.2-3b-instruct-lora.yaml")
+    qwen = load_recipe(REPO_ROOT / "recipes" / "qwen2.5-14b-instruct-qlora.yaml")
+    three, fourteen = KNOWN_SHAPES["llama-3.2-3b-instruct"], KNOWN_SHAPES["qwen2.5-14b-instruct"]
+    figures = [serving_memory(runs, shape) for runs, shape in [([llama] * 2, three), ([llama], three)]]
+    figures += [2 * figures[1], serving_memory([qwen] * 2, fourteen), serving_memory([qwen], fourteen)]
+    quoted = "two rank-128 Llama-3.2-3B runs need about {:.1f} GB on one engine, one run alone {:.1f} GB, two servers "
+    quoted += "{:.0f} GB; two Qwen2.5-14B QLoRA runs {:.1f} GB against {:.1f} GB for one"
+    assert quoted.format(*figures) in text
+
+
 def test_the_gpu_sizing_table_is_the_estimate():
     from gen_emotion.pods.gpus import pick_gpu
 

@@ -260,9 +260,15 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:
         help="serve a trained folder over HTTP: POST /predict, GET /health, GET /metrics, docs at /docs",
         description="Serve a run, cv or ensemble folder over HTTP. It listens on 127.0.0.1 (this machine only) "
         "unless --host says otherwise: --host 0.0.0.0 lets every machine that can reach this one use the model, "
-        "so give it --api-key (or GEN_EMOTION_API_KEY) and a TLS proxy in front.",
+        "so give it --api-key (or GEN_EMOTION_API_KEY) and a TLS proxy in front. Several generation runs trained on "
+        "one base share one vLLM engine (--backend vllm): the base loads once, each run's adapter through LoRA.",
     )
-    p.add_argument("folder", type=Path, help="a run, cv or ensemble folder (or an export-model of one)")
+    p.add_argument(
+        "folder",
+        type=Path,
+        nargs="+",
+        help="a run, cv or ensemble folder (or an export-model of one); or several generation runs of one base",
+    )
     for item in fields(ServeOptions):
         default, text = item.default, item.metadata["help"]
         p.add_argument(

@@ -147,7 +147,9 @@ class TrainArgs:
     weight_decay: float = arg(0.0, "AdamW weight decay", low=0, high=1)
     lr_scheduler: str = arg("linear", "learning-rate schedule", choices=LR_SCHEDULERS)
     optim: str = arg("adamw_torch", "optimizer (transformers' name)", choices=OPTIMIZERS)
-    bf16: bool = arg(True, "bf16 autocast (CPU with AMX, CUDA); on CUDA the weights are bf16 too")
+    bf16: bool = arg(
+        True, "bf16 autocast on CUDA (the weights bf16 too) and CPUs with AMX or AVX512-BF16; fp32 on other CPUs"
+    )
     gradient_checkpointing: bool = arg(False, "trade compute for memory; only where activations do not fit")
     completion_positions_only: bool = arg(True, "CPU: only the target positions go through the LM head")
     padding_free: bool = arg(False, "a batch as one row without padding (position_ids restart per example)")
@@ -187,7 +189,9 @@ class GenerateArgs:
     max_new_tokens: int | None = arg(None, "None: just enough for the longest string of the output grammar", low=1)
     constrained: bool = arg(True, "constrain outputs to the output grammar (every output parses)")
     dtype: str = arg(
-        "bfloat16", "dtype of the merged model at generation time", choices=("bfloat16", "float16", "float32")
+        "bfloat16",
+        "dtype of the merged model at generation time (bfloat16: float32 on CPUs without bf16)",
+        choices=("bfloat16", "float16", "float32"),
     )
     tensor_parallel_size: int = arg(1, "vLLM: GPUs a model is split over", low=1, high=8)
     gpu_memory_utilization: float = arg(

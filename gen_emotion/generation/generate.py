@@ -27,7 +27,14 @@ from gen_emotion.config.recipes import Recipe, label_set
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import read_json, write_text
 from gen_emotion.generation.branches import Step
-from gen_emotion.models.loading import free_gpu_memory, hub_revision, load_adapted_lm, load_tokenizer, merged_model_dir
+from gen_emotion.models.loading import (
+    free_gpu_memory,
+    generation_dtype,
+    hub_revision,
+    load_adapted_lm,
+    load_tokenizer,
+    merged_model_dir,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,14 +151,14 @@ class TransformersGenerator:
 
         if adapter_dir is not None and recipe.generate.quantized_base:
             return load_adapted_lm(model_path, adapter_dir, recipe.model)
-        serve_path = model_path
+        serve_path, dtype = model_path, generation_dtype(recipe.generate.dtype)
         if adapter_dir is not None:
-            serve_path = str(merged_model_dir(model_path, adapter_dir, recipe.model, recipe.generate.dtype))
+            serve_path = str(merged_model_dir(model_path, adapter_dir, recipe.model, dtype))
         model = AutoModelForCausalLM.from_pretrained(
             serve_path,
             revision=hub_revision(serve_path, recipe.model),
             trust_remote_code=recipe.model.trust_remote_code,
-            dtype=getattr(torch, recipe.generate.dtype),
+            dtype=getattr(torch, dtype),
         )
         return model.to(self.device)
 

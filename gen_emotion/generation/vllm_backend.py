@@ -22,6 +22,7 @@ from gen_emotion.models.hardware import vllm_lora_rank
 from gen_emotion.models.loading import (
     cuda_available,
     free_gpu_memory,
+    generation_dtype,
     hub_revision,
     merged_model_dir,
     require_cuda_for_4bit,
@@ -63,7 +64,7 @@ def engine_kwargs(recipe: Recipe, serve_path: str, tokenizer_path: str, *, lora:
         "revision": hub_revision(serve_path, recipe.model),
         "tokenizer_revision": hub_revision(tokenizer_path, recipe.model),
         "generation_config": "vllm",  # the model's generation_config.json sets no defaults here
-        "dtype": settings.dtype,
+        "dtype": generation_dtype(settings.dtype),
         "enable_prefix_caching": True,
         "tensor_parallel_size": settings.tensor_parallel_size,
         "gpu_memory_utilization": settings.gpu_memory_utilization if cuda_available() else 0.3,
@@ -127,7 +128,9 @@ class VLLMGenerator:
             self.lora_request = LoRARequest("gen-emotion", 1, str(adapter_dir))
             tokenizer_path = str(adapter_dir)  # the adapter's tokenizer: its EOS is the end of turn
         elif adapter_dir is not None:
-            serve_path = tokenizer_path = str(merged_model_dir(model_path, adapter_dir, recipe.model, settings.dtype))
+            serve_path = tokenizer_path = str(
+                merged_model_dir(model_path, adapter_dir, recipe.model, generation_dtype(settings.dtype))
+            )
         if self.lora_request is not None and settings.quantized_base:
             require_cuda_for_4bit("generate.quantized_base")
         if cuda_available():

@@ -21,7 +21,7 @@ import re
 import resource
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,20 @@ def estimate_memory(recipe: Recipe, shape: ModelShape, gpus: int = 1, sharded: b
         )
         generate = (serve + kv_cache / tp / GB + CUDA_OVERHEAD_GB) / recipe.generate.gpu_memory_utilization
     return MemoryEstimate(weights, adapter, activations, logits, train, generate)
+
+
+def serving_memory(recipes: list[Recipe], shape: ModelShape) -> float:
+    """GPU memory (GB) for one vLLM engine serving runs trained on one base (``gen-emotion serve A B ...``): the base
+    once (the generation estimate, at the longest run's length), plus, where they are several, one LoRA slot per run
+    in bf16 at the largest rank the engine is given (``max_lora_rank``), where N merged copies would need N bases."""
+    longest = max(recipes, key=lambda recipe: recipe.train.max_length)
+    base = estimate_memory(longest, shape).generate_gb
+    if len(recipes) == 1:
+        return base
+    rank = max(vllm_lora_rank(recipe.lora.r) for recipe in recipes)
+    slot = max(_lora_params(shape, replace(recipe.lora, r=rank)) for recipe in recipes) * 2 / GB
+    tp = max(longest.generate.tensor_parallel_size, 1)
+    return base + len(recipes) * slot / tp / longest.generate.gpu_memory_utilization
 
 
 def serves_4bit(recipe: Recipe) -> bool:

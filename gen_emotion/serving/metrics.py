@@ -16,7 +16,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 class Metrics:
     """The server's metrics, in their own registry."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folders: list[str]) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
         disable_created_metrics()  # no *_created series: the process start time says it (a serve process's own setting)
@@ -32,9 +32,14 @@ class Metrics:
             "model_call_seconds", "time of each model call", buckets=LATENCY_BUCKETS, **common
         )
         self.queue = Gauge("queue_texts", "texts waiting for a model call", **common)
-        self.texts = Counter("texts", "texts predicted and answered", ["folder"], **common).labels(folder)
+        self.texts_by = Counter("texts", "texts predicted and answered", ["folder"], **common)
+        for folder in folders:  # each served run's series from the start, at 0
+            self.texts_by.labels(folder)
         self.load_seconds = Gauge("model_load_seconds", "time the model took to load (the last load)", **common)
         self.restarts = Counter("model_restarts", "times a dead model worker was restarted", **common)
+
+    def served(self, folder: str, texts: int) -> None:
+        self.texts_by.labels(folder).inc(texts)
 
     def watch_queue(self, depth: Callable[[], float]) -> None:
         self.queue.set_function(depth)

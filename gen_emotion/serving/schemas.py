@@ -39,6 +39,9 @@ def schemas() -> tuple[type, type, type, type]:
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["What a day!"]}]})
 
         texts: list[Text] = Field(min_length=1, description="the texts to label (at most --max-texts of them)")
+        run: str | None = Field(
+            None, description="the served run to ask, by its name (GET /v1/models); needed where several are served"
+        )
 
     class Prediction(BaseModel):
         labels: list[str] = Field(description="the labels the folder decides, in the folder's label order")
@@ -53,6 +56,7 @@ def schemas() -> tuple[type, type, type, type]:
     class Health(BaseModel):
         status: str = Field(description="ok, loading, restarting, dead or failed (without the key: status only)")
         folder: str | None = None
+        runs: list[str] | None = Field(None, description="the runs served, where several share one engine")
         kind: str | None = Field(None, description="run, cv or ensemble, once loaded")
         labels: list[str] | None = None
         has_probabilities: bool | None = None

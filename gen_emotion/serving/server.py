@@ -1,13 +1,15 @@
-"""``gen-emotion serve``: one trained folder (a run, cv or ensemble folder) behind HTTP, on FastAPI and uvicorn.
+"""``gen-emotion serve``: a trained folder (a run, cv or ensemble folder) behind HTTP, on FastAPI and uvicorn.
 
     gen-emotion serve runs/minilm                # http://127.0.0.1:8000, interactive docs at /docs
     curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"texts": ["What a day!"]}'
+    gen-emotion serve runs/llama-a runs/llama-b --backend vllm    # two runs on one base: one engine, two adapters
 
 The model loads in the background (``GET /health``: 503, then 200). The texts of the requests that arrive while
 a model call runs go into the next call together (up to ``max_batch``), made in one thread (``Predictor`` is not
-thread-safe). A generation folder too: each gathered batch is one call to its backend, which vLLM schedules
-continuously (its async engine is not used request by request). Errors are JSON ``{"error": "..."}``; a failing
-model call is a 500, logged. SIGTERM: requests in flight get ``shutdown_timeout`` seconds to finish.
+thread-safe). A generation run on the vllm backend is served by vLLM's async engine instead (``engine``): each text
+its own engine request, batched continuously; several such runs on one base share it, each request naming its run.
+Errors are JSON ``{"error": "..."}``; a failing model call is a 500, logged. SIGTERM: requests in flight get
+``shutdown_timeout`` seconds to finish.
 
 No ``from __future__ import annotations``: FastAPI reads the handlers' annotations as objects, and they are made
 inside ``build_app`` so that only ``serve`` imports fastapi and pydantic, not every command.
@@ -55,6 +57,12 @@ class ServeOptions:
     port: int = arg(8000, "TCP port (0: any free port; the address is printed)", low=0, high=65535)
     backend: str | None = arg(
         None, "a generation folder's backend (default: its recipe's)", choices=("transformers", "vllm")
+    )
+    engine: str = arg(
+        "async",
+        "a generation run on the vllm backend: async, vLLM's async engine (each text its own engine request, "
+        "streamed; several runs on one base share it), or gathered, the texts of waiting requests in one call",
+        choices=("async", "gathered"),
     )
     max_texts: int = arg(256, "most texts in one request (more: 422)", low=1)
     max_text_chars: int = arg(5000, "most characters in one text (more: 422)", low=1)
@@ -136,7 +144,7 @@ def build_app(state: ServerState) -> Any:
         yield
         await state.close()
 
-    summary = f"Emotion labels for texts, from {state.folder.name}"
+    summary = f"Emotion labels for texts, from {', '.join(folder.name for folder in state.folders)}"
     app = FastAPI(title="gen-emotion", summary=summary, version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=options.max_body_bytes, timeout=options.body_timeout)
     app.add_middleware(KeyCheck, key=options.api_key)
@@ -179,6 +187,8 @@ def build_app(state: ServerState) -> Any:
         if not request.scope.get(AUTHORIZED, True):
             return JSONResponse(body, status_code=200 if ready else 503)
         body["folder"] = str(state.folder)
+        if len(state.folders) > 1:
+            body["runs"] = [folder.name for folder in state.folders]
         if predictor is not None:
             body.update(kind=predictor.kind, labels=list(predictor.names))
             body.update(has_probabilities=predictor.has_probs, generates=predictor.generates)
@@ -209,7 +219,11 @@ def build_app(state: ServerState) -> Any:
                 raise HTTPException(
                     422, f"texts[{i}]: {len(text)} characters; at most {options.max_text_chars} (--max-text-chars)"
                 )
-        found = await state.predict_texts(texts)
+        try:
+            run = state.served(request.run)
+        except LookupError as err:
+            raise HTTPException(422, f"run: {err}") from None
+        found = await state.predict_texts(texts, run)
         return {"predictions": to_predictions(found)}
 
     add_openai_routes(app, state)
@@ -247,17 +261,38 @@ def quiet_server(config: Any) -> Any:
     return Server(config)
 
 
-def serve(folder: Path, options: ServeOptions) -> None:
-    """Serve ``folder`` until SIGTERM or Ctrl-C; a folder that cannot be loaded is one line (GenEmotionError)."""
+def uses_engine(folders: list[Path], options: ServeOptions) -> bool:
+    """Whether vLLM's async engine serves ``folders`` (generation runs on the vllm backend, ``--engine async``);
+    several folders must be such runs."""
+    from gen_emotion.serving.engine import engine_backend
+
+    for folder in folders:
+        if not folder.is_dir():
+            raise GenEmotionError(f"{folder}: no such folder (give a run, cv or ensemble folder)")
+    engine = options.engine == "async" and all(engine_backend(folder, options.backend) for folder in folders)
+    if len(folders) > 1 and not engine:
+        raise GenEmotionError(
+            "several folders are served together only as generation runs on one base model, with --backend vllm "
+            "and --engine async (one engine, each run's adapter through vLLM's LoRA): serve each other folder with a "
+            "gen-emotion serve of its own"
+        )
+    if len(folders) > 1:
+        from gen_emotion.serving.engine import served_runs
+
+        served_runs(folders, options.backend)  # one line now, before listening, for runs on different bases
+    return engine
+
+
+def serve(folders: list[Path], options: ServeOptions) -> None:
+    """Serve ``folders`` until SIGTERM or Ctrl-C; a folder that cannot be loaded is one line (GenEmotionError)."""
     import uvicorn
 
     from gen_emotion.serving.metrics import Metrics
 
     check_options(options)
-    if not folder.is_dir():
-        raise GenEmotionError(f"{folder}: no such folder (give a run, cv or ensemble folder)")
+    engine = uses_engine(folders, options)
     sock = listen(options.host, options.port)
-    state = ServerState(folder, options, Metrics(folder.name))
+    state = ServerState(folders, options, Metrics([f.name for f in folders]), engine=engine)
     config = uvicorn.Config(
         build_app(state),
         http=http_protocol(options.header_timeout),
@@ -273,7 +308,8 @@ def serve(folder: Path, options: ServeOptions) -> None:
     if not is_loopback(options.host) and not options.api_key:
         log.warning("serving on %s without --api-key: anyone who can reach port %d can use the model", host, port)
     shown = f"[{host}]" if ":" in host else host
-    print(f"serving {folder} on http://{shown}:{port} (API docs at /docs); loading the model", flush=True)
+    served = " ".join(map(str, folders))
+    print(f"serving {served} on http://{shown}:{port} (API docs at /docs); loading the model", flush=True)
     state.server.run(sockets=[sock])
     if state.error is not None:
         raise GenEmotionError(state.error)

@@ -25,8 +25,10 @@ class ServerState:
     """What the handlers share: the options, the loaded predictor (None while loading or restarting), the batcher,
     why the worker is dead (``dead``), the metrics."""
 
-    def __init__(self, folder: Path, options: Any, metrics: Any = None) -> None:
-        self.folder, self.options, self.metrics = folder, options, metrics
+    def __init__(self, folders: list[Path], options: Any, metrics: Any = None, engine: bool = False) -> None:
+        self.folders, self.options, self.metrics = folders, options, metrics
+        self.folder = folders[0]
+        self.engine = engine  # vLLM's async engine (serving.engine) rather than the gathered batches
         self.predictor: Any = None
         self.corpse: Any = None  # a predictor whose worker died, closed at its restart
         self.error: str | None = None  # the model could not load: the server exits
@@ -56,12 +58,18 @@ class ServerState:
         self.batcher = Batcher(self.thread, self.options.max_batch, self.options.request_unit)
         if self.metrics is not None:
             self.batcher.observe = self._observe
-            self.metrics.watch_queue(self.batcher.depth)
+            self.metrics.watch_queue(self.depth)
         self.tasks = [
             asyncio.create_task(self.wait_for_model(self.thread.submit(self.load))),
             asyncio.create_task(self.batcher.run()),
             asyncio.create_task(self.watch()),
         ]
+
+    def depth(self) -> int:
+        """Texts waiting for a model call (the async engine: texts in the engine)."""
+        if self.engine:
+            return getattr(self.predictor, "in_flight", 0)
+        return self.batcher.depth() if self.batcher is not None else 0
 
     def _observe(self, texts: int, seconds: float) -> None:
         self.metrics.batch.observe(texts)
@@ -71,12 +79,19 @@ class ServerState:
         from gen_emotion.serving.predictor import PredictSettings, load_predictor
 
         started = time.perf_counter()
-        log.info("loading %s", self.folder)
-        predictor = load_predictor(self.folder, PredictSettings(backend=self.options.backend))
+        shown = ", ".join(map(str, self.folders))
+        log.info("loading %s", shown)
+        if self.engine:
+            from gen_emotion.serving.engine import AsyncEngine
+
+            predictor: Any = AsyncEngine(self.folders, self.options.backend)
+        else:
+            predictor = load_predictor(self.folder, PredictSettings(backend=self.options.backend))
         seconds = time.perf_counter() - started
         if self.metrics is not None:
             self.metrics.load_seconds.set(seconds)
-        log.info("loaded %s (%s folder) in %.1f s", self.folder, predictor.kind, seconds)
+        how = "vLLM's async engine" if self.engine else f"{predictor.kind} folder"
+        log.info("loaded %s (%s) in %.1f s", shown, how, seconds)
         return predictor
 
     async def wait_for_model(self, loading: concurrent.futures.Future) -> None:
@@ -95,13 +110,24 @@ class ServerState:
                     self.server.should_exit = True
             return
         assert self.batcher is not None
-        self.batcher.predict = predictor.predict
+        self.batcher.predict = None if self.engine else predictor.predict
         self.predictor, self.dead, self.restarting = predictor, None, False
         log.info("ready: POST /predict")
 
-    async def predict_texts(self, texts: list[str]) -> Any:
-        """The model's ``TextPredictions`` for ``texts`` through the shared queue, or an HTTP error: 503 while the
-        model loads or its worker is down, 500 (logged) when the model call fails."""
+    def served(self, run: str | None) -> str:
+        """The model id of the run a request names (``None``: the only one); a ``LookupError`` naming those served."""
+        if self.engine and self.predictor is not None:
+            return self.predictor.run(run).name
+        names = [folder.name for folder in self.folders]
+        if run is None and len(names) == 1 or run in names:
+            return run or names[0]
+        served = ", ".join(map(repr, names))
+        raise LookupError(f"{run!r}: not served here; served: {served}" if run else f"name one of {served}")
+
+    async def predict_texts(self, texts: list[str], run: str | None = None) -> Any:
+        """The model's ``TextPredictions`` for ``texts`` (of the served run ``run``) through the shared queue or the
+        async engine, or an HTTP error: 503 while the model loads or its worker is down, 500 (logged) when the model
+        call fails."""
         from starlette.exceptions import HTTPException
 
         if self.predictor is None:
@@ -112,13 +138,13 @@ class ServerState:
             )
         assert self.batcher is not None
         try:
-            found = await self.batcher.submit(texts)
+            found = await (self.predictor.predict(texts, run) if self.engine else self.batcher.submit(texts))
         except Exception as err:
             message = redact(str(err)) if isinstance(err, GenEmotionError) else f"{type(err).__name__}"
             log.error("prediction of %d text(s) failed: %s", len(texts), message)
             raise HTTPException(500, f"prediction failed: {message}") from None
         if self.metrics is not None:
-            self.metrics.texts.inc(len(texts))
+            self.metrics.served(run or self.folder.name, len(texts))
         return found
 
     def why_dead(self) -> str | None:

@@ -20,6 +20,7 @@ from gen_emotion.config.recipes import ClassifierArgs, ModelArgs, Recipe, TrainA
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.data.dataset import EmotionData
 from gen_emotion.models.loading import (
+    bf16_autocast,
     cuda_available,
     load_kwargs,
     load_tokenizer,
@@ -151,7 +152,9 @@ def add_lora(model: Any, recipe: Recipe) -> Any:
         modules_to_save=[head_name(model)],
     )
     model = get_peft_model(model, config)
-    if recipe.train.bf16:  # autocast does the bf16 matmuls; keep trainable weights (the head too) in fp32
+    if bf16_autocast(
+        recipe.train.bf16
+    ):  # autocast does the bf16 matmuls; keep trainable weights in fp32 (the head too)
         for param in model.parameters():
             if param.requires_grad and param.dtype != torch.float32:
                 param.data = param.data.float()
@@ -412,7 +415,7 @@ def predict_with(model: Any, tokenizer: Any, texts: list[str], recipe: Recipe) -
     ids = encode(tokenizer, texts, recipe.classifier)
     collate = make_collator(tokenizer)
     probs = np.zeros((len(texts), len(label_set(recipe))), dtype=np.float64)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.train.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_autocast(recipe.train.bf16))
     with torch.inference_mode(), autocast:
         for chunk in _batches(ids, recipe.classifier.predict_batch_size):
             batch = {k: v.to(device) for k, v in collate([{"input_ids": ids[i]} for i in chunk]).items()}

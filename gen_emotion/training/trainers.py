@@ -22,7 +22,7 @@ from gen_emotion.config.recipes import DataArgs, TrainArgs
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import read_json, write_json, write_text
 from gen_emotion.models.hardware import peak_memory
-from gen_emotion.models.loading import cuda_available
+from gen_emotion.models.loading import bf16_autocast, cuda_available
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def trainer_arguments(t: TrainArgs, output_dir: Path, has_eval: bool) -> dict[st
         "warmup_steps": t.warmup_steps,
         "weight_decay": t.weight_decay,
         "optim": t.optim,
-        "bf16": t.bf16,
+        "bf16": bf16_autocast(t.bf16),
         "use_cpu": not cuda_available(),
         "gradient_checkpointing": t.gradient_checkpointing,
         "eval_strategy": "steps" if has_eval else "no",

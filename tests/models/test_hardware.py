@@ -27,6 +27,7 @@ from gen_emotion.models.hardware import (
     model_shape,
     module_importable,
     parse_size,
+    serving_memory,
     shape_from_config,
     vllm_lora_rank,
     volume_gb,
@@ -239,6 +240,19 @@ def test_lora_adapter_of_llama_3b_at_rank_128_counted_by_hand():
     # Adapters on q_proj and v_proj only.
     only_qv = estimate_memory(llama("lora.r=128", "lora.target_modules=[q_proj, v_proj]"), LLAMA_3B)
     assert only_qv.adapter_gb == pytest.approx(128 * layers * ((hidden + q_width) + (hidden + kv_width)) * 16 / GB)
+
+
+def test_runs_on_one_base_are_served_from_one_base_and_a_lora_slot_each():
+    """``gen-emotion serve A B C``: the base once; each run adds its adapter in bf16 at the engine's LoRA rank."""
+    one, low, high = llama(), llama("lora.r=16"), llama("lora.r=64")
+    alone = serving_memory([one], LLAMA_3B)
+    assert alone == estimate_memory(one, LLAMA_3B).generate_gb  # one run: its merged copy
+    two, three = serving_memory([low, low], LLAMA_3B), serving_memory([low, low, low], LLAMA_3B)
+    slot = three - two
+    assert slot > 0 and two == pytest.approx(alone + 2 * slot)
+    assert slot == pytest.approx(16 / 128 * 194_510_848 * 2 / GB / one.generate.gpu_memory_utilization)
+    assert two < 1.1 * alone < 2 * alone  # two merged copies would need two bases
+    assert serving_memory([low, high], LLAMA_3B) == serving_memory([high, high], LLAMA_3B)  # slots at the larger rank
 
 
 def test_lora_keeps_the_base_weights_in_bf16():

@@ -1,6 +1,7 @@
 """The OpenAI-compatible routes of ``gen-emotion serve`` (serving/openai_api.py), called with the official
 ``openai`` client against real servers on loopback: a TF-IDF run (listed, completions refused naming /predict)
-and, slow, a generation run of the tiny random Qwen whose every answer is in the run's grammar."""
+and, slow, a generation run of the tiny random Qwen whose every answer is in the run's grammar (served by the
+gathered batches: the async engine's routes are tests/serving/test_engine.py's)."""
 
 from __future__ import annotations
 
@@ -84,13 +85,17 @@ def test_a_generation_run_answers_the_openai_client_in_its_grammar(generation_ru
     ]
     completions = [client.completions.create(model=generation_run.name, prompt=text) for text in texts]
     several = client.completions.create(model=generation_run.name, prompt=texts)
-    with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(
-            model=generation_run.name, messages=[{"role": "user", "content": "hi"}], stream=True
-        )
+    stream = client.chat.completions.create(
+        model=generation_run.name, messages=[{"role": "user", "content": texts[0]}], stream=True
+    )
+    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices[0].delta.content]
+    with pytest.raises(openai.BadRequestError) as logprobs:  # only under vLLM's async engine
+        client.completions.create(model=generation_run.name, prompt=texts[0], logprobs=2)
+    assert "async engine" in logprobs.value.body["message"]
     outputs = [row["output"] for row in expected]
     assert all(is_canonical(output) for output in outputs)
     assert [c.choices[0].message.content for c in chats] == outputs  # one text a call, greedy: as /predict
     assert [c.choices[0].text for c in completions] == outputs
+    assert pieces == outputs[:1]  # the gathered batches stream the whole answer as one event
     assert [c.index for c in several.choices] == [0, 1, 2]
     assert all(is_canonical(c.text) for c in several.choices)

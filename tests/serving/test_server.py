@@ -341,8 +341,9 @@ def test_a_generation_run_is_served_a_dead_worker_is_a_503_and_restarted_once_pe
 
 @pytest.mark.slow
 def test_a_generation_run_is_served_by_vllm(generation_run, serve, texts):
-    """``--backend vllm``: concurrent requests gathered into calls that vLLM schedules with the grammar."""
-    server = serve(generation_run, "--backend", "vllm")
+    """``--backend vllm --engine gathered``: concurrent requests gathered into calls that vLLM schedules with the
+    grammar (the async engine, the default, is tests/serving/test_engine.py's)."""
+    server = serve(generation_run, "--backend", "vllm", "--engine", "gathered")
     with httpx.Client(timeout=600) as client:
         server.wait_ready(client)
         generated(server, client, [texts[i : i + 1 + i % 3] for i in range(12)])

@@ -21,7 +21,7 @@ async def until(check, seconds: float = 60.0) -> None:
 
 def test_a_stopped_model_thread_is_seen_and_restarted_once_per_window(tfidf_run, caplog):
     caplog.set_level(logging.INFO, logger="gen_emotion.serving.supervisor")
-    state = ServerState(tfidf_run, ServeOptions(restart_window=30))
+    state = ServerState([tfidf_run], ServeOptions(restart_window=30))
 
     async def life() -> list[str]:
         state.start()
