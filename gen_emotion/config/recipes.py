@@ -215,6 +215,11 @@ class GenerateArgs:
         "bitsandbytes with generate.vllm_lora; transformers: the adapter unmerged) instead of on the bf16 base; CUDA",
     )
     vllm_max_num_seqs: int | None = arg(None, "vLLM: cap on sequences per engine step (None: vLLM's default)", low=1)
+    vllm_compile: bool = arg(
+        True,
+        "vLLM: torch.compile the model (and capture CUDA graphs on a GPU): faster steps after a slower start; false "
+        "runs eager (enforce_eager), which starts sooner, for short jobs",
+    )
 
 
 @dataclass

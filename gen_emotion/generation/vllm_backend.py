@@ -72,6 +72,7 @@ def engine_kwargs(recipe: Recipe, serve_path: str, tokenizer_path: str, *, lora:
         "seed": recipe.train.seed,
         "max_logprobs": max(20, settings.branch_top_k),
         "trust_remote_code": recipe.model.trust_remote_code,
+        "enforce_eager": not settings.vllm_compile,
     }
     if not cuda_available() and VLLM_CPU_BLOCK_SIZE:
         kwargs["block_size"] = VLLM_CPU_BLOCK_SIZE

@@ -184,7 +184,7 @@ def add_openai_routes(app: Any, state: Any) -> None:
         try:
             found = await asyncio.gather(*(engine.answer(served, text, top_k or 0) for text in texts))
         except Exception as err:
-            raise HTTPException(500, f"prediction failed: {type(err).__name__}") from None
+            raise state.failed(err, len(texts)) from None
         if state.metrics is not None:
             state.metrics.served(run, len(texts))
         return list(found)

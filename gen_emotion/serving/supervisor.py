@@ -140,12 +140,20 @@ class ServerState:
         try:
             found = await (self.predictor.predict(texts, run) if self.engine else self.batcher.submit(texts))
         except Exception as err:
-            message = redact(str(err)) if isinstance(err, GenEmotionError) else f"{type(err).__name__}"
-            log.error("prediction of %d text(s) failed: %s", len(texts), message)
-            raise HTTPException(500, f"prediction failed: {message}") from None
+            raise self.failed(err, len(texts)) from None
         if self.metrics is not None:
             self.metrics.served(run or self.folder.name, len(texts))
         return found
+
+    @staticmethod
+    def failed(err: Exception, count: int) -> Any:
+        """The 500 for a model call on ``count`` texts that raised ``err``, logged in one line (a toolkit error's
+        redacted message, else only the exception's type: a library's message may hold a text or a path)."""
+        from starlette.exceptions import HTTPException
+
+        message = redact(str(err)) if isinstance(err, GenEmotionError) else f"{type(err).__name__}"
+        log.error("prediction of %d text(s) failed: %s", count, message)
+        return HTTPException(500, f"prediction failed: {message}")
 
     def why_dead(self) -> str | None:
         """Why the model worker can answer no more, or None while it can."""

@@ -24,13 +24,14 @@ from gen_emotion.models.loading import load_tokenizer
 @pytest.mark.parametrize("fixture", ["llama_instruct_dir", "qwen_instruct_dir"])
 def test_vllm_sends_training_ids_stops_on_end_of_turn_and_keeps_the_grammar(fixture, request, sample_dir):
     path = str(request.getfixturevalue(fixture))
-    recipe = recipe_from_dict(
-        {"model": {"name": path}, "generate": {"backend": "vllm", "dtype": "float32"}, "train": {"max_length": 192}}
-    )
+    # Llama's engine is compiled (torch.compile, the default); Qwen's runs eager (generate.vllm_compile: false)
+    generate = {"backend": "vllm", "dtype": "float32", "vllm_compile": fixture == "llama_instruct_dir"}
+    recipe = recipe_from_dict({"model": {"name": path}, "generate": generate, "train": {"max_length": 192}})
     encoder = make_encoder(load_tokenizer(path, recipe.model), recipe.prompt, recipe.data)
     prompts = [encoder.prompt_ids(text) for text in read_train(sample_dir / "train.csv").texts[:12]]
     generator = VLLMGenerator(path, None, recipe, encoder.stop_ids)
     try:
+        assert generator.llm.model_config.enforce_eager == (fixture != "llama_instruct_dir")
         params = generator.sampling
         assert (params.repetition_penalty, params.top_k, params.top_p, params.min_p) == (1.0, 0, 1.0, 0.0)
         assert params.temperature == 0.0 and params.stop_token_ids == encoder.stop_ids
@@ -106,7 +107,7 @@ def test_vllm_lora_serves_a_trained_adapter_as_its_merged_copy_on_the_pinned_rev
             "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
             "train": {"max_steps": 8, "batch_size": 8, "learning_rate": 2e-2, "max_length": 192, "bf16": False},
             "data": {"eval_rows": 0},
-            "generate": {"backend": "vllm", "dtype": "float32", "vllm_lora": True},
+            "generate": {"backend": "vllm", "dtype": "float32", "vllm_lora": True, "vllm_compile": False},
         }
     )
     data = read_train(sample_dir / "train.csv")

@@ -324,11 +324,12 @@ def test_predict_writes_a_downloaded_files_predictions_into_the_finished_run(tmp
 
 
 @pytest.mark.slow
-def test_local_pod_flow_end_to_end(tmp_path):
-    """The pod's whole flow but the API call: launch's environment, entry.sh, a real (tiny) training run."""
+def test_local_pod_flow_end_to_end(tmp_path, small_sample_dir):
+    """The pod's whole flow but the API call: launch's environment, entry.sh, a real (tiny) training run (on the
+    sample's first 100 training and 24 test rows)."""
     env = pod_environment(TINY, "e2e")
     workspace = tmp_path / "ws"
-    result = entry(["--local", str(workspace), "--data", SAMPLE_DIR.as_uri()], env, timeout=1800)
+    result = entry(["--local", str(workspace), "--data", small_sample_dir.as_uri()], env, timeout=1800)
     run_dir = workspace / "runs" / "e2e"
     assert result.returncode == 0, (run_dir / "entry.log").read_text()[-3000:]
     assert (run_dir / "DONE").is_file() and not (run_dir / "FAILED").exists()
@@ -336,7 +337,7 @@ def test_local_pod_flow_end_to_end(tmp_path):
     assert fields["exit_status"] == "0" and fields["command"] == "run"
     with (run_dir / "submission.csv").open(newline="") as handle:
         rows = list(csv.reader(handle))
-    assert len(rows) == 1 + 80
+    assert len(rows) == 1 + 24
     # The pod ran exactly the recipe launch resolved, overrides included.
     sent = recipe_from_dict(yaml.safe_load(base64.b64decode(env["GEN_EMOTION_RECIPE_B64"])))
     assert sent == load_recipe(CPU_RECIPE, TINY)

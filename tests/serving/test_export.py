@@ -148,7 +148,7 @@ def test_exported_classifiers_with_their_own_head_and_with_lora_work_as_their_ca
 
 
 @pytest.mark.slow
-def test_exported_generation_run_loads_and_predicts_what_the_run_did(tmp_path, qwen_instruct_dir):
+def test_exported_generation_run_loads_and_predicts_what_the_run_did(tmp_path, generation_run):
     """The merged copy generates what the run generated; both cards (adapter and merged) run as written, their
     vLLM blocks under the output grammar."""
     import torch
@@ -159,12 +159,7 @@ def test_exported_generation_run_loads_and_predicts_what_the_run_did(tmp_path, q
     from gen_emotion.generation.prompts import make_encoder
     from gen_emotion.runs.folder import load_run_recipe
 
-    run_dir = tmp_path / "run"
-    overrides = [f"model.name={qwen_instruct_dir}", "train.max_steps=2", "data.eval_rows=0", "generate.dtype=float32"]
-    assert (
-        main(["run", "recipes/smollm2-135m-cpu.yaml", *overrides, "--backend", "transformers", "--out", str(run_dir)])
-        == 0
-    )
+    run_dir = generation_run
     for merged in (True, False):
         out = tmp_path / ("merged" if merged else "adapter")
         assert main(["export-model", str(run_dir), "--out", str(out), *(["--merged"] if merged else [])]) == 0

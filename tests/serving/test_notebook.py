@@ -69,19 +69,9 @@ def test_loading_what_is_not_a_finished_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_generation_run_predicts_from_a_script_without_a_main_guard(tmp_path, qwen_instruct_dir):
+def test_a_generation_run_predicts_from_a_script_without_a_main_guard(tmp_path, generation_run):
     """vLLM starts worker processes that import the main script again: EmotionModel must not need the guard."""
-    run_dir = tmp_path / "run"
-    overrides = [
-        f"model.name={qwen_instruct_dir}",
-        "train.max_steps=2",
-        "data.eval_rows=0",
-        "generate.probabilities=false",
-    ]
-    assert (
-        main(["run", "recipes/smollm2-135m-cpu.yaml", *overrides, "--backend", "transformers", "--out", str(run_dir)])
-        == 0
-    )
+    run_dir = generation_run
     script = tmp_path / "script.py"
     script.write_text(
         "import json\n"
