@@ -20,22 +20,28 @@ LABEL_HEADER = ["ID", *LABELS]
 pytest_plugins = ["servers"]  # the serving tests' real servers and the TF-IDF run they share (tests/servers.py)
 
 
-def small_sample(target: Path, train_rows: int, test_rows: int) -> Path:
-    """A data folder of the shipped sample's first ``train_rows`` training and ``test_rows`` test rows (every file
-    of the sample cut the same way): a generation test on it generates a few dozen texts, not a hundred."""
+def first_rows(source: Path, target: Path, train_rows: int, test_rows: int) -> Path:
+    """A copy of the data folder ``source`` (its CSV and JSON-lines files) with the first ``train_rows`` rows of its
+    training file and the first ``test_rows`` of every other file: a generation test on it generates a few dozen
+    texts, not a hundred."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("train.csv", "test.csv", "test_labels.csv", "sample_submission.csv"):
-        keep = 1 + (train_rows if name == "train.csv" else test_rows)
-        with (SAMPLE_DIR / name).open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))[:keep]
-        write_rows(target / name, rows[0], rows[1:])
+    for path in sorted(source.iterdir()):
+        keep = train_rows if path.stem == "train" else test_rows
+        if path.suffix == ".jsonl":
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            (target / path.name).write_text("".join(lines[:keep]), encoding="utf-8")
+        elif path.suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as handle:
+                rows = list(csv.reader(handle))[: 1 + keep]
+            write_rows(target / path.name, rows[0], rows[1:])
     return target
 
 
 @pytest.fixture(scope="session")
 def small_sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``small_sample`` of 100 training rows (10 held out as fold 0 of 10) and 24 test rows, shared by the session."""
-    return small_sample(tmp_path_factory.mktemp("data") / "small", 100, 24)
+    """The shipped sample's ``first_rows``: 100 training rows (10 held out as fold 0 of 10) and 24 test rows, shared
+    by the session."""
+    return first_rows(SAMPLE_DIR, tmp_path_factory.mktemp("data") / "small", 100, 24)
 
 
 def write_rows(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]], delimiter: str = ",") -> Path:

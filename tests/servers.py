@@ -89,8 +89,8 @@ def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def generation_run(tmp_path_factory: pytest.TempPathFactory, qwen_instruct_dir: Path) -> Path:
     """A generation run of the tiny random Qwen (its real tokenizer), trained two steps, generating in float32 (the
-    slow tests', an export's among them); served by
-    vLLM, its engine runs eager (``generate.vllm_compile: false``), which starts 3x sooner than compiled."""
+    slow tests', an export's among them); served by vLLM, its engine runs eager (``generate.vllm_compile: false``),
+    which starts 2-3.5x sooner than compiled (bench/vllm_start.py)."""
     from gen_emotion.cli.parser import main
 
     run_dir = tmp_path_factory.mktemp("generation") / "run"

@@ -6,11 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_DIR
+from conftest import SAMPLE_DIR, first_rows
 
 from gen_emotion.cli.parser import main
 from gen_emotion.config.recipes import columns, label_set, load_recipe, with_header_labels
@@ -203,19 +202,8 @@ def test_tfidf_run_and_cv_on_the_six_label_sample(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def first_rows(folder: Path, train_rows: int, test_rows: int) -> Path:
-    """The six-label sample's first ``train_rows`` training lines and ``test_rows`` test rows, in ``folder``."""
-    folder.mkdir()
-    lines = (SIX / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
-    (folder / "train.jsonl").write_text("".join(lines[:train_rows]), encoding="utf-8")
-    for name in ("test.csv", "test_labels.csv"):
-        lines = (SIX / name).read_text(encoding="utf-8").splitlines(keepends=True)
-        (folder / name).write_text("".join(lines[: 1 + test_rows]), encoding="utf-8")
-    return folder
-
-
 def test_a_generation_run_on_the_six_label_sample(tmp_path):
-    run_dir, data = tmp_path / "run", first_rows(tmp_path / "six", 100, 24)  # 10 held out, 24 test rows
+    run_dir, data = tmp_path / "run", first_rows(SIX, tmp_path / "six", 100, 24)  # 10 held out, 24 test rows
     overrides = ["train.max_steps=3", "generate.probabilities=true", "generate.num_samples=3"]
     assert main(["run", RECIPE, *overrides, "--data", str(data), "--out", str(run_dir)]) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -347,7 +347,7 @@ def test_run_end_to_end_on_the_real_templates(fixture, template, backend, reques
         "train.max_length=192",
         "data.eval_rows=0",
         "generate.batch_size=32",
-        "generate.vllm_compile=false",  # eager vLLM: a 3x shorter engine start (compiled: test_vllm_backend)
+        "generate.vllm_compile=false",  # eager vLLM: a 2-3.5x shorter engine start (compiled: test_vllm_backend)
     ]
     run_cli(
         "run",

@@ -30,7 +30,7 @@ TEXTS = read_test(SAMPLE_DIR / "test.csv").texts[:6]
 def train(folder: Path, base: Path, *extra: str) -> Path:
     overrides = [f"model.name={base}", "train.max_steps=2", "data.eval_rows=0", "generate.probabilities=false"]
     overrides += ["generate.backend=transformers", "generate.dtype=float32", "generate.vllm_lora=true", *extra]
-    overrides.append("generate.vllm_compile=false")  # eager: a 3x shorter engine start
+    overrides.append("generate.vllm_compile=false")  # eager: a 2-3.5x shorter engine start
     assert main(["run", "recipes/smollm2-135m-cpu.yaml", *overrides, "--out", str(folder)]) == 0
     return folder
 
