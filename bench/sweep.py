@@ -33,7 +33,7 @@ SPACE = REPO / "recipes" / "sweeps" / "tfidf-space.yaml"
 
 def at_half(best_dir: Path, shipped_dir: Path, data: Path) -> dict:
     """The holdout's macro-F1 of both recipes at the plain 0.5 decision, and a paired bootstrap of the difference."""
-    from gen_emotion.data.dataset import read_label_file
+    from gen_emotion.data.formats import read_label_file
     from gen_emotion.scoring.metrics import paired_bootstrap
     from gen_emotion.scoring.prediction_files import read_probabilities
 

@@ -26,7 +26,7 @@ from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.files import make_folder, read_json, write_json, write_text
 from gen_emotion.core.logs import setup_logging
 from gen_emotion.core.redaction import redact
-from gen_emotion.runs.folder import default_run_dir
+from gen_emotion.runs.folder import default_run_dir, load_run_recipe
 from gen_emotion.runs.locks import writing_folder
 from gen_emotion.sweeps import results
 from gen_emotion.sweeps.holdout import score_holdout, split_holdout
@@ -123,7 +123,8 @@ def prepare(sweep_dir: Path, recipe: Recipe, space: Space, options: SweepOptions
     if path.is_file():
         before = read_json(path, "the settings written by gen-emotion sweep")
         changed = [k for k in FIXED if before.get(k) != settings[k]]
-        if changed or (sweep_dir / "recipe.yaml").read_text(encoding="utf-8") != recipe.to_yaml():
+        # the recipes compared as recipes (a field a newer gen-emotion added reads as its default), not as text
+        if changed or load_run_recipe(sweep_dir) != recipe:
             what = ", ".join(changed) or "recipe settings"
             raise GenEmotionError(f"{sweep_dir} was started with other {what}; use a new --out")
         return before

@@ -227,6 +227,12 @@ def test_a_rerun_with_other_settings_is_refused_and_one_with_more_trials_goes_on
     before = trials_of(whole)
     assert main([*sweep_args(space, whole), "--objective", "held_out"]) == 2
     assert "was started with other objective" in capsys.readouterr().err
+    assert main([*sweep_args(space, whole), "classifier.char_ngrams=false"]) == 2
+    assert "was started with other recipe settings" in capsys.readouterr().err
+    # a recipe.yaml written before a newer gen-emotion added a section reads as that section's defaults
+    recipe_file = whole / "recipe.yaml"
+    written = yaml.safe_load(recipe_file.read_text())
+    recipe_file.write_text(yaml.safe_dump({k: v for k, v in written.items() if k != "distill"}, sort_keys=False))
     assert main(sweep_args(space, whole, trials=TRIALS + 1)) == 0
     assert trials_of(whole)[:TRIALS] == before and len(trials_of(whole)) == TRIALS + 1
     assert yaml.safe_load((whole / "space.yaml").read_text())["pruner"]["startup_trials"] == 1
