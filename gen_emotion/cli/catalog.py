@@ -23,7 +23,7 @@ def shipped_recipes() -> list[dict[str, str]]:
     """Every shipped recipe: name, task, where it runs (CPU, or the GPU memory its estimate needs), its header's
     ``# time:`` line and its description."""
     from gen_emotion.models.hardware import estimate_memory, model_shape
-    from gen_emotion.models.loading import EMBEDDED_MODELS, WHEEL_MODELS
+    from gen_emotion.models.loading import CACHED_MODELS, EMBEDDED_MODELS, WHEEL_MODELS
 
     folder = next((f for f in shipped_folders() if f.is_dir()), None)
     if folder is None:
@@ -31,7 +31,7 @@ def shipped_recipes() -> list[dict[str, str]]:
     rows = []
     for path in sorted(folder.glob("*.yaml"), key=lambda p: p.stem):
         recipe = load_recipe(path)
-        bundled = recipe.model.name in EMBEDDED_MODELS or recipe.model.name in WHEEL_MODELS
+        bundled = recipe.model.name in {**EMBEDDED_MODELS, **WHEEL_MODELS, **CACHED_MODELS}
         local = not task_kind(recipe.task).transformers_model or bundled
         where = "CPU" if local else f"GPU {estimate_memory(recipe, model_shape(recipe.model.name)).need_gb:.0f} GB"
         time = next(

@@ -317,6 +317,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from gen_emotion import __version__
+    from gen_emotion.cli.distill import add_distill_command
     from gen_emotion.pods.commands import add_commands as add_pod_commands
 
     parser = Parser(prog="gen-emotion", description="Instruction-tune language models to detect emotions in tweets.")
@@ -325,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(sub)
     add_file_commands(sub)
     add_comparison_commands(sub)
+    add_distill_command(sub)
     add_model_commands(sub)
     add_serve_command(sub)
     add_studio_command(sub)

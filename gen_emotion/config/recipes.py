@@ -245,6 +245,18 @@ class ClassifierArgs:
 
 
 @dataclass
+class DistillArgs:
+    """Soft targets for a classifier: a teacher's probabilities beside the labels (``distill`` sets them)."""
+
+    teacher: str | None = arg(
+        None,
+        "a probabilities CSV (as a cv or ensemble folder's oof_probs.csv) with a soft target for every training row",
+    )
+    alpha: float = arg(0.5, "the soft targets' share of the loss (0: the labels only, 1: the teacher's)", low=0, high=1)
+    temperature: float = arg(1.0, "both logits are divided by it in the soft term, scaled by its square", above=0)
+
+
+@dataclass
 class Recipe:
     """One model setup, end to end."""
 
@@ -258,6 +270,7 @@ class Recipe:
     train: TrainArgs = arg(factory=TrainArgs)
     generate: GenerateArgs = arg(factory=GenerateArgs)
     classifier: ClassifierArgs = arg(factory=ClassifierArgs)
+    distill: DistillArgs = arg(factory=DistillArgs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -291,6 +304,8 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         )
     if recipe.classifier.pooling == "mean" and recipe.classifier.use_lora:
         raise RecipeError(f"{where}: classifier.pooling: mean needs classifier.use_lora: false (full fine-tuning)")
+    if recipe.distill.teacher is not None and not kind.soft_targets:
+        raise RecipeError(f"{where}: distill.teacher trains on soft targets, which task {recipe.task!r} cannot use")
     _check_labels(recipe, where)
     g = recipe.generate
     if g.probabilities and g.probability_source == "samples" and g.num_samples < 2:

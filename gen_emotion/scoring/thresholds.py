@@ -82,6 +82,13 @@ def apply_thresholds(probs: Any, thresholds: Any) -> np.ndarray:
 def cross_validated_macro_f1(y_true: Any, probs: Any, folds: int = 5, seed: int = 0) -> float:
     """An honest estimate of thresholded macro-F1 on unseen rows: thresholds tuned on the other
     folds of the held-out rows are applied to each fold, and the pooled predictions are scored."""
+    return macro_f1(check_label_matrix(y_true, "y_true"), cross_validated_predictions(y_true, probs, folds, seed))
+
+
+def cross_validated_predictions(y_true: Any, probs: Any, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """The pooled 0/1 predictions that ``cross_validated_macro_f1`` scores: each fold of the rows cut at thresholds
+    tuned on the others. Two models' predictions from the same ``seed`` are paired row by row
+    (``metrics.paired_bootstrap``)."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     # Thresholds fit the noise of the rows they are tuned on: their in-sample macro-F1 is optimistic, most for rare
@@ -97,7 +104,7 @@ def cross_validated_macro_f1(y_true: Any, probs: Any, folds: int = 5, seed: int 
     splitter = MultilabelStratifiedKFold(n_splits=min(folds, len(y)), shuffle=True, random_state=seed)
     for tune_idx, apply_idx in splitter.split(np.zeros((len(y), 1)), y):
         predictions[apply_idx] = apply_thresholds(p[apply_idx], tune_thresholds(y[tune_idx], p[tune_idx]))
-    return macro_f1(y, predictions)
+    return predictions
 
 
 @dataclass

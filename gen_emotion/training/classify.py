@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gen_emotion.config.recipes import ClassifierArgs, ModelArgs, Recipe, TrainArgs, label_set
+from gen_emotion.config.recipes import ClassifierArgs, DistillArgs, ModelArgs, Recipe, TrainArgs, label_set
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.data.dataset import EmotionData
 from gen_emotion.models.loading import (
@@ -29,6 +29,7 @@ from gen_emotion.models.loading import (
     torch_dtype,
 )
 from gen_emotion.scoring.metrics import macro_f1
+from gen_emotion.training.distillation import distillation_loss, soft_targets
 from gen_emotion.training.trainers import CHECKPOINT_DIR, train_and_save, trainer_arguments, training_callbacks
 
 log = logging.getLogger(__name__)
@@ -178,45 +179,52 @@ def encode(tokenizer: Any, texts: list[str], settings: ClassifierArgs) -> list[l
     return [ids if ids else [tokenizer.pad_token_id] for ids in encoded]
 
 
-def build_rows(tokenizer: Any, data: EmotionData, settings: ClassifierArgs) -> list[dict[str, Any]]:
-    """Training rows: token ids and the 11 labels as floats."""
+def build_rows(
+    tokenizer: Any, data: EmotionData, settings: ClassifierArgs, soft: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Training rows: token ids, the labels as floats, and the teacher's soft targets where given (``distillation``)."""
     if data.labels is None:
         raise GenEmotionError(f"{data.source}: training needs labels")
     ids = encode(tokenizer, data.texts, settings)
-    return [{"input_ids": row, "labels": [float(v) for v in vector]} for row, vector in zip(ids, data.labels)]
+    rows = [{"input_ids": row, "labels": [float(v) for v in vector]} for row, vector in zip(ids, data.labels)]
+    for row, targets in zip(rows, soft if soft is not None else []):
+        row["soft"] = targets.tolist()
+    return rows
 
 
 def make_collator(tokenizer: Any) -> Any:
-    """Pad token ids on the right, build the attention mask, stack the float labels."""
+    """Pad token ids on the right, build the attention mask, stack the float labels (and soft targets)."""
     import torch
 
     def collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         batch = tokenizer.pad([{"input_ids": r["input_ids"]} for r in rows], padding=True, return_tensors="pt")
-        if "labels" in rows[0]:
-            batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.float32)
+        for key in ("labels", "soft"):
+            if key in rows[0]:
+                batch[key] = torch.tensor([r[key] for r in rows], dtype=torch.float32)
         return dict(batch)
 
     return collate
 
 
 def _weighted_bce_trainer() -> type:
-    """``Trainer`` whose loss is ``BCEWithLogitsLoss`` with the per-label ``pos_weight`` of the training rows."""
-    import torch.nn.functional as F
+    """``Trainer`` whose loss is ``BCEWithLogitsLoss`` with the per-label ``pos_weight`` of the training rows, mixed
+    with a teacher's soft targets where the rows carry them (``distillation.distillation_loss``)."""
     from transformers import Trainer
 
     class WeightedBCETrainer(Trainer):
         loss_is_scaled_for_ga = False  # a mean per micro-batch: let Trainer divide by grad_accum
 
-        def __init__(self, *args: Any, pos_weight: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, pos_weight: Any, distill: DistillArgs, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.pos_weight = pos_weight
+            self.distill = distill
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
+            labels, soft = inputs.pop("labels"), inputs.pop("soft", None)
             outputs = model(**inputs)
             logits = outputs.logits.float()
             weight = self.pos_weight.to(device=logits.device)
-            loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=weight)
+            loss = distillation_loss(logits, labels, soft, weight, self.distill)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedBCETrainer
@@ -277,13 +285,18 @@ def train_classifier(
         model = add_lora(model, recipe)
     settings = recipe.classifier
     weights = pos_weight(train_data.labels, settings.pos_weight_power, settings.pos_weight_cap)
-    train_rows = build_rows(tokenizer, train_data, settings)
+    soft = soft_targets(recipe.distill, train_data)
+    train_rows = build_rows(tokenizer, train_data, settings, soft)
     eval_rows = build_rows(tokenizer, eval_data, settings) if eval_data is not None and len(eval_data) else None
     log.info(
-        "classifier %s: training on %d rows%s; pos_weight %s",
+        "classifier %s: training on %d rows%s%s; pos_weight %s",
         recipe.model.name,
         len(train_rows),
         f", validation (loss, macro-F1) on {len(eval_rows)}" if eval_rows else "",
+        ""
+        if soft is None
+        else f", soft targets from {recipe.distill.teacher} (alpha {recipe.distill.alpha:g}, "
+        f"temperature {recipe.distill.temperature:g})",
         np.round(weights, 2).tolist(),
     )
     trainer = _weighted_bce_trainer()(
@@ -294,6 +307,7 @@ def train_classifier(
         data_collator=make_collator(tokenizer),
         processing_class=tokenizer,
         pos_weight=torch.tensor(weights, dtype=torch.float32),
+        distill=recipe.distill,
         compute_metrics=validation_metrics if eval_rows is not None else None,
         callbacks=[*training_callbacks(recipe.train, has_eval=eval_rows is not None), *(callbacks or [])],
     )

