@@ -87,7 +87,7 @@ def prediction_cost(folder: Path, texts: list[str]) -> dict:
 def holdout_check(args: argparse.Namespace, minilm_set: list[str]) -> dict:
     """The teacher, the student and the plain recipe scored once on rows none of them saw (module docstring)."""
     from gen_emotion.scoring.prediction_files import read_probabilities
-    from gen_emotion.sweeps.holdout import HOLDOUT_FILE, score_holdout, split_holdout
+    from gen_emotion.sweeps.holdout import HOLDOUT_FILE, HOLDOUT_RUN, score_holdout, split_holdout
 
     root, seconds = args.out / "holdout", {}
     student = load_recipe("minilm-l6-cpu", args.student_set)
@@ -101,16 +101,14 @@ def holdout_check(args: argparse.Namespace, minilm_set: list[str]) -> dict:
         "minilm-l6-cpu", [*args.student_set, f"distill.teacher={(teacher / 'oof_probs.csv').resolve()}"]
     )
     timed("holdout: distilled run", seconds, lambda: score_holdout(distilled, data, root / "distilled"))
-    plain_dir = args.plain or root / "plain"
     if args.plain is None:
-        timed("holdout: plain run", seconds, lambda: score_holdout(student, data, plain_dir))
-    else:
-        plain_dir = plain_dir.parent
+        timed("holdout: plain run", seconds, lambda: score_holdout(student, data, root / "plain"))
     held = read_label_file(data / HOLDOUT_FILE)
     with EmotionModel.load(teacher) as model:
         probs = {"ensemble (teacher)": model.predict_proba(held.texts)}
-    for name, folder in (("distilled", root / "distilled"), ("plain", plain_dir)):
-        ids, probs[name] = read_probabilities(folder / "holdout-run" / "val_probs.csv", held.label_names)
+    runs = {"distilled": root / "distilled" / HOLDOUT_RUN, "plain": args.plain or root / "plain" / HOLDOUT_RUN}
+    for name, folder in runs.items():
+        ids, probs[name] = read_probabilities(folder / "val_probs.csv", held.label_names)
         assert ids == held.ids, f"{folder} scored other rows"
     predictions = {n: cross_validated_predictions(held.labels, p, seed=student.data.seed) for n, p in probs.items()}
     figures = {n: macro_f1(held.labels, p) for n, p in predictions.items()}

@@ -58,7 +58,7 @@ def _launcher(args: argparse.Namespace, recipe) -> object:
     return Launcher(gpus=args.gpus, accelerate_config=str(config), machines=machines)
 
 
-def _check_data(data: str | None) -> None:
+def check_data(data: str | None) -> None:
     """``--data`` names a data folder or a dataset id (``sources.source_kind``); refused at once otherwise."""
     from gen_emotion.data.sources import source_kind
 
@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise GenEmotionError(f"--backend is for generative recipes; {args.recipe} has task {recipe.task!r}")
         overrides.append(f"generate.backend={args.backend}")
     recipe, _ = resolve_for_gpus(args.recipe, overrides, args.gpus)
-    _check_data(args.data)
+    check_data(args.data)
     launcher = _launcher(args, recipe)
     run_dir = args.out or default_run_dir(recipe)
     if args.val is not None and not args.val.exists():
@@ -112,7 +112,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
     from gen_emotion.runs.folder import SUBMISSION
 
     recipe, _ = resolve_for_gpus(args.recipe, args.overrides, args.gpus)  # as launch and runpod/entry.sh do
-    _check_data(args.data)
+    check_data(args.data)
     if args.folds < 2:
         raise GenEmotionError(f"--folds must be at least 2, got {args.folds}")
     launcher = _launcher(args, recipe)
@@ -180,7 +180,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from gen_emotion.training.inspection import run_inspect
 
     recipe = load_recipe(args.recipe, list(args.overrides))
-    _check_data(args.data)
+    check_data(args.data)
     text, consistent = run_inspect(recipe, args.data or sample_data_dir(), args.rows, args.json)
     print(text)
     return 0 if consistent else 1

@@ -34,14 +34,13 @@ def add_distill_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from gen_emotion.data.sources import source_kind
+    from gen_emotion.cli.commands import check_data
     from gen_emotion.evaluation.distill import run_distill
     from gen_emotion.runs.folder import DISTILL_FILE, SUBMISSION
 
     if args.folds < 2:
         raise GenEmotionError(f"--folds must be at least 2, got {args.folds}")
-    if args.data is not None:
-        source_kind(args.data)
+    check_data(args.data)
     metrics, summary = run_distill(
         args.teacher,
         args.recipe,
