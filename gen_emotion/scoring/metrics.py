@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score, jaccard_score, precision_recall_fscore_support
 
 from gen_emotion.core.labels import LABELS
 
@@ -39,18 +38,24 @@ def _pair(y_true: Any, y_pred: Any, width: int | None = None) -> tuple[np.ndarra
 
 def macro_f1(y_true: Any, y_pred: Any) -> float:
     """Unweighted mean of the 11 per-label F1 scores (a label never predicted nor present scores 0)."""
+    from sklearn.metrics import f1_score  # here, not above: scikit-learn is 1-3 s of every command's start-up
+
     t, p = _pair(y_true, y_pred)
     return float(f1_score(t, p, average="macro", zero_division=0))
 
 
 def micro_f1(y_true: Any, y_pred: Any) -> float:
     """F1 over all label decisions pooled."""
+    from sklearn.metrics import f1_score
+
     t, p = _pair(y_true, y_pred)
     return float(f1_score(t, p, average="micro", zero_division=0))
 
 
 def jaccard(y_true: Any, y_pred: Any) -> float:
     """SemEval-2018 E-c accuracy: mean over tweets of |gold ∩ pred| / |gold ∪ pred|, 1 when both are empty."""
+    from sklearn.metrics import jaccard_score
+
     t, p = _pair(y_true, y_pred)
     return float(jaccard_score(t, p, average="samples", zero_division=1.0))
 
@@ -89,6 +94,8 @@ def _weighted_macro_f1(weights: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.
 
 def per_label(y_true: Any, y_pred: Any, names: Sequence[str] = LABELS) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 and support of each label (the columns are ``names``, in order)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     t, p = _pair(y_true, y_pred, len(names))
     precision, recall, f1, support = precision_recall_fscore_support(t, p, average=None, zero_division=0)
     return {

@@ -308,3 +308,18 @@ def test_predict_reads_texts_from_standard_input(tfidf_run, capsys, monkeypatch)
     assert len(capsys.readouterr().out.splitlines()) == 3  # the blank line is a text too
     assert main(["predict", str(tfidf_run), "--text", "x", "--input", "-"]) == 2
     assert main(["predict", str(tfidf_run), "--input", str(tfidf_run / "recipe.yaml")]) == 2  # a file needs --out
+
+
+def test_the_command_starts_without_the_heavy_libraries() -> None:
+    """Every command's process builds the parser (every command's module); scikit-learn (with SciPy and pandas),
+    PyTorch, transformers and vLLM load where they are used, not with it (scikit-learn alone was seconds of each
+    command's start-up)."""
+    code = (
+        "import json, sys\nfrom gen_emotion.cli.parser import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+        "    pass\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert "usage: gen-emotion" in result.stdout
+    loaded = set(json.loads(result.stderr.splitlines()[-1]))
+    assert "gen_emotion" in loaded
+    assert loaded.isdisjoint({"sklearn", "scipy", "pandas", "torch", "transformers", "vllm"}), loaded
