@@ -22,7 +22,7 @@ from gen_emotion.data.dataset import sample_data_dir
 from gen_emotion.data.sources import read_splits
 from gen_emotion.runs.pipeline import run_recipe
 from gen_emotion.scoring.metrics import macro_f1, paired_bootstrap
-from gen_emotion.scoring.prediction_files import read_probabilities
+from gen_emotion.scoring.prediction_files import read_probabilities, reindex
 from gen_emotion.scoring.thresholds import cross_validated_predictions
 
 RECIPES = ["minilm-l6-cpu", "mpnet-base-cpu"]
@@ -40,7 +40,6 @@ def main() -> None:
     overrides = [*SMOKE, *args.set] if args.smoke else args.set
     data = args.data or sample_data_dir()
     train = read_splits(data_source(load_recipe(args.recipes[0], overrides), data, None, None)).train
-    position = {row_id: i for i, row_id in enumerate(train.ids)}
     rows, first_ids = {}, None
     for name in args.recipes:
         recipe = load_recipe(name, overrides)
@@ -49,7 +48,7 @@ def main() -> None:
         ids, probs = read_probabilities(run_dir / "val_probs.csv", train.label_names)
         first_ids = first_ids or ids
         assert ids == first_ids, f"{name} held out other rows"
-        labels = train.labels[[position[row_id] for row_id in ids]]
+        labels = reindex(train.labels, train.ids, ids)
         training = metrics.training
         rows[name] = {
             "at_0_5": macro_f1(labels, (probs >= 0.5).astype(int)),

@@ -32,7 +32,7 @@ from gen_emotion.data.sources import read_splits
 from gen_emotion.evaluation.cv import run_cv
 from gen_emotion.runs.folder import DISTILL_FILE, OOF_PROBS, TEACHER_PROBS, Member, load_member
 from gen_emotion.scoring.metrics import macro_f1, paired_bootstrap
-from gen_emotion.scoring.prediction_files import write_probabilities
+from gen_emotion.scoring.prediction_files import reindex, write_probabilities
 from gen_emotion.scoring.run_metrics import CvMetrics
 from gen_emotion.scoring.thresholds import cross_validated_predictions
 
@@ -92,8 +92,7 @@ def compare_with_teacher(student_dir: Path, teacher: Member, seed: int) -> dict[
     """The student's and the teacher's honest macro-F1 on the student's rows (thresholds tuned on the same
     splits for both), and a paired bootstrap of the difference (student minus teacher)."""
     student = load_member(student_dir)
-    position = {row_id: i for i, row_id in enumerate(teacher.ids)}
-    teacher_probs = teacher.oof_probs[[position[row_id] for row_id in student.ids]]
+    teacher_probs = reindex(teacher.oof_probs, teacher.ids, student.ids)
     student_pred = cross_validated_predictions(student.labels, student.oof_probs, seed=seed)
     teacher_pred = cross_validated_predictions(student.labels, teacher_probs, seed=seed)
     return {

@@ -33,6 +33,7 @@ from gen_emotion.runs.folder import (
 )
 from gen_emotion.runs.locks import writing_folder
 from gen_emotion.scoring.metrics import macro_f1
+from gen_emotion.scoring.prediction_files import reindex
 from gen_emotion.scoring.run_metrics import EnsembleMetrics
 from gen_emotion.scoring.thresholds import apply_thresholds, tune_thresholds
 
@@ -40,8 +41,7 @@ from gen_emotion.scoring.thresholds import apply_thresholds, tune_thresholds
 def _reorder(values: np.ndarray | None, ids: list[str], order: list[str]) -> np.ndarray | None:
     if values is None:
         return None
-    position = {row_id: i for i, row_id in enumerate(ids)}
-    return values[[position[row_id] for row_id in order]]
+    return reindex(values, ids, order)
 
 
 def align_members(members: list[Member]) -> None:

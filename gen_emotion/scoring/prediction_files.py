@@ -94,12 +94,19 @@ def read_probabilities(path: str | Path, names: Sequence[str] = LABELS) -> tuple
         raise GenEmotionError(f"{path}: {err}") from None
 
 
+def reindex(values: np.ndarray, ids: Sequence[str], order: Sequence[str]) -> np.ndarray:
+    """The rows of ``values`` (one per ID of ``ids``) in the order of ``order``, whose IDs the caller has checked are
+    all among ``ids``."""
+    position = {row_id: i for i, row_id in enumerate(ids)}
+    return values[[position[row_id] for row_id in order]]
+
+
 def align(reference_ids: Sequence[str], predictions: EmotionData, what: str = "test") -> np.ndarray:
     """The prediction rows in ``reference_ids`` order; error on a missing, extra or repeated ID."""
     if predictions.labels is None:
         raise GenEmotionError(f"{predictions.source}: has no label columns")
-    position = {row_id: i for i, row_id in enumerate(predictions.ids)}
-    missing = [row_id for row_id in reference_ids if row_id not in position]
+    known = set(predictions.ids)
+    missing = [row_id for row_id in reference_ids if row_id not in known]
     if missing:
         raise GenEmotionError(
             f"{predictions.source}: {len(missing)} {what} ID(s) have no prediction, first {missing[0]!r}"
@@ -112,7 +119,7 @@ def align(reference_ids: Sequence[str], predictions: EmotionData, what: str = "t
         )
     if len(reference) != len(reference_ids):
         raise GenEmotionError(f"the {what} file repeats an ID")
-    return predictions.labels[[position[row_id] for row_id in reference_ids]]
+    return reindex(predictions.labels, predictions.ids, reference_ids)
 
 
 def write_submission(

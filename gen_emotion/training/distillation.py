@@ -19,7 +19,7 @@ import numpy as np
 from gen_emotion.config.recipes import DistillArgs
 from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.data.dataset import EmotionData
-from gen_emotion.scoring.prediction_files import read_probabilities
+from gen_emotion.scoring.prediction_files import read_probabilities, reindex
 
 EPSILON = 1e-6
 """Teacher probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` before their logit is taken."""
@@ -41,14 +41,14 @@ def soft_targets(settings: DistillArgs, data: EmotionData) -> np.ndarray | None:
         return None
     path = Path(settings.teacher).expanduser()
     ids, probs = read_probabilities(path, data.label_names)
-    position = {row_id: i for i, row_id in enumerate(ids)}
-    missing = [row_id for row_id in data.ids if row_id not in position]
+    known = set(ids)
+    missing = [row_id for row_id in data.ids if row_id not in known]
     if missing:
         raise GenEmotionError(
             f"{path}: no teacher probabilities for {len(missing)} training row(s), e.g. ID {missing[0]!r}; "
             "the teacher must have scored the data this run trains on"
         )
-    return tempered(probs[[position[row_id] for row_id in data.ids]], settings.temperature)
+    return tempered(reindex(probs, ids, data.ids), settings.temperature)
 
 
 def distillation_loss(logits: Any, labels: Any, soft: Any | None, pos_weight: Any, settings: DistillArgs) -> Any:

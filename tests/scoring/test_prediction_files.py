@@ -15,7 +15,13 @@ from gen_emotion.core.errors import GenEmotionError
 from gen_emotion.core.labels import LABELS
 from gen_emotion.data.dataset import DataError
 from gen_emotion.data.formats import read_label_file, read_test
-from gen_emotion.scoring.prediction_files import align, export_submission, write_predictions, write_submission
+from gen_emotion.scoring.prediction_files import (
+    align,
+    export_submission,
+    reindex,
+    write_predictions,
+    write_submission,
+)
 
 
 def read_rows(path: Path) -> list[list[str]]:
@@ -156,6 +162,14 @@ def test_align_errors():
     unlabelled = EmotionData(ids=["a"], texts=[""], labels=None, source="p.csv")
     with pytest.raises(GenEmotionError, match="p.csv"):
         align(["a"], unlabelled)
+
+
+def test_reindex_puts_rows_in_the_asked_order_and_may_take_a_subset():
+    values = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    assert reindex(values, ["x", "y", "z"], ["z", "x"]).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    assert reindex(values, ["x", "y", "z"], ["x", "y", "z"]).tolist() == values.tolist()
+    with pytest.raises(KeyError):  # the callers check coverage first; an unchecked gap is a bug, not a user's error
+        reindex(values, ["x", "y", "z"], ["w"])
 
 
 def test_write_submission_rejects_repeated_ids(tmp_path):
