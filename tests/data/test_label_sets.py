@@ -204,7 +204,7 @@ def test_tfidf_run_and_cv_on_the_six_label_sample(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_generation_run_on_the_six_label_sample(tmp_path):
     run_dir, data = tmp_path / "run", first_rows(SIX, tmp_path / "six", 100, 24)  # 10 held out, 24 test rows
-    overrides = ["train.max_steps=3", "generate.probabilities=true", "generate.num_samples=3"]
+    overrides = ["train.max_steps=2", "train.batch_size=8", "generate.probabilities=true", "generate.num_samples=3"]
     assert main(["run", RECIPE, *overrides, "--data", str(data), "--out", str(run_dir)]) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["outputs"]["canonical_share"] == 1.0 and list(metrics["held_out"]["per_label"]) == list(NAMES)

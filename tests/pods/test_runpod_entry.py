@@ -326,8 +326,10 @@ def test_predict_writes_a_downloaded_files_predictions_into_the_finished_run(tmp
 @pytest.mark.slow
 def test_local_pod_flow_end_to_end(tmp_path, small_sample_dir):
     """The pod's whole flow but the API call: launch's environment, entry.sh, a real (tiny) training run (on the
-    sample's first 100 training and 24 test rows)."""
-    env = pod_environment(TINY, "e2e")
+    sample's first 100 training and 24 test rows). It generates with transformers: the recipe's compiled vLLM engine
+    took 3 of this test's 4 minutes on CPU, and is tested on its own (test_vllm_backend)."""
+    overrides = [*TINY, "generate.backend=transformers"]
+    env = pod_environment(overrides, "e2e")
     workspace = tmp_path / "ws"
     result = entry(["--local", str(workspace), "--data", small_sample_dir.as_uri()], env, timeout=1800)
     run_dir = workspace / "runs" / "e2e"
@@ -340,7 +342,7 @@ def test_local_pod_flow_end_to_end(tmp_path, small_sample_dir):
     assert len(rows) == 1 + 24
     # The pod ran exactly the recipe launch resolved, overrides included.
     sent = recipe_from_dict(yaml.safe_load(base64.b64decode(env["GEN_EMOTION_RECIPE_B64"])))
-    assert sent == load_recipe(CPU_RECIPE, TINY)
+    assert sent == load_recipe(CPU_RECIPE, overrides)
     assert recipe_from_dict(yaml.safe_load((run_dir / "recipe.yaml").read_text())) == sent
     assert (run_dir / "entry.log").is_file() and (run_dir / "metrics.json").is_file()
 

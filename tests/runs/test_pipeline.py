@@ -281,8 +281,9 @@ def test_predicting_the_test_file_reproduces_the_runs_submission_and_probabiliti
 
 
 def test_a_generation_cv_with_branch_probabilities_predicts_as_it_submitted(tmp_path: Path) -> None:
-    """A 2-fold cv of SmolLM2 with branch probabilities: its folder (and its export) predicts the test rows it
-    cross-validated exactly as its submission, the fold models loaded once in one process for every call."""
+    """A 2-fold cv of SmolLM2 with branch probabilities: its folder (``predict``) and its export (``EmotionModel``)
+    predict the test rows it cross-validated exactly as its submission, the fold models loaded once in one process
+    for every call."""
     from gen_emotion.scoring.prediction_files import write_table
     from gen_emotion.serving.notebook import EmotionModel
 
@@ -294,19 +295,21 @@ def test_a_generation_cv_with_branch_probabilities_predicts_as_it_submitted(tmp_
     write_table(rows, ["ID", "Tweet"], zip(test.ids[:16], test.texts[:16]))
     exported = tmp_path / "model"
     run_cli("export-model", str(cv_dir), "--out", str(exported))
-    for folder in (cv_dir, exported):
-        out = tmp_path / f"{folder.name}.csv"
-        run_cli("predict", str(folder), "--input", str(rows), "--out", str(out))
-        assert read_label_file(out).labels.tolist() == read_label_file(cv_dir / "submission.csv").labels.tolist()
-        probs = read_label_probs(tmp_path / f"{folder.name}_probs.csv")
-        assert np.abs(probs - read_label_probs(cv_dir / "test_probs.csv")).max() <= 1e-5
+    submitted = read_label_file(cv_dir / "submission.csv").labels
+    submitted_probs = read_label_probs(cv_dir / "test_probs.csv")
+    out = tmp_path / "predicted.csv"
+    run_cli("predict", str(cv_dir), "--input", str(rows), "--out", str(out))
+    assert read_label_file(out).labels.tolist() == submitted.tolist()
+    assert np.abs(read_label_probs(tmp_path / "predicted_probs.csv") - submitted_probs).max() <= 1e-5
     with EmotionModel.load(exported) as model:
-        first = model.predict(test.texts[:3])
+        first = model.predict(test.texts[:16])
         session = model.predictor.models.session.process
         again = model.predict(test.texts[:3])
         assert model.predictor.models.session.process is session and session.poll() is None  # still loaded
     assert session.poll() is not None  # closed with the with block
-    assert np.array_equal(first.labels, again.labels) and np.allclose(first.probs, again.probs)
+    assert first.labels.tolist() == submitted.tolist() and np.abs(first.probs - submitted_probs).max() <= 1e-5
+    # a batch of 3 against one of 16: the same labels, probabilities within the files' rounding
+    assert np.array_equal(first.labels[:3], again.labels) and np.abs(first.probs[:3] - again.probs).max() <= 1e-5
 
 
 def test_vllm_serving_the_adapter_parses_as_transformers_on_greedy_decoding(
@@ -335,8 +338,9 @@ def test_vllm_serving_the_adapter_parses_as_transformers_on_greedy_decoding(
     ],
 )
 def test_run_end_to_end_on_the_real_templates(fixture, template, backend, request, data: Path, tmp_path: Path) -> None:
-    """``gen-emotion run`` with a few steps on tiny models of the real families, then ``predict`` with the other
-    backend on the same run: every output in the grammar, one BOS, the date pinned in the saved tokenizer."""
+    """``gen-emotion run`` with a few steps on tiny models of the real families: every output in the grammar, the
+    prompt ids of training and of both backends the same (``inspect``), one BOS, the date pinned in the saved
+    tokenizer. (A run predicting with the other backend: test_vllm_serving_the_adapter_parses_as_transformers.)"""
     model = request.getfixturevalue(fixture)
     run_dir = tmp_path / "run"
     overrides = [
@@ -374,7 +378,4 @@ def test_run_end_to_end_on_the_real_templates(fixture, template, backend, reques
 
         saved = AutoTokenizer.from_pretrained(run_dir / "adapter").chat_template
         assert "set date_string = '26 Jul 2024'" in saved
-    other = "transformers" if backend == "vllm" else "vllm"
-    out = tmp_path / "other.csv"
-    run_cli("predict", str(run_dir), "--input", str(data / "test.csv"), "--out", str(out), "--backend", other)
-    assert all(is_canonical(o) for o in read_outputs(out))
+    assert all(is_canonical(o) for o in read_outputs(run_dir / "test_predictions.csv"))
