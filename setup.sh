@@ -20,7 +20,7 @@ pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 # studio's browser tests' Debian chromium (never a browser build downloaded by playwright), installed quietly where
 # it is missing on a Debian or Ubuntu machine run as root; elsewhere those tests are skipped.
 logs=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$logs"' EXIT  # a failed install leaves no download running
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$logs"' EXIT  # a failed install leaves no download running
 scripts/fetch_encoders.sh .venv/bin/python >"$logs/encoders" 2>&1 &
 encoders=$!
 scripts/fetch_tokenizers.sh >"$logs/tokenizers" 2>&1 &
